@@ -1,0 +1,40 @@
+# Two entry points for a newcomer: `make run` and `make test`. Each creates the
+# virtual environment on first use (and again whenever pyproject.toml changes).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+MODEL ?=
+
+.PHONY: run test lint format checkpoint clean
+
+$(VENV)/.app-installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e .
+	touch $@
+
+# The dev extra adds the reference stack (CPU torch, transformers). PyPI's
+# torchvision wheels are CUDA builds; we only need its pure-tensor transforms
+# (transformers' image processors import it), so it goes in without its deps.
+$(VENV)/.dev-installed: $(VENV)/.app-installed
+	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet --no-deps torchvision==0.29.1
+	touch $@
+
+run: $(VENV)/.app-installed
+	$(PY) -m app $(if $(MODEL),--model "$(MODEL)")
+
+test: $(VENV)/.dev-installed
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.dev-installed
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+format: $(VENV)/.dev-installed
+	$(VENV)/bin/ruff format . && $(VENV)/bin/ruff check --fix .
+
+# A tiny random checkpoint in the real Hugging Face layout, for trying the app offline.
+checkpoint: $(VENV)/.app-installed
+	$(PY) -m app make-test-checkpoint $(or $(OUT),tiny-gemma4)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

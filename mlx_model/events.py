@@ -1,0 +1,104 @@
+"""Typed events streamed by `Engine.stream`: what the app, the CLI and the server consume.
+
+One generation yields, in order: optional `PrefillProgress` events, then any mix of
+`ThinkingDelta`, `TextDelta` and `ToolCallEvent`, and finally exactly one `Finished`
+(carrying `GenerationStats`) or one `GenerationError`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+StopReason = Literal["end_of_turn", "eos", "tool_call", "length", "cancelled", "stop_string"]
+
+
+@dataclass(frozen=True)
+class PrefillProgress:
+    """Prefill of a long prompt advanced: `done` of `total` prompt tokens are in the cache."""
+
+    done: int
+    total: int
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    """New answer text (already detokenized; never splits a character)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class ThinkingDelta:
+    """New text of the model's thinking channel (`<|channel>thought ... <channel|>`)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """A complete function call the model asked for."""
+
+    name: str
+    arguments: dict[str, Any]
+    id: str = ""
+
+
+@dataclass(frozen=True)
+class ToolCallEvent:
+    """The model emitted a complete tool call."""
+
+    call: ToolCall
+
+
+@dataclass(frozen=True)
+class ToolResultEvent:
+    """A tool was executed by the engine's function-calling loop and its result appended."""
+
+    call: ToolCall
+    result: Any
+    error: str | None = None
+
+
+@dataclass
+class GenerationStats:
+    """Numbers for one `stream` call; the last event carries them."""
+
+    prefilled_tokens: int = 0  # prompt tokens actually run through prefill in this call
+    cached_tokens: int = 0  # prompt tokens reused from the prompt cache
+    generated_tokens: int = 0
+    context_tokens: int = 0  # tokens in the context after generation
+    context_limit: int = 0
+    ttft_s: float = 0.0
+    prefill_tps: float = 0.0
+    decode_tps: float = 0.0
+    peak_memory_bytes: int = 0
+    stop_reason: StopReason = "eos"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Finished:
+    """Generation ended normally (or was cancelled); `stats.stop_reason` says why."""
+
+    stats: GenerationStats
+    token_ids: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class GenerationError:
+    """Generation failed; `kind` is a stable machine-readable category, `message` is for people."""
+
+    kind: str  # e.g. "context_overflow", "media", "memory", "cancelled", "internal"
+    message: str
+
+
+EngineEvent = (
+    PrefillProgress
+    | TextDelta
+    | ThinkingDelta
+    | ToolCallEvent
+    | ToolResultEvent
+    | Finished
+    | GenerationError
+)

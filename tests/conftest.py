@@ -1,0 +1,47 @@
+"""Fixtures shared by the whole suite: tiny checkpoints in the real Hugging Face layout.
+
+Package-specific fixtures live in tests/<package>/conftest.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+import pytest
+
+# Qt must never try to open a real display in the test suite.
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# Nothing in the suite may reach the network (model downloads are tested against 127.0.0.1).
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+from mlx_model.testing.checkpoint_factory import write_tiny_checkpoint  # noqa: E402
+from mlx_model.testing.reference import prepare_torchvision_import  # noqa: E402
+
+# transformers' image/video processors import torchvision; make that import work beside
+# the CPU-only torch before any test module imports transformers.
+# (The reference stack is the dev extra; without torch there is nothing to prepare.)
+with contextlib.suppress(ImportError):
+    prepare_torchvision_import()
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A float32 checkpoint (single safetensors file): exact parity with transformers."""
+    return write_tiny_checkpoint(tmp_path_factory.mktemp("tiny-f32"), seed=0, dtype="float32")
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint_bf16(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same kind of checkpoint stored in bfloat16, as the original 12B is."""
+    return write_tiny_checkpoint(tmp_path_factory.mktemp("tiny-bf16"), seed=0, dtype="bfloat16")
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint_sharded(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A float32 checkpoint in three shards with `model.safetensors.index.json`."""
+    return write_tiny_checkpoint(
+        tmp_path_factory.mktemp("tiny-sharded"), seed=0, dtype="float32", shards=3
+    )

@@ -1,0 +1,1 @@
+"""Gemma Desk user interface: PySide6 widgets only (thin over app/)."""
