@@ -414,10 +414,14 @@ def weight_shapes(config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
     """Every tensor of the checkpoint under its on-disk name, with its shape."""
     text = config["text_config"]
     hidden = text["hidden_size"]
-    layer_types = text.get("layer_types") or [
-        "sliding_attention" if (i + 1) % 6 else "full_attention"
-        for i in range(text["num_hidden_layers"])
-    ]
+    layer_types = list(
+        text.get("layer_types")
+        or [
+            "sliding_attention" if (i + 1) % 6 else "full_attention"
+            for i in range(text["num_hidden_layers"])
+        ]
+    )
+    layer_types[-1] = "full_attention"  # as transformers' config does, whatever the file says
     shapes: dict[str, tuple[int, ...]] = {
         "model.language_model.embed_tokens.weight": (text["vocab_size"], hidden),
         "model.language_model.norm.weight": (hidden,),

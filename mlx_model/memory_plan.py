@@ -1,0 +1,594 @@
+"""Memory plan before loading: weights at the chosen precision + KV cache + headroom vs the device.
+
+On Apple Silicon the CPU and GPU share one memory pool and macOS swaps (or kills the app)
+long before the nominal size is reached, so the loader plans first:
+
+- weights: every tensor of the model at the chosen precision (quantized modules with their
+  scales and biases), counted from the config alone: the network is instantiated lazily
+  (MLX arrays are not materialized until evaluated), so the 12B costs nothing to inspect;
+- KV cache at the chosen context: sliding layers are bounded by the window (plus one prefill
+  chunk, which a rotating cache holds on top of the window while it is being written), full
+  layers grow with the context; k_eq_v layers still cache both K and V; `kv_bits` quantizes
+  the full layers' cache as `mlx_model.cache.make_cache` does;
+- working headroom: activations of one prefill chunk (hidden states, attention, MLP, masks),
+  the logits of the positions a step keeps (`logits_to_keep`), one full layer's KV growth
+  copy and a fixed runtime reserve;
+
+against the device budget: Metal's recommended working set on a Mac, physical memory
+elsewhere. If it does not fit, `MemoryPlanError` says what would.
+
+`apply_memory_limits(plan)` turns a plan into MLX limits (see docs/MEMORY.md).
+
+Also the `gemma-desk plan` subcommand (`add_arguments`, `run`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import mlx.core as mx
+import mlx.nn as nn
+from mlx.utils import tree_flatten
+
+from .config import ModelConfig
+from .quantization import (
+    QuantizationRecipe,
+    check_bits,
+    params_from_config,
+    quantizable_modules,
+    quantized_nbytes,
+)
+
+REFERENCE_CONFIG = (
+    Path(__file__).resolve().parent / "reference_configs" / "gemma-4-12B-it.config.json"
+)
+GB = 1_000_000_000  # plans are printed in decimal GB (10^9 bytes)
+DEFAULT_PREFILL_CHUNK = 512
+# Positions whose logits a step computes: generation asks for the last one only
+# (`logits_to_keep=1`); a speculative verification step for a few more.
+DEFAULT_LOGITS_POSITIONS = 16
+RUNTIME_RESERVE_BYTES = 256 << 20  # MLX/Metal runtime, kernels, small buffers
+KV_GROUP_SIZE = 64
+_DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+
+
+class MemoryPlanError(RuntimeError):
+    """The requested model/context does not fit the device; the message proposes what does."""
+
+    def __init__(self, message: str, plan: MemoryPlan, alternatives: list[MemoryPlan]):
+        super().__init__(message)
+        self.plan = plan
+        self.alternatives = alternatives
+
+
+class MemoryLimitError(MemoryError):
+    """An allocation or a context length would go past the applied memory plan."""
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    """Bytes the model will need, by part, and the budget they are measured against."""
+
+    parameter_count: int  # as transformers counts them (layer_scalar buffers excluded)
+    bits: int | None  # None: weights stay in their float dtype
+    group_size: int
+    embedding_bits: int | None
+    context_length: int
+    kv_bits: int | None
+    dtype_bytes: int  # activations, KV cache and unquantized weights
+    prefill_chunk: int
+    weights_bytes: int
+    kv_bytes: int
+    kv_bytes_per_token_full: float
+    kv_bytes_sliding: int
+    headroom_bytes: int
+    budget_bytes: int
+    budget_source: str
+    breakdown: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def total_bytes(self) -> int:
+        return self.weights_bytes + self.kv_bytes + self.headroom_bytes
+
+    @property
+    def fits(self) -> bool:
+        return self.total_bytes <= self.budget_bytes
+
+    @property
+    def weights_label(self) -> str:
+        if self.bits is None:
+            return f"{8 * self.dtype_bytes}-bit float weights"
+        label = f"{self.bits}-bit weights"
+        if self.embedding_bits is not None and self.embedding_bits != self.bits:
+            label += f" ({self.embedding_bits}-bit embedding)"
+        return label
+
+    def summary(self) -> str:
+        """One line: '4-bit weights and 32K context fit in 11.2 of 16.0 GB'."""
+        kv = f", {self.kv_bits}-bit KV" if self.kv_bits else ""
+        verb = "fit in" if self.fits else "need"
+        return (
+            f"{self.weights_label}{kv} and {format_context(self.context_length)} context {verb} "
+            f"{_gb(self.total_bytes)} of {_gb(self.budget_bytes)} GB"
+        )
+
+    def describe(self) -> str:
+        """A multi-line table for `gemma-desk plan`."""
+        lines = [
+            f"parameters:        {self.parameter_count:,} ({self.parameter_count / 1e9:.2f} B)",
+            f"weights:           {_gb(self.weights_bytes):>7} GB  ({self.weights_label}"
+            + (f", group {self.group_size}" if self.bits else "")
+            + ")",
+            f"KV cache:          {_gb(self.kv_bytes):>7} GB  ({format_context(self.context_length)} "
+            f"tokens; full layers {self.kv_bytes_per_token_full / 1024:.1f} KiB/token"
+            + (f" at {self.kv_bits} bits" if self.kv_bits else "")
+            + f", sliding layers {_gb(self.kv_bytes_sliding)} GB bounded by the window)",
+            f"working headroom:  {_gb(self.headroom_bytes):>7} GB  (prefill chunk of "
+            f"{self.prefill_chunk} tokens: activations, logits, KV growth, runtime)",
+            f"total:             {_gb(self.total_bytes):>7} GB",
+            f"device budget:     {_gb(self.budget_bytes):>7} GB  ({self.budget_source})",
+            ("fits: " if self.fits else "does NOT fit: ") + self.summary(),
+        ]
+        return "\n".join(lines)
+
+
+def format_context(tokens: int) -> str:
+    """8192 -> '8K', 262144 -> '256K', 1000 -> '1000'."""
+    return f"{tokens // 1024}K" if tokens % 1024 == 0 and tokens >= 1024 else str(tokens)
+
+
+def parse_context(text: str) -> int:
+    """'8K', '128k', '32768' -> tokens (K = 1024)."""
+    text = text.strip().lower()
+    if text.endswith("k"):
+        return int(float(text[:-1]) * 1024)
+    return int(text)
+
+
+def _gb(n: float) -> str:
+    return f"{n / GB:.1f}"
+
+
+# --------------------------------------------------------------------------- counting
+
+
+def instantiate_lazily(config: ModelConfig) -> nn.Module:
+    """The network with unevaluated (lazy) parameters: shapes without memory."""
+    from .gemma4_unified import Model
+
+    return Model(config)
+
+
+def parameter_count(config: ModelConfig | nn.Module) -> int:
+    """Parameters as transformers counts them: every weight, tied head once, no layer_scalar."""
+    model = config if isinstance(config, nn.Module) else instantiate_lazily(config)
+    return sum(
+        v.size for k, v in tree_flatten(model.parameters()) if not k.endswith("layer_scalar")
+    )
+
+
+def weights_nbytes(
+    model: nn.Module,
+    *,
+    bits: int | None,
+    group_size: int,
+    dtype_bytes: int,
+    embedding_bits: int | None = None,
+    quantization: dict[str, Any] | None = None,
+) -> tuple[int, dict[str, int]]:
+    """Bytes of `model`'s weights at a precision, without materializing anything.
+
+    `quantization` (a pre-quantized checkpoint's config entry) wins over `bits`.
+    Returns (total, {"quantized": ..., "float": ...}).
+    """
+    recipe = QuantizationRecipe(bits, group_size, embedding_bits) if bits is not None else None
+    quantized_params: dict[str, dict[str, Any]] = {}
+    for path, module in quantizable_modules(model):
+        if quantization is not None:
+            params = params_from_config(quantization, path)
+            if params is not None and module["weight"].shape[-1] % params["group_size"]:
+                params = None
+        elif recipe is not None:
+            params = recipe.params_for(path, module)
+        else:
+            params = None
+        if params is not None:
+            quantized_params[f"{path}.weight" if path else "weight"] = params
+    total_q = total_f = 0
+    for name, value in tree_flatten(model.parameters()):
+        params = quantized_params.get(name)
+        if params is not None:
+            total_q += quantized_nbytes(
+                value.shape, params["bits"], params["group_size"], dtype_bytes
+            )
+        else:
+            total_f += value.size * dtype_bytes
+    return total_q + total_f, {"quantized": total_q, "float": total_f}
+
+
+def kv_cache_nbytes(
+    config: ModelConfig,
+    context_length: int,
+    *,
+    dtype_bytes: int,
+    kv_bits: int | None = None,
+    prefill_chunk: int = DEFAULT_PREFILL_CHUNK,
+) -> tuple[int, float, int]:
+    """(total bytes, full-layer bytes per token, sliding-layer bytes) of the KV cache."""
+    per_token_full = 0.0
+    sliding = 0
+    if kv_bits is not None:
+        elem_full = kv_bits / 8 + 2 * dtype_bytes / KV_GROUP_SIZE  # packed + scale + bias
+    else:
+        elem_full = float(dtype_bytes)
+    for spec in config.text_config.layers:
+        if not spec.has_kv_projections:
+            continue  # KV-shared "reuse" layers read another layer's cache
+        per_token_elems = 2 * spec.num_key_value_heads * spec.head_dim  # K and V (also k_eq_v)
+        if spec.is_sliding:
+            held = min(context_length, (spec.sliding_window or context_length) + prefill_chunk)
+            sliding += held * per_token_elems * dtype_bytes
+        else:
+            per_token_full += per_token_elems * elem_full
+    total = sliding + int(math.ceil(per_token_full * context_length))
+    return total, per_token_full, sliding
+
+
+def headroom_nbytes(
+    config: ModelConfig,
+    context_length: int,
+    *,
+    dtype_bytes: int,
+    prefill_chunk: int = DEFAULT_PREFILL_CHUNK,
+    kv_bits: int | None = None,
+) -> tuple[int, dict[str, int]]:
+    """Working memory of one prefill chunk, by part (an estimate; see docs/MEMORY.md)."""
+    text = config.text_config
+    c = min(prefill_chunk, context_length)
+    widest_q = max(text.num_attention_heads * s.head_dim for s in text.layers)
+    widest_kv = max(2 * s.num_key_value_heads * s.head_dim for s in text.layers)
+    inter = max(s.intermediate_size for s in text.layers)
+    parts = {
+        # residual stream, normed copies, attention output, q/k/v of the widest layer
+        "activations": c * (4 * text.hidden_size + 2 * widest_q + widest_kv) * dtype_bytes
+        # gate, up and their product in the MLP
+        + 3 * c * inter * dtype_bytes,
+        # boolean masks of the chunk against every key, and their temporaries while built
+        # (the fused Metal attention kernel does not materialize the scores)
+        "masks": 4 * c * context_length,
+        # logits of the kept positions (not the whole chunk: `logits_to_keep`) and the
+        # softcap's temporary, in float32 at most
+        "logits": 2 * min(DEFAULT_LOGITS_POSITIONS, c) * text.vocab_size * max(dtype_bytes, 4),
+        # a growing full-layer cache is copied when it grows: one layer's worth at a time
+        "kv_growth": 0,
+        "runtime": RUNTIME_RESERVE_BYTES,
+    }
+    full_layers = [s for s in text.layers if not s.is_sliding and s.has_kv_projections]
+    if full_layers:
+        s = max(full_layers, key=lambda s: s.num_key_value_heads * s.head_dim)
+        elem = (kv_bits / 8 + 2 * dtype_bytes / KV_GROUP_SIZE) if kv_bits else dtype_bytes
+        parts["kv_growth"] = int(2 * s.num_key_value_heads * s.head_dim * context_length * elem)
+    return sum(parts.values()), parts
+
+
+# --------------------------------------------------------------------------- budget
+
+
+def device_budget() -> tuple[int, str]:
+    """(bytes, where the number comes from): Metal's recommended working set, else RAM."""
+    if mx.metal.is_available():
+        info = mx.device_info() if hasattr(mx, "device_info") else mx.metal.device_info()
+        size = info.get("max_recommended_working_set_size")
+        if size:
+            return int(size), "Metal max_recommended_working_set_size"
+    import psutil
+
+    return int(psutil.virtual_memory().total), "physical memory (psutil)"
+
+
+# --------------------------------------------------------------------------- planning
+
+
+def plan_memory(
+    config: ModelConfig,
+    *,
+    bits: int | None,
+    context_length: int,
+    kv_bits: int | None = None,
+    device_budget_bytes: int | None = None,
+    group_size: int = 64,
+    embedding_bits: int | None = None,
+    dtype_bytes: int = 2,
+    prefill_chunk: int = DEFAULT_PREFILL_CHUNK,
+    model: nn.Module | None = None,
+    raise_if_too_big: bool = True,
+) -> MemoryPlan:
+    """Plan weights + KV + headroom against the device budget.
+
+    `bits` None keeps the float weights (`dtype_bytes` each); a pre-quantized config
+    (`config.quantization`) is counted as stored. Raises `MemoryPlanError` proposing what
+    fits if the total exceeds the budget (unless `raise_if_too_big` is False).
+    """
+    if bits is not None:
+        check_bits(bits)
+    if kv_bits is not None and kv_bits not in (4, 8):
+        raise ValueError(f"kv_bits must be 4, 8 or None, got {kv_bits}")
+    if context_length < 1:
+        raise ValueError(f"context_length must be positive, got {context_length}")
+    limit = config.text_config.max_position_embeddings
+    if context_length > limit:
+        raise ValueError(
+            f"context_length {context_length} exceeds the model's max_position_embeddings ({limit})"
+        )
+    model = model if model is not None else instantiate_lazily(config)
+    if device_budget_bytes is None:
+        budget, source = device_budget()
+    else:
+        budget, source = int(device_budget_bytes), "given budget"
+    plan = _plan(
+        config, model, bits, group_size, embedding_bits, context_length, kv_bits,
+        dtype_bytes, prefill_chunk, budget, source,
+    )  # fmt: skip
+    if plan.fits or not raise_if_too_big:
+        return plan
+    alternatives = propose_alternatives(config, plan, model=model)
+    raise MemoryPlanError(_too_big_message(plan, alternatives), plan, alternatives)
+
+
+def _plan(config, model, bits, group_size, embedding_bits, context, kv_bits, dtype_bytes,
+          prefill_chunk, budget, source) -> MemoryPlan:  # fmt: skip
+    quantization = config.quantization
+    if quantization is not None:  # pre-quantized: counted as stored
+        bits = int(quantization.get("bits", bits or 4))
+        group_size = int(quantization.get("group_size", group_size))
+    weights, w_parts = weights_nbytes(
+        model,
+        bits=bits,
+        group_size=group_size,
+        dtype_bytes=dtype_bytes,
+        embedding_bits=embedding_bits,
+        quantization=quantization,
+    )
+    kv, per_token_full, sliding = kv_cache_nbytes(
+        config, context, dtype_bytes=dtype_bytes, kv_bits=kv_bits, prefill_chunk=prefill_chunk
+    )
+    headroom, h_parts = headroom_nbytes(
+        config, context, dtype_bytes=dtype_bytes, prefill_chunk=prefill_chunk, kv_bits=kv_bits
+    )
+    breakdown = {f"weights.{k}": v for k, v in w_parts.items()}
+    breakdown.update({f"headroom.{k}": v for k, v in h_parts.items()})
+    return MemoryPlan(
+        parameter_count=parameter_count(model),
+        bits=bits,
+        group_size=group_size,
+        embedding_bits=embedding_bits,
+        context_length=context,
+        kv_bits=kv_bits,
+        dtype_bytes=dtype_bytes,
+        prefill_chunk=prefill_chunk,
+        weights_bytes=weights,
+        kv_bytes=kv,
+        kv_bytes_per_token_full=per_token_full,
+        kv_bytes_sliding=sliding,
+        headroom_bytes=headroom,
+        budget_bytes=budget,
+        budget_source=source,
+        breakdown=breakdown,
+    )
+
+
+def propose_alternatives(
+    config: ModelConfig, plan: MemoryPlan, *, model: nn.Module | None = None
+) -> list[MemoryPlan]:
+    """Plans that fit, best first: same weights with a shorter context, 4-bit weights, quantized KV.
+
+    For each weight precision (the requested one, then 4 bits if it was wider; pre-quantized
+    checkpoints keep theirs) and KV precision (as requested, then 8 and 4 bits), the longest
+    context (halving from the requested one, at least 1K) that fits.
+    """
+    model = model if model is not None else instantiate_lazily(config)
+    weight_options: list[int | None] = [plan.bits]
+    if config.quantization is None and (plan.bits is None or plan.bits > 4):
+        weight_options.append(4)
+    kv_options: list[int | None] = [plan.kv_bits] + [
+        b for b in (8, 4) if plan.kv_bits is None or b < plan.kv_bits
+    ]
+    found: list[MemoryPlan] = []
+    for bits in weight_options:
+        for kv_bits in kv_options:
+            context = plan.context_length
+            while context >= 1024:
+                candidate = _plan(
+                    config, model, bits, plan.group_size, plan.embedding_bits if bits == plan.bits else None,
+                    context, kv_bits, plan.dtype_bytes, plan.prefill_chunk, plan.budget_bytes,
+                    plan.budget_source,
+                )  # fmt: skip
+                if candidate.fits:
+                    found.append(candidate)
+                    break
+                context //= 2
+    # Prefer the longest context, then the fewest quantized parts.
+    found.sort(key=lambda p: (-p.context_length, p.kv_bits is not None, -(p.bits or 16)))
+    unique: list[MemoryPlan] = []
+    for p in found:
+        if all(p.summary() != q.summary() for q in unique):
+            unique.append(p)
+    return unique[:3]
+
+
+def _too_big_message(plan: MemoryPlan, alternatives: list[MemoryPlan]) -> str:
+    head = (
+        f"{plan.weights_label} and {format_context(plan.context_length)} context need "
+        f"{_gb(plan.total_bytes)} GB (weights {_gb(plan.weights_bytes)} + KV cache "
+        f"{_gb(plan.kv_bytes)} + working headroom {_gb(plan.headroom_bytes)}) but the device "
+        f"budget is {_gb(plan.budget_bytes)} GB ({plan.budget_source})."
+    )
+    if not alternatives:
+        return head + " Nothing fits, not even 4-bit weights with a 1K context."
+    return head + " Instead: " + "; ".join(p.summary() for p in alternatives) + "."
+
+
+# --------------------------------------------------------------------------- limits
+
+
+@dataclass
+class MemoryGuard:
+    """Checks the app runs before growing memory; raises `MemoryLimitError` past the plan.
+
+    MLX 0.32's memory limit is a throttle (evaluation waits for in-flight work to free
+    memory), not an error, so the engine asks the guard before each prefill chunk and
+    before the cache grows past the planned context.
+    """
+
+    limit_bytes: int
+    context_length: int
+
+    def check_context(self, total_tokens: int) -> None:
+        if total_tokens > self.context_length:
+            raise MemoryLimitError(
+                f"the conversation needs {total_tokens:,} tokens but the memory plan allows "
+                f"{self.context_length:,} ({format_context(self.context_length)}); start a new "
+                "conversation or load with a longer context"
+            )
+
+    def check_allocation(self, extra_bytes: int, what: str = "this step") -> None:
+        in_use = mx.get_active_memory() + mx.get_cache_memory()
+        if in_use + extra_bytes > self.limit_bytes:
+            raise MemoryLimitError(
+                f"{what} needs {_gb(extra_bytes)} GB more but {_gb(in_use)} of the planned "
+                f"{_gb(self.limit_bytes)} GB are in use"
+            )
+
+    def check_peak(self) -> None:
+        peak = mx.get_peak_memory()
+        if peak > self.limit_bytes:
+            raise MemoryLimitError(
+                f"memory use reached {_gb(peak)} GB, past the planned {_gb(self.limit_bytes)} GB"
+            )
+
+
+@dataclass(frozen=True)
+class AppliedLimits:
+    memory_limit: int
+    cache_limit: int
+    wired_limit: int | None  # None where there is no wired memory to set (CPU backend)
+    guard: MemoryGuard
+
+
+def apply_memory_limits(plan: MemoryPlan) -> AppliedLimits:
+    """Set MLX's limits from a plan and return a guard for the engine.
+
+    - memory limit = the plan's total (capped at the budget): evaluation past it waits for
+      in-flight work to free memory instead of piling up allocations;
+    - cache limit = the working headroom: freed buffers beyond it go back to the OS;
+    - on Metal, wired limit = weights + KV (capped at the recommended working set), so the
+      model stays resident instead of being paged out between turns;
+    - on the CPU backend there is no wired memory: only the memory and cache limits apply.
+    """
+    limit = min(plan.total_bytes, plan.budget_bytes)
+    mx.set_memory_limit(limit)
+    mx.set_cache_limit(plan.headroom_bytes)
+    wired: int | None = None
+    if mx.metal.is_available():
+        budget, _ = device_budget()
+        wired = min(plan.weights_bytes + plan.kv_bytes, budget)
+        mx.set_wired_limit(wired)
+    return AppliedLimits(
+        memory_limit=limit,
+        cache_limit=plan.headroom_bytes,
+        wired_limit=wired,
+        guard=MemoryGuard(limit_bytes=limit, context_length=plan.context_length),
+    )
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def read_checkpoint_config(folder: str | Path | None) -> tuple[ModelConfig, int, str]:
+    """(config, float bytes per element, description) of a checkpoint folder or the 12B reference."""
+    path = REFERENCE_CONFIG if folder is None else Path(folder) / "config.json"
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    dtype = raw.get("dtype") or raw.get("torch_dtype") or raw.get("text_config", {}).get("dtype")
+    what = "Gemma 4 12B reference config (reconstructed)" if folder is None else str(folder)
+    return ModelConfig.from_dict(raw), _DTYPE_BYTES.get(str(dtype), 2), what
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "checkpoint",
+        nargs="?",
+        type=Path,
+        help="checkpoint folder (default: the built-in Gemma 4 12B reference config)",
+    )
+    parser.add_argument(
+        "--bits",
+        type=int,
+        default=4,
+        choices=[4, 8, 16],
+        help="weight precision (16 = keep the float weights); default 4",
+    )
+    parser.add_argument("--group-size", type=int, default=64, choices=[32, 64, 128])
+    parser.add_argument("--embedding-bits", type=int, choices=[4, 5, 6, 8], help="mixed precision")
+    parser.add_argument(
+        "--context", action="append", type=parse_context, help="context length, e.g. 8K; repeatable"
+    )
+    parser.add_argument("--kv-bits", type=int, choices=[4, 8], help="quantize the full layers' KV")
+    parser.add_argument(
+        "--budget-gb", type=float, help="device budget in GB (default: this device)"
+    )
+    parser.add_argument("--prefill-chunk", type=int, default=DEFAULT_PREFILL_CHUNK)
+
+
+def run(args: argparse.Namespace) -> int:
+    config, dtype_bytes, what = read_checkpoint_config(args.checkpoint)
+    model = instantiate_lazily(config)
+    budget = int(args.budget_gb * GB) if args.budget_gb else None
+    bits = None if args.bits == 16 else args.bits
+    contexts = args.context or [8192]
+    print(f"memory plan for {what}")
+    status = 0
+    for context in contexts:
+        print()
+        try:
+            plan = plan_memory(
+                config,
+                bits=bits,
+                context_length=context,
+                kv_bits=args.kv_bits,
+                device_budget_bytes=budget,
+                group_size=args.group_size,
+                embedding_bits=args.embedding_bits,
+                dtype_bytes=dtype_bytes,
+                prefill_chunk=args.prefill_chunk,
+                model=model,
+            )
+            print(plan.describe())
+        except MemoryPlanError as exc:
+            print(exc.plan.describe())
+            print(f"error: {exc}")
+            status = 1
+        except ValueError as exc:
+            print(f"error: {exc}")
+            status = 2
+    return status
+
+
+__all__ = [
+    "AppliedLimits",
+    "MemoryGuard",
+    "MemoryLimitError",
+    "MemoryPlan",
+    "MemoryPlanError",
+    "apply_memory_limits",
+    "device_budget",
+    "format_context",
+    "kv_cache_nbytes",
+    "parameter_count",
+    "plan_memory",
+    "weights_nbytes",
+]

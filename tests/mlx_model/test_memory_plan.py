@@ -1,0 +1,202 @@
+"""The memory plan: weights at a precision + KV at a context + headroom, against the device budget."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import mlx.core as mx
+import psutil
+import pytest
+from mlx.utils import tree_flatten
+
+from mlx_model import memory_plan
+from mlx_model.config import ModelConfig
+from mlx_model.convert import convert
+from mlx_model.loading import load_model
+from mlx_model.memory_plan import (
+    REFERENCE_CONFIG,
+    MemoryLimitError,
+    MemoryPlanError,
+    apply_memory_limits,
+    device_budget,
+    parameter_count,
+    plan_memory,
+)
+
+GB = 10**9
+BIG_BUDGET = 10**15
+
+
+@pytest.fixture
+def restore_mlx_limits():
+    """Put MLX's process-wide memory and cache limits back after a test changes them."""
+    memory = mx.get_memory_limit()
+    cache = mx.set_cache_limit(0)
+    mx.set_cache_limit(cache)
+    yield
+    mx.set_memory_limit(memory)
+    mx.set_cache_limit(cache)
+
+
+@pytest.fixture(scope="module")
+def config_12b() -> ModelConfig:
+    return ModelConfig.from_dict(json.loads(REFERENCE_CONFIG.read_text()))
+
+
+@pytest.fixture(scope="module")
+def tiny_config(tiny_checkpoint) -> ModelConfig:
+    return ModelConfig.from_dict(json.loads((tiny_checkpoint / "config.json").read_text()))
+
+
+def test_12b_reference_config_has_the_spec_parameter_count(config_12b):
+    # gemma4-unified-spec.md 1.6, counted on a meta-device transformers instance.
+    assert parameter_count(config_12b) == 11_959_730_176
+
+
+def test_12b_at_4_bits_needs_about_6_7_gb_of_weights(config_12b):
+    plan = plan_memory(config_12b, bits=4, context_length=8192, device_budget_bytes=BIG_BUDGET)
+    # 4 bits + a 16-bit scale and bias per 64 weights = 4.5 bits per weight, norms aside.
+    assert plan.weights_bytes == pytest.approx(11_959_730_176 * 4.5 / 8, rel=0.01)
+
+
+def test_12b_full_layers_cache_16_kib_per_token(config_12b):
+    # spec 1.6: 8 full layers x (K + V) x 1 head x 512 dims x 2 bytes (k_eq_v caches both).
+    plan = plan_memory(config_12b, bits=4, context_length=8192, device_budget_bytes=BIG_BUDGET)
+    assert plan.kv_bytes_per_token_full == 16 * 1024
+
+
+def test_sliding_layers_are_bounded_and_full_layers_grow(config_12b):
+    short, long = (
+        plan_memory(config_12b, bits=4, context_length=n, device_budget_bytes=BIG_BUDGET)
+        for n in (8192, 131072)
+    )
+    assert short.kv_bytes_sliding == long.kv_bytes_sliding
+    assert long.kv_bytes - short.kv_bytes == (131072 - 8192) * 16 * 1024
+
+
+def test_k_eq_v_full_layers_still_count_keys_and_values(tiny_config):
+    plan = plan_memory(tiny_config, bits=None, context_length=4096, device_budget_bytes=BIG_BUDGET)
+    full = [s for s in tiny_config.text_config.layers if not s.is_sliding]
+    assert any(s.k_eq_v for s in full)
+    assert plan.kv_bytes_per_token_full == sum(
+        2 * s.num_key_value_heads * s.head_dim * 2 for s in full
+    )
+
+
+def test_quantized_kv_shrinks_the_full_layers(config_12b):
+    plain, q8 = (
+        plan_memory(
+            config_12b, bits=4, context_length=131072, kv_bits=k, device_budget_bytes=BIG_BUDGET
+        )
+        for k in (None, 8)
+    )
+    assert q8.kv_bytes_per_token_full < 0.6 * plain.kv_bytes_per_token_full
+    assert q8.kv_bytes_sliding == plain.kv_bytes_sliding
+
+
+def test_planned_weights_match_the_loaded_quantized_model(tiny_checkpoint_bf16, tiny_config):
+    model = load_model(tiny_checkpoint_bf16, bits=4)
+    actual = sum(v.nbytes for _, v in tree_flatten(model.parameters()))
+    plan = plan_memory(tiny_config, bits=4, context_length=1024, device_budget_bytes=BIG_BUDGET)
+    assert plan.weights_bytes == actual
+
+
+@pytest.mark.parametrize(("bits", "embedding_bits"), [(8, None), (4, 8)])
+def test_planned_weights_of_a_converted_checkpoint_are_counted_as_stored(
+    tiny_checkpoint_bf16, tmp_path, bits, embedding_bits
+):
+    folder = convert(tiny_checkpoint_bf16, tmp_path / "q", bits=bits, embedding_bits=embedding_bits)
+    config = ModelConfig.from_dict(json.loads((folder / "config.json").read_text()))
+    actual = sum(v.nbytes for _, v in tree_flatten(load_model(folder).parameters()))
+    plan = plan_memory(config, bits=None, context_length=1024, device_budget_bytes=BIG_BUDGET)
+    assert (plan.bits, plan.weights_bytes) == (bits, actual)
+
+
+def test_a_plan_that_does_not_fit_proposes_what_does(config_12b):
+    with pytest.raises(MemoryPlanError) as info:
+        plan_memory(config_12b, bits=8, context_length=262144, device_budget_bytes=16 * GB)
+    message = str(info.value)
+    assert "8-bit weights and 256K context need" in message
+    assert "4-bit weights and 256K context fit in" in message and "of 16.0 GB" in message
+    assert all(p.fits for p in info.value.alternatives)
+
+
+def test_a_shorter_context_is_proposed_when_weights_alone_fit(config_12b):
+    with pytest.raises(MemoryPlanError) as info:
+        plan_memory(
+            config_12b, bits=4, context_length=262144, kv_bits=4, device_budget_bytes=9 * GB
+        )
+    best = info.value.alternatives[0]
+    assert best.bits == 4 and best.context_length < 262144 and best.total_bytes <= 9 * GB
+
+
+def test_when_nothing_fits_the_error_says_so(config_12b):
+    with pytest.raises(MemoryPlanError, match="Nothing fits"):
+        plan_memory(config_12b, bits=4, context_length=8192, device_budget_bytes=1 * GB)
+
+
+def test_the_plan_fits_within_the_budget_it_reports(config_12b):
+    plan = plan_memory(config_12b, bits=4, context_length=32768, device_budget_bytes=16 * GB)
+    assert (
+        plan.fits and plan.total_bytes == plan.weights_bytes + plan.kv_bytes + plan.headroom_bytes
+    )
+    assert "4-bit weights and 32K context fit in" in plan.summary()
+
+
+def test_context_past_the_model_limit_is_refused(tiny_config):
+    too_long = tiny_config.text_config.max_position_embeddings + 1
+    with pytest.raises(ValueError, match="max_position_embeddings"):
+        plan_memory(tiny_config, bits=4, context_length=too_long, device_budget_bytes=BIG_BUDGET)
+
+
+@pytest.mark.skipif(mx.metal.is_available(), reason="on Metal the budget is the working set")
+def test_budget_off_metal_is_physical_memory():
+    assert device_budget()[0] == psutil.virtual_memory().total
+
+
+def test_applied_limits_set_mlx_memory_and_cache_limits(tiny_config, restore_mlx_limits):
+    plan = plan_memory(tiny_config, bits=4, context_length=2048, device_budget_bytes=BIG_BUDGET)
+    applied = apply_memory_limits(plan)
+    assert mx.get_memory_limit() == applied.memory_limit == plan.total_bytes
+    assert mx.set_cache_limit(0) == applied.cache_limit == plan.headroom_bytes
+
+
+def test_guard_refuses_a_context_longer_than_planned(tiny_config, restore_mlx_limits):
+    plan = plan_memory(tiny_config, bits=4, context_length=2048, device_budget_bytes=BIG_BUDGET)
+    guard = apply_memory_limits(plan).guard
+    guard.check_context(2048)
+    with pytest.raises(MemoryLimitError, match="2,049 tokens"):
+        guard.check_context(2049)
+
+
+def test_guard_refuses_an_allocation_past_the_plan(tiny_config):
+    plan = plan_memory(tiny_config, bits=4, context_length=2048, device_budget_bytes=BIG_BUDGET)
+    guard = memory_plan.MemoryGuard(limit_bytes=plan.total_bytes, context_length=2048)
+    guard.check_allocation(1024)
+    with pytest.raises(MemoryLimitError):
+        guard.check_allocation(plan.total_bytes + 1)
+
+
+def test_plan_command_prints_the_12b_numbers(capsys):
+    parser = argparse.ArgumentParser()
+    memory_plan.add_arguments(parser)
+    args = parser.parse_args(["--context", "8K", "--context", "128K", "--budget-gb", "64"])
+    assert memory_plan.run(args) == 0
+    out = capsys.readouterr().out
+    assert "11,959,730,176" in out and "4-bit weights and 128K context fit in" in out
+
+
+def test_plan_command_exits_nonzero_and_proposes_when_too_big(capsys):
+    parser = argparse.ArgumentParser()
+    memory_plan.add_arguments(parser)
+    args = parser.parse_args(["--bits", "8", "--context", "256K", "--budget-gb", "16"])
+    assert memory_plan.run(args) == 1
+    assert "Instead: 4-bit weights" in capsys.readouterr().out
+
+
+def test_plan_command_reads_a_checkpoint_folder(tiny_checkpoint, capsys):
+    parser = argparse.ArgumentParser()
+    memory_plan.add_arguments(parser)
+    assert memory_plan.run(parser.parse_args([str(tiny_checkpoint), "--context", "4K"])) == 0
+    assert str(tiny_checkpoint) in capsys.readouterr().out
