@@ -1,0 +1,394 @@
+"""`Processor`: chat messages with media -> the model's named inputs, as transformers' `Gemma4UnifiedProcessor`.
+
+Steps: load every media block in conversation order (images, videos with optional sound,
+audio with its long-clip policy), render the chat template with one placeholder per item,
+expand the placeholders (`<|image>` + `<|image|>`×N + `<image|>`; per video frame
+`MM:SS <|image><|video|>×N<image|>` joined by spaces; `<|audio>` + `<|audio|>`×N + `<audio|>`),
+tokenize, and mark multimodal tokens in `mm_token_type_ids` (1 image, 2 video, 3 audio).
+All sizes, budgets and ids come from the checkpoint's configs and tokenizer.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .audio import AudioFeatures, LongAudioPolicy, batch_features, frame_audio, load_audio
+from .chat_template import load_chat_template, render_chat_template
+from .errors import ChatFormatError, UnsupportedMediaError
+from .image import SUPPORTED_BUDGETS, ImageFeatures, preprocess_image, validate_budget
+from .output_parser import OutputParser
+from .tokenizer import StreamingDetokenizer, Tokenizer
+from .video import (
+    DEFAULT_FPS,
+    LongVideoPolicy,
+    extract_audio_track,
+    format_timestamp,
+    frame_features,
+    load_video,
+    video_source_path,
+)
+
+
+@dataclass(frozen=True)
+class ProcessorConfig:
+    """Preprocessing settings read from the checkpoint (reference defaults where absent)."""
+
+    patch_size: int = 16
+    pooling_kernel_size: int = 3
+    image_budget: int = 280
+    video_patch_size: int = 16
+    video_pooling_kernel_size: int = 3
+    video_budget: int = 70
+    sampling_rate: int = 16_000
+    samples_per_token: int = 640
+    audio_seq_length: int = 750  # max audio tokens per clip (30 s at 40 ms)
+
+    @property
+    def max_audio_seconds(self) -> float:
+        return self.audio_seq_length * self.samples_per_token / self.sampling_rate
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path) -> ProcessorConfig:
+        path = Path(path)
+        merged: dict[str, dict[str, Any]] = {"image": {}, "video": {}, "audio": {}, "processor": {}}
+
+        def read(name: str) -> dict[str, Any]:
+            file = path / name
+            return json.loads(file.read_text(encoding="utf-8")) if file.is_file() else {}
+
+        processor = read("processor_config.json")
+        merged["processor"].update(processor)
+        merged["image"].update(processor.get("image_processor") or {})
+        merged["video"].update(processor.get("video_processor") or {})
+        merged["audio"].update(
+            processor.get("feature_extractor") or processor.get("audio_processor") or {}
+        )
+        preprocessor = read("preprocessor_config.json")
+        if preprocessor:
+            merged["image"] = {**preprocessor, **merged["image"]}
+            if "audio_samples_per_token" in preprocessor or "sampling_rate" in preprocessor:
+                merged["audio"] = {**preprocessor, **merged["audio"]}
+        merged["video"] = {**read("video_preprocessor_config.json"), **merged["video"]}
+        image, video, audio, proc = (
+            merged["image"],
+            merged["video"],
+            merged["audio"],
+            merged["processor"],
+        )
+        d = cls()
+        return cls(
+            patch_size=int(image.get("patch_size", d.patch_size)),
+            pooling_kernel_size=int(image.get("pooling_kernel_size", d.pooling_kernel_size)),
+            image_budget=int(
+                image.get("max_soft_tokens", proc.get("image_seq_length", d.image_budget))
+            ),
+            video_patch_size=int(
+                video.get("patch_size", image.get("patch_size", d.video_patch_size))
+            ),
+            video_pooling_kernel_size=int(
+                video.get(
+                    "pooling_kernel_size",
+                    image.get("pooling_kernel_size", d.video_pooling_kernel_size),
+                )
+            ),
+            video_budget=int(video.get("max_soft_tokens", d.video_budget)),
+            sampling_rate=int(audio.get("sampling_rate", d.sampling_rate)),
+            samples_per_token=int(
+                audio.get("audio_samples_per_token", audio.get("feature_size", d.samples_per_token))
+            ),
+            audio_seq_length=int(proc.get("audio_seq_length", d.audio_seq_length)),
+        )
+
+
+@dataclass
+class _Video:
+    pixel_values: np.ndarray
+    position_ids: np.ndarray
+    tokens_per_frame: int
+    timestamps: list[float]
+
+
+class Processor:
+    """Turns chat messages with media into `input_ids`, `pixel_values`, `input_features`, ..."""
+
+    def __init__(self, tokenizer: Tokenizer, config: ProcessorConfig, chat_template: str):
+        self.tokenizer = tokenizer
+        self.config = config
+        self.chat_template = chat_template
+        s = tokenizer.special
+        self.image_token_id = tokenizer.require_id(s.image_token)
+        self.video_token_id = tokenizer.token_to_id(s.video_token)
+        self.audio_token_id = tokenizer.token_to_id(s.audio_token)
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path) -> Processor:
+        """Load tokenizer, preprocessing configs and chat template from a checkpoint folder."""
+        tokenizer = Tokenizer.from_pretrained(path)
+        template = load_chat_template(path, tokenizer.config)
+        return cls(tokenizer, ProcessorConfig.from_pretrained(path), template)
+
+    # -- conveniences for the engine ---------------------------------------------------
+
+    def detokenizer(self) -> StreamingDetokenizer:
+        return self.tokenizer.detokenizer()
+
+    def output_parser(self, prompt: str | None = None) -> OutputParser:
+        """A parser for the model's reply to `prompt` (starts inside thinking if the prompt opened it)."""
+        if prompt is None:
+            return OutputParser(self.tokenizer.special)
+        return OutputParser.for_prompt(prompt, self.tokenizer.special)
+
+    @property
+    def eos_token_ids(self) -> tuple[int, ...]:
+        return self.tokenizer.eos_token_ids
+
+    # -- the main call ---------------------------------------------------------------
+
+    def render(
+        self,
+        messages: list[dict[str, Any]],
+        add_generation_prompt: bool = True,
+        enable_thinking: bool = False,
+        tools: list[dict[str, Any]] | None = None,
+    ) -> str:
+        """The prompt text with one unexpanded placeholder per media item."""
+        return render_chat_template(
+            self.chat_template,
+            messages,
+            tools=tools,
+            add_generation_prompt=add_generation_prompt,
+            enable_thinking=enable_thinking,
+            special_tokens=self.tokenizer.special_tokens_map(),
+        )
+
+    def apply_chat_template(
+        self,
+        messages: list[dict[str, Any]],
+        add_generation_prompt: bool = True,
+        enable_thinking: bool = False,
+        tools: list[dict[str, Any]] | None = None,
+        image_budget: int | None = None,
+        *,
+        long_audio: LongAudioPolicy = "error",
+        long_video: LongVideoPolicy = "error",
+        video_fps: float = DEFAULT_FPS,
+        return_prompt: bool = False,
+    ) -> dict[str, Any]:
+        """Messages (Hugging Face chat shape) -> dict of NumPy arrays with transformers' key names.
+
+        `image_budget` (70/140/280/560/1120) applies to images without their own
+        `"max_soft_tokens"` key. `long_audio` ("error" | "trim" | "split") is the policy for
+        clips over 30 s unless a block carries its own `"long_audio"`; `long_video`
+        ("error" | "trim") likewise for videos over 60 s. A video block with
+        `"include_audio": True` adds its sound track as audio right after it.
+        With `return_prompt=True` the expanded prompt string is returned under `"prompt"`.
+        """
+        default_budget = (
+            validate_budget(image_budget) if image_budget is not None else self.config.image_budget
+        )
+        images: list[ImageFeatures] = []
+        videos: list[_Video] = []
+        audios: list[AudioFeatures] = []
+        rendered_messages = []
+        for message in messages:
+            content = message.get("content")
+            if isinstance(content, list):
+                blocks = []
+                for block in content:
+                    blocks += self._load_block(
+                        block,
+                        default_budget,
+                        images,
+                        videos,
+                        audios,
+                        long_audio,
+                        long_video,
+                        video_fps,
+                    )
+                message = {**message, "content": blocks}
+            rendered_messages.append(message)
+
+        prompt = self.render(rendered_messages, add_generation_prompt, enable_thinking, tools)
+        prompt = self._expand(prompt, images, videos, audios)
+        bos = self.tokenizer.special.bos_token
+        input_ids = self.tokenizer.encode(prompt, add_special_tokens=not prompt.startswith(bos))
+        ids = np.asarray([input_ids], dtype=np.int64)
+        out: dict[str, Any] = {"input_ids": ids, "mm_token_type_ids": self._token_types(ids)}
+        if images:
+            budget = max(f.pixel_values.shape[0] for f in images)
+            dim = images[0].pixel_values.shape[1]
+            pixel_values = np.zeros((len(images), budget, dim), dtype=np.float32)
+            positions = np.full((len(images), budget, 2), -1, dtype=np.int64)
+            for i, f in enumerate(images):
+                pixel_values[i, : f.pixel_values.shape[0]] = f.pixel_values
+                positions[i, : f.position_ids.shape[0]] = f.position_ids
+            out["pixel_values"] = pixel_values
+            out["image_position_ids"] = positions
+        if videos:
+            out["pixel_values_videos"] = np.concatenate([v.pixel_values for v in videos])
+            out["video_position_ids"] = np.concatenate([v.position_ids for v in videos])
+            out["num_frames_per_video"] = np.asarray(
+                [len(v.timestamps) for v in videos], dtype=np.int64
+            )
+        if audios:
+            out["input_features"], out["input_features_mask"] = batch_features(audios)
+        if return_prompt:
+            out["prompt"] = prompt
+        return out
+
+    # -- internals -------------------------------------------------------------------
+
+    def _load_block(
+        self,
+        block: dict[str, Any],
+        default_budget: int,
+        images: list[ImageFeatures],
+        videos: list[_Video],
+        audios: list[AudioFeatures],
+        long_audio: LongAudioPolicy,
+        long_video: LongVideoPolicy,
+        video_fps: float,
+    ) -> list[dict[str, Any]]:
+        cfg = self.config
+        kind = block.get("type") if isinstance(block, dict) else None
+        if kind == "text":
+            return [block]
+        if kind in ("image", "image_url"):
+            source = next((block[k] for k in ("image", "path", "url") if k in block), None)
+            if kind == "image_url" and source is None:
+                source = (
+                    block["image_url"]["url"]
+                    if isinstance(block.get("image_url"), dict)
+                    else block.get("image_url")
+                )
+            if source is None:
+                raise UnsupportedMediaError(
+                    "An image block needs an 'image' (path, PIL image or array)."
+                )
+            budget = validate_budget(int(block.get("max_soft_tokens", default_budget)))
+            images.append(
+                preprocess_image(
+                    source,
+                    budget,
+                    patch_size=cfg.patch_size,
+                    pooling_kernel_size=cfg.pooling_kernel_size,
+                )
+            )
+            return [{"type": "image"}]
+        if kind == "video":
+            if self.video_token_id is None:
+                raise ChatFormatError("This checkpoint's tokenizer has no video token.")
+            path = video_source_path(block)
+            budget = validate_budget(int(block.get("max_soft_tokens", cfg.video_budget)))
+            clip = load_video(
+                path,
+                fps=float(block.get("fps", video_fps)),
+                policy=block.get("long_video", long_video),
+                transform=frame_features(
+                    budget, cfg.video_patch_size, cfg.video_pooling_kernel_size
+                ),
+            )
+            pixels = np.stack([f.pixel_values for f in clip.frames])
+            positions = np.stack([f.position_ids for f in clip.frames])
+            per_frame = clip.frames[0].num_soft_tokens
+            videos.append(_Video(pixels, positions, per_frame, clip.timestamps))
+            out = [{"type": "video"}]
+            if block.get("include_audio"):
+                clips = extract_audio_track(
+                    path,
+                    cfg.sampling_rate,
+                    policy=block.get("long_audio", long_audio),
+                    max_clip_seconds=cfg.max_audio_seconds,
+                )
+                for waveform in clips or []:
+                    audios.append(frame_audio(waveform, cfg.samples_per_token))
+                    out.append({"type": "audio"})
+            return out
+        if kind in ("audio", "input_audio"):
+            if self.audio_token_id is None:
+                raise ChatFormatError("This checkpoint's tokenizer has no audio token.")
+            source = next((block[k] for k in ("audio", "path", "url") if k in block), None)
+            if source is None:
+                raise UnsupportedMediaError(
+                    "An audio block needs an 'audio' (path or (samples, rate))."
+                )
+            clips = load_audio(
+                source,
+                cfg.sampling_rate,
+                max_clip_seconds=cfg.max_audio_seconds,
+                policy=block.get("long_audio", long_audio),
+            )
+            for waveform in clips:
+                audios.append(frame_audio(waveform, cfg.samples_per_token))
+            return [{"type": "audio"} for _ in clips]
+        raise ChatFormatError(
+            f"Unknown content block type {kind!r}; use text, image, audio or video."
+        )
+
+    def _expand(
+        self,
+        prompt: str,
+        images: list[ImageFeatures],
+        videos: list[_Video],
+        audios: list[AudioFeatures],
+    ) -> str:
+        s = self.tokenizer.special
+        groups = {"image": s.image_token, "video": s.video_token, "audio": s.audio_token}
+        counts = {kind: prompt.count(token) for kind, token in groups.items()}
+        wanted = {"image": len(images), "video": len(videos), "audio": len(audios)}
+        for kind in groups:
+            if counts[kind] != wanted[kind]:
+                raise ChatFormatError(
+                    f"The prompt has {counts[kind]} {kind} placeholder(s) for {wanted[kind]} {kind} input(s); "
+                    f"media is only rendered in user and model turns, and message text must not contain "
+                    f"{groups[kind]!r}."
+                )
+        replacements = {
+            "image": iter(
+                f"{s.boi_token}{s.image_token * f.num_soft_tokens}{s.eoi_token}" for f in images
+            ),
+            "video": iter(
+                " ".join(
+                    f"{format_timestamp(t)} {s.boi_token}{s.video_token * v.tokens_per_frame}{s.eoi_token}"
+                    for t in v.timestamps
+                )
+                for v in videos
+            ),
+            "audio": iter(
+                f"{s.boa_token}{s.audio_token * a.num_soft_tokens}{s.eoa_token}" for a in audios
+            ),
+        }
+        active = [k for k in groups if wanted[k]]
+        if not active:
+            return prompt
+        pattern = "|".join(f"(?P<{k}>{re.escape(groups[k])})" for k in active)
+        return re.sub(pattern, lambda m: next(replacements[m.lastgroup]), prompt)
+
+    def _token_types(self, ids: np.ndarray) -> np.ndarray:
+        types = np.zeros_like(ids)
+        types[ids == self.image_token_id] = 1
+        if self.video_token_id is not None:
+            types[ids == self.video_token_id] = 2
+        if self.audio_token_id is not None:
+            types[ids == self.audio_token_id] = 3
+        return types
+
+
+def order_content(text: str | None, attachments: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A user message's content in the model card's order: images and videos, then text, then audio."""
+    visual = [a for a in attachments if a.get("type") in ("image", "video")]
+    audio = [a for a in attachments if a.get("type") == "audio"]
+    other = [a for a in attachments if a not in visual and a not in audio]
+    content = visual + other
+    if text:
+        content.append({"type": "text", "text": text})
+    return content + audio
+
+
+__all__ = ["Processor", "ProcessorConfig", "order_content", "SUPPORTED_BUDGETS"]
