@@ -1,0 +1,495 @@
+"""Function calling: a registry of tools with JSON schemas, argument validation and execution.
+
+A tool is a typed Python function; its JSON schema comes from the type hints and its
+description from the docstring (first paragraph, plus an ``Args:`` section for the
+parameters). The engine's function-calling loop validates each call the model makes
+against the schema, executes it (several calls of one turn in parallel) and appends the
+result as a tool response. Built-in tools are safe by construction: the current date and
+time, a calculator that walks the expression's AST (no ``eval``), and reading a text file
+from a folder the user granted (paths confined to it, symlinks included).
+"""
+
+from __future__ import annotations
+
+import ast
+import datetime as _dt
+import enum
+import inspect
+import math
+import operator
+import re
+import types
+import typing
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mlx_model.events import ToolCall
+
+JSONSchema = dict[str, Any]
+
+
+class ToolError(Exception):
+    """A tool call that cannot run: unknown tool, invalid arguments, refused or failed."""
+
+
+@dataclass(frozen=True)
+class ToolResult:
+    """What one executed call returned (`result`) or why it failed (`error`)."""
+
+    call: ToolCall
+    result: Any = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def response(self) -> Any:
+        """The value written into the tool response the model reads."""
+        return {"error": self.error} if self.error is not None else self.result
+
+
+@dataclass(frozen=True)
+class Tool:
+    """A callable the model may invoke, with the JSON schema of its keyword arguments."""
+
+    name: str
+    description: str
+    parameters: JSONSchema
+    function: Callable[..., Any]
+    requires_consent: bool = False
+
+    def schema(self) -> dict[str, Any]:
+        """The OpenAI/Hugging Face tool shape that chat templates take (`tools=[...]`)."""
+        return {
+            "type": "function",
+            "function": {
+                "name": self.name,
+                "description": self.description,
+                "parameters": self.parameters,
+            },
+        }
+
+
+# --- schemas from Python functions -------------------------------------------------------
+
+_SIMPLE_TYPES: dict[Any, JSONSchema] = {
+    str: {"type": "string"},
+    int: {"type": "integer"},
+    float: {"type": "number"},
+    bool: {"type": "boolean"},
+    type(None): {"type": "null"},
+    Any: {},
+}
+
+
+def _type_schema(annotation: Any) -> JSONSchema:
+    """The JSON schema of one Python type annotation."""
+    if annotation in _SIMPLE_TYPES:
+        return dict(_SIMPLE_TYPES[annotation])
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is typing.Literal:
+        values = list(args)
+        schema = _type_schema(type(values[0])) if values else {}
+        return {**schema, "enum": values}
+    if origin in (typing.Union, types.UnionType):
+        members = [a for a in args if a is not type(None)]
+        if len(members) == 1:
+            return _type_schema(members[0])
+        return {"anyOf": [_type_schema(a) for a in members]}
+    if origin in (list, Sequence, tuple, set, frozenset) or annotation in (list, tuple, set):
+        schema: JSONSchema = {"type": "array"}
+        if args:
+            schema["items"] = _type_schema(args[0])
+        return schema
+    if origin is dict or annotation is dict:
+        schema = {"type": "object"}
+        if len(args) == 2:
+            schema["additionalProperties"] = _type_schema(args[1])
+        return schema
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        return {"type": "string", "enum": [m.value for m in annotation]}
+    raise TypeError(f"cannot derive a JSON schema for the annotation {annotation!r}")
+
+
+def _parse_docstring(doc: str) -> tuple[str, dict[str, str]]:
+    """(description, {param: description}) from a Google-style docstring."""
+    doc = inspect.cleandoc(doc or "")
+    description_lines: list[str] = []
+    params: dict[str, str] = {}
+    section = "description"
+    current: str | None = None
+    for line in doc.splitlines():
+        stripped = line.strip()
+        if re.fullmatch(r"(Args|Arguments|Parameters):", stripped):
+            section, current = "args", None
+            continue
+        if re.fullmatch(r"[A-Z][A-Za-z ]*:", stripped) and not line.startswith(" "):
+            section, current = "other", None
+            continue
+        if section == "description":
+            description_lines.append(stripped)
+        elif section == "args" and stripped:
+            match = re.match(r"^(\w+)(?:\s*\([^)]*\))?:\s*(.*)$", stripped)
+            if match and line.startswith(" ") and len(line) - len(line.lstrip()) <= 4:
+                current = match.group(1)
+                params[current] = match.group(2)
+            elif current is not None:
+                params[current] = f"{params[current]} {stripped}".strip()
+    paragraphs = "\n".join(description_lines).strip().split("\n\n")
+    description = " ".join(paragraphs[0].split()) if paragraphs and paragraphs[0] else ""
+    return description, params
+
+
+def tool_from_function(
+    function: Callable[..., Any],
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    requires_consent: bool = False,
+) -> Tool:
+    """A `Tool` whose schema is derived from the function's type hints and docstring."""
+    doc_description, param_docs = _parse_docstring(function.__doc__ or "")
+    hints = typing.get_type_hints(function)
+    properties: dict[str, JSONSchema] = {}
+    required: list[str] = []
+    for param in inspect.signature(function).parameters.values():
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            raise TypeError(f"tool {function.__name__}: *args/**kwargs have no schema")
+        if param.name not in hints:
+            raise TypeError(f"tool {function.__name__}: parameter {param.name!r} needs a type hint")
+        schema = _type_schema(hints[param.name])
+        if param.name in param_docs:
+            schema["description"] = param_docs[param.name]
+        properties[param.name] = schema
+        if param.default is inspect.Parameter.empty:
+            required.append(param.name)
+    parameters: JSONSchema = {"type": "object", "properties": properties}
+    if required:
+        parameters["required"] = required
+    tool_name = name or function.__name__
+    if not re.fullmatch(r"[A-Za-z_][\w-]*", tool_name):
+        raise ValueError(f"invalid tool name {tool_name!r}")
+    return Tool(
+        name=tool_name,
+        description=description if description is not None else doc_description,
+        parameters=parameters,
+        function=function,
+        requires_consent=requires_consent,
+    )
+
+
+# --- validation ----------------------------------------------------------------------------
+
+_JSON_TYPES: dict[str, Callable[[Any], bool]] = {
+    "string": lambda v: isinstance(v, str),
+    "integer": lambda v: (
+        isinstance(v, int) and not isinstance(v, bool) or (isinstance(v, float) and v.is_integer())
+    ),
+    "number": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+    "boolean": lambda v: isinstance(v, bool),
+    "array": lambda v: isinstance(v, list | tuple),
+    "object": lambda v: isinstance(v, dict),
+    "null": lambda v: v is None,
+}
+
+
+def schema_errors(value: Any, schema: JSONSchema, where: str = "arguments") -> list[str]:
+    """Why `value` does not match the JSON schema (the subset tools use); empty when it does."""
+    errors: list[str] = []
+    if "anyOf" in schema:
+        if all(schema_errors(value, option, where) for option in schema["anyOf"]):
+            errors.append(f"{where}: matches none of the allowed types")
+        return errors
+    expected = schema.get("type")
+    if expected is not None:
+        allowed = expected if isinstance(expected, list) else [expected]
+        if not any(_JSON_TYPES.get(t, lambda v: True)(value) for t in allowed):
+            return [f"{where}: expected {' or '.join(allowed)}, got {type(value).__name__}"]
+    if "enum" in schema and value not in schema["enum"]:
+        errors.append(f"{where}: {value!r} is not one of {schema['enum']!r}")
+    if isinstance(value, dict):
+        properties = schema.get("properties", {})
+        for key in schema.get("required", []):
+            if key not in value:
+                errors.append(f"{where}: missing required property {key!r}")
+        extra = schema.get("additionalProperties", not properties)
+        for key, item in value.items():
+            if key in properties:
+                errors.extend(schema_errors(item, properties[key], f"{where}.{key}"))
+            elif extra is False:
+                errors.append(f"{where}: unexpected property {key!r}")
+            elif isinstance(extra, dict):
+                errors.extend(schema_errors(item, extra, f"{where}.{key}"))
+    if isinstance(value, list | tuple) and isinstance(schema.get("items"), dict):
+        for index, item in enumerate(value):
+            errors.extend(schema_errors(item, schema["items"], f"{where}[{index}]"))
+    return errors
+
+
+# --- the registry --------------------------------------------------------------------------
+
+
+@dataclass
+class ToolRegistry:
+    """The tools offered to the model, and how their calls are checked and run.
+
+    `max_steps` bounds the function-calling loop: how many model turns that end in tool
+    calls one `Engine.stream` may run before it stops asking for more.
+    `consent(call) -> bool` is asked before any tool marked `requires_consent` runs.
+    """
+
+    tools: dict[str, Tool] = field(default_factory=dict)
+    max_steps: int = 8
+    max_workers: int = 4
+    consent: Callable[[ToolCall], bool] | None = None
+
+    def register(
+        self,
+        function: Callable[..., Any] | Tool | None = None,
+        *,
+        name: str | None = None,
+        requires_consent: bool = False,
+    ) -> Any:
+        """Add a tool (a `Tool` or a typed function); usable as a decorator."""
+        if function is None:
+            return lambda f: self.register(f, name=name, requires_consent=requires_consent)
+        tool = (
+            function
+            if isinstance(function, Tool)
+            else tool_from_function(function, name=name, requires_consent=requires_consent)
+        )
+        if tool.name in self.tools:
+            raise ValueError(f"a tool named {tool.name!r} is already registered")
+        self.tools[tool.name] = tool
+        return function
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.tools
+
+    def __len__(self) -> int:
+        return len(self.tools)
+
+    def schemas(self) -> list[dict[str, Any]]:
+        """Every tool in the shape the chat template takes."""
+        return [tool.schema() for tool in self.tools.values()]
+
+    def validate(self, call: ToolCall) -> Tool:
+        """The tool the call names, once its arguments match the schema; else `ToolError`."""
+        tool = self.tools.get(call.name)
+        if tool is None:
+            known = ", ".join(sorted(self.tools)) or "none"
+            raise ToolError(f"unknown tool {call.name!r} (available: {known})")
+        errors = schema_errors(call.arguments, tool.parameters)
+        if errors:
+            raise ToolError(f"invalid arguments for {call.name}: " + "; ".join(errors))
+        return tool
+
+    def execute(self, call: ToolCall) -> ToolResult:
+        """Validate and run one call; failures become a `ToolResult` with an error message."""
+        try:
+            tool = self.validate(call)
+            if tool.requires_consent and self.consent is not None and not self.consent(call):
+                raise ToolError(f"the user declined to run {call.name}")
+            arguments = _coerce(call.arguments, tool.parameters)
+            return ToolResult(call, result=tool.function(**arguments))
+        except ToolError as exc:
+            return ToolResult(call, error=str(exc))
+        except Exception as exc:  # a tool's own failure is reported to the model, not raised
+            return ToolResult(call, error=f"{type(exc).__name__}: {exc}")
+
+    def execute_all(self, calls: Sequence[ToolCall]) -> list[ToolResult]:
+        """Run the calls of one turn (in parallel when there are several), results in order."""
+        if len(calls) <= 1:
+            return [self.execute(call) for call in calls]
+        with ThreadPoolExecutor(max_workers=min(self.max_workers, len(calls))) as pool:
+            return list(pool.map(self.execute, calls))
+
+
+def _coerce(arguments: dict[str, Any], parameters: JSONSchema) -> dict[str, Any]:
+    """Integral floats to int where the schema wants an integer (models write `3.0`)."""
+    properties = parameters.get("properties", {})
+    out = dict(arguments)
+    for key, value in arguments.items():
+        if properties.get(key, {}).get("type") == "integer" and isinstance(value, float):
+            out[key] = int(value)
+    return out
+
+
+# --- built-in tools ------------------------------------------------------------------------
+
+
+def current_datetime(timezone: str | None = None) -> dict[str, str]:
+    """Get the current local date and time.
+
+    Args:
+        timezone: Optional IANA time zone name such as "Europe/Paris"; local time if omitted.
+    """
+    if timezone:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            now = _dt.datetime.now(ZoneInfo(timezone))
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ToolError(f"unknown time zone {timezone!r}") from exc
+    else:
+        now = _dt.datetime.now().astimezone()
+    return {
+        "datetime": now.isoformat(timespec="seconds"),
+        "date": now.date().isoformat(),
+        "weekday": now.strftime("%A"),
+        "timezone": str(now.tzinfo),
+    }
+
+
+_BINARY_OPS: dict[type, Callable[[Any, Any], Any]] = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.FloorDiv: operator.floordiv,
+    ast.Mod: operator.mod,
+    ast.Pow: operator.pow,
+}
+_UNARY_OPS: dict[type, Callable[[Any], Any]] = {ast.UAdd: operator.pos, ast.USub: operator.neg}
+_FUNCTIONS: dict[str, Callable[..., Any]] = {
+    "abs": abs,
+    "round": round,
+    "min": min,
+    "max": max,
+    "sqrt": math.sqrt,
+    "exp": math.exp,
+    "log": math.log,
+    "log10": math.log10,
+    "log2": math.log2,
+    "sin": math.sin,
+    "cos": math.cos,
+    "tan": math.tan,
+    "asin": math.asin,
+    "acos": math.acos,
+    "atan": math.atan,
+    "floor": math.floor,
+    "ceil": math.ceil,
+    "factorial": math.factorial,
+}
+_CONSTANTS = {"pi": math.pi, "e": math.e, "tau": math.tau}
+_MAX_EXPRESSION_CHARS = 500
+_MAX_EXPONENT = 10_000
+_MAX_FACTORIAL = 1_000
+
+
+def _evaluate(node: ast.AST) -> float | int:
+    if isinstance(node, ast.Expression):
+        return _evaluate(node.body)
+    if isinstance(node, ast.Constant) and type(node.value) in (int, float):
+        return node.value
+    if isinstance(node, ast.Name) and node.id in _CONSTANTS:
+        return _CONSTANTS[node.id]
+    if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY_OPS:
+        return _UNARY_OPS[type(node.op)](_evaluate(node.operand))
+    if isinstance(node, ast.BinOp) and type(node.op) in _BINARY_OPS:
+        left, right = _evaluate(node.left), _evaluate(node.right)
+        if isinstance(node.op, ast.Pow) and (
+            abs(right) > _MAX_EXPONENT
+            or (abs(left) > 1 and abs(right) * math.log2(abs(left)) > 4096)
+        ):
+            raise ToolError("exponent too large")
+        return _BINARY_OPS[type(node.op)](left, right)
+    if (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id in _FUNCTIONS
+        and not node.keywords
+    ):
+        args = [_evaluate(a) for a in node.args]
+        if node.func.id == "factorial" and (not args or abs(args[0]) > _MAX_FACTORIAL):
+            raise ToolError("factorial argument too large")
+        return _FUNCTIONS[node.func.id](*args)
+    raise ToolError(f"unsupported syntax in expression: {ast.dump(node)[:60]}")
+
+
+def calculator(expression: str) -> dict[str, Any]:
+    """Evaluate an arithmetic expression exactly as written.
+
+    Args:
+        expression: Numbers, + - * / // % ** and parentheses, the constants pi, e and tau,
+            and the functions sqrt, exp, log, log10, log2, sin, cos, tan, asin, acos, atan,
+            abs, round, min, max, floor, ceil and factorial.
+    """
+    if len(expression) > _MAX_EXPRESSION_CHARS:
+        raise ToolError(f"expression longer than {_MAX_EXPRESSION_CHARS} characters")
+    try:
+        tree = ast.parse(expression.replace("^", "**"), mode="eval")
+    except SyntaxError as exc:
+        raise ToolError(f"not an arithmetic expression: {exc.msg}") from exc
+    try:
+        value = _evaluate(tree)
+    except ZeroDivisionError as exc:
+        raise ToolError("division by zero") from exc
+    except (OverflowError, ValueError) as exc:
+        raise ToolError(f"cannot evaluate: {exc}") from exc
+    return {"expression": expression, "result": value}
+
+
+def make_read_text_file(
+    folders: Iterable[str | Path], max_bytes: int = 256 * 1024
+) -> Callable[[str], dict[str, Any]]:
+    """A `read_text_file(path)` tool confined to the granted folders."""
+    roots = [Path(f).expanduser().resolve(strict=True) for f in folders]
+
+    def read_text_file(path: str) -> dict[str, Any]:
+        """Read a UTF-8 text file from a folder the user shared with the assistant.
+
+        Args:
+            path: The file's path, relative to a shared folder (or absolute inside one).
+        """
+        if not roots:
+            raise ToolError("no folder has been shared")
+        if "\x00" in path:
+            raise ToolError("invalid path")
+        candidate = Path(path).expanduser()
+        attempts = [candidate] if candidate.is_absolute() else [r / candidate for r in roots]
+        for attempt in attempts:
+            resolved = attempt.resolve()
+            root = next((r for r in roots if resolved.is_relative_to(r)), None)
+            if root is None or not resolved.is_file():
+                continue
+            with open(resolved, "rb") as f:
+                data = f.read(max_bytes + 1)
+            try:
+                text = data[:max_bytes].decode("utf-8")
+            except UnicodeDecodeError as exc:
+                if exc.start < max_bytes - 3:
+                    raise ToolError(f"{path} is not a UTF-8 text file") from exc
+                text = data[: exc.start].decode("utf-8")
+            return {
+                "path": str(resolved.relative_to(root)),
+                "content": text,
+                "truncated": len(data) > max_bytes,
+            }
+        outside = all(not a.resolve().is_relative_to(r) for a in attempts for r in roots)
+        if outside:
+            raise ToolError(f"{path} is outside the shared folders")
+        raise ToolError(f"no such file in the shared folders: {path}")
+
+    return read_text_file
+
+
+def builtin_registry(
+    granted_folders: Iterable[str | Path] = (),
+    *,
+    max_steps: int = 8,
+    consent: Callable[[ToolCall], bool] | None = None,
+) -> ToolRegistry:
+    """The safe built-in tools; `read_text_file` only when a folder was granted."""
+    registry = ToolRegistry(max_steps=max_steps, consent=consent)
+    registry.register(current_datetime)
+    registry.register(calculator)
+    folders = list(granted_folders)
+    if folders:
+        registry.register(make_read_text_file(folders), requires_consent=True)
+    return registry

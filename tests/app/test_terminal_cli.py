@@ -1,0 +1,106 @@
+"""`gemma-desk generate` and `gemma-desk chat` on a tiny checkpoint."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+
+from app import terminal_chat
+from app.cli import build_parser, main
+from mlx_model.engine import Engine
+
+
+@pytest.fixture(scope="module")
+def greedy_reference(tiny_checkpoint):
+    engine = Engine.load(tiny_checkpoint, apply_limits=False)
+    messages = [{"role": "user", "content": "Hello, how are you today?"}]
+    return engine.generate(messages, max_tokens=6, temperature=0.0)
+
+
+def test_generate_json_prints_one_object_with_the_greedy_tokens(
+    tiny_checkpoint, greedy_reference, capsys
+):
+    code = main(
+        ["generate", "--model", str(tiny_checkpoint), "--prompt", "Hello, how are you today?",
+         "--max-tokens", "6", "--temperature", "0", "--json"]
+    )  # fmt: skip
+    assert code == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out) == {"token_ids", "text", "thinking", "tool_calls", "stats"}
+    assert out["token_ids"] == greedy_reference.token_ids
+    assert out["text"] == greedy_reference.text
+    assert out["stats"]["generated_tokens"] == len(out["token_ids"])
+    assert {"prefilled_tokens", "cached_tokens", "ttft_s", "stop_reason"} <= set(out["stats"])
+
+
+def test_generate_with_an_image_and_seed(tiny_checkpoint, tmp_path, capsys):
+    from PIL import Image
+
+    image = tmp_path / "pic.png"
+    Image.fromarray((np.random.default_rng(0).random((40, 40, 3)) * 255).astype(np.uint8)).save(
+        image
+    )
+    args = ["generate", "--model", str(tiny_checkpoint), "--prompt", "Describe the picture.",
+            "--image", str(image), "--max-tokens", "4", "--seed", "3", "--json"]  # fmt: skip
+    assert main(args) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert first["stats"]["prefilled_tokens"] > 20  # the image's soft tokens are in the prompt
+    assert main(args) == 0
+    assert json.loads(capsys.readouterr().out)["token_ids"] == first["token_ids"]
+
+
+def test_generate_reports_a_missing_file(tiny_checkpoint, capsys):
+    code = main(
+        ["generate", "--model", str(tiny_checkpoint), "--prompt", "x", "--image", "nope.png"]
+    )
+    assert code == 2
+    assert "nope.png" in capsys.readouterr().err
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def _chat_args(tiny_checkpoint, *extra):
+    return build_parser("chat").parse_args(["--model", str(tiny_checkpoint), *extra])
+
+
+def test_chat_streams_replies_and_keeps_the_history(tiny_checkpoint):
+    history = terminal_chat.MemoryHistory()
+    stdin = io.StringIO("Hello, how are you today?\nThank you very much!\n/exit\n")
+    out = io.StringIO()
+    args = _chat_args(tiny_checkpoint, "--max-tokens", "5", "--temperature", "0")
+    assert terminal_chat.run(args, stdin=stdin, stdout=out, history=history) == 0
+    roles = [m["role"] for m in history.messages()]
+    assert roles == ["user", "assistant", "user", "assistant"]
+    assert out.getvalue().count("tokens,") == 2
+    assert "\x1b[" not in out.getvalue()  # no ANSI codes when stdout is not a terminal
+
+
+def test_chat_regen_replaces_the_last_reply(tiny_checkpoint):
+    history = terminal_chat.MemoryHistory(system="Gemma runs locally.")
+    stdin = io.StringIO("Hello\n/regen\n/exit\n")
+    args = _chat_args(tiny_checkpoint, "--max-tokens", "4", "--temperature", "0")
+    terminal_chat.run(args, stdin=stdin, stdout=io.StringIO(), history=history)
+    assert [m["role"] for m in history.messages()] == ["system", "user", "assistant"]
+
+
+def test_chat_shows_thinking_dimmed_on_a_terminal(tiny_checkpoint, monkeypatch):
+    script = None
+
+    def load(args):
+        nonlocal script
+        engine = Engine.load(args.model, apply_limits=False)
+        script = engine.tokenizer.encode("<|channel>thought\nhmm<channel|>yes<turn|>")
+        engine.token_override = lambda generated: script[len(generated)]
+        return engine
+
+    monkeypatch.setattr(terminal_chat, "load_engine", load)
+    out = _Tty()
+    args = _chat_args(tiny_checkpoint, "--think")
+    terminal_chat.run(args, stdin=io.StringIO("Hello\n/exit\n"), stdout=out)
+    assert f"{terminal_chat.DIM}hmm{terminal_chat.RESET}\nyes" in out.getvalue()

@@ -1,0 +1,152 @@
+"""The engine's function-calling loop, driven by forced token sequences.
+
+A tiny random model cannot decide to call a tool, so each test scripts the model side:
+`engine.token_override` forces the ids of a scripted reply, one model turn after another.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from mlx_model.engine import Engine
+from mlx_model.events import Finished, ToolCallEvent, ToolResultEvent
+from mlx_model.tools import ToolRegistry, builtin_registry
+
+QUESTION = [
+    {"role": "user", "content": "What is two plus three? Let me check the calculator tool."}
+]
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_checkpoint):
+    return Engine.load(tiny_checkpoint, apply_limits=False, context_length=4096, prefill_chunk=64)
+
+
+@pytest.fixture(autouse=True)
+def _fresh(engine):
+    engine.prompt_cache.clear()
+    yield
+    engine.token_override = None
+
+
+def script_turns(engine, *replies: str):
+    """Force each model turn to produce the ids of the next reply (then the model's own choice)."""
+    turns = [engine.tokenizer.encode(reply) for reply in replies]
+    state = {"turn": -1}
+
+    def override(generated):
+        if not generated:
+            state["turn"] += 1
+        if state["turn"] >= len(turns):
+            return None
+        script = turns[state["turn"]]
+        return script[len(generated)] if len(generated) < len(script) else None
+
+    engine.token_override = override
+    return state
+
+
+def _context_text(engine) -> str:
+    entry = max(engine.prompt_cache.entries.values(), key=lambda e: e.last_used)
+    return engine.tokenizer.decode([int(k) for k in entry.keys if k >= 0])
+
+
+CALL = '<|tool_call>call:calculator{expression:<|"|>2+3<|"|>}<tool_call|><|tool_response>'
+
+
+def test_tool_call_round_trip_reaches_the_final_answer(engine):
+    state = script_turns(engine, CALL, "The answer is 5<turn|>")
+    events = list(
+        engine.stream(QUESTION, tools=builtin_registry(), max_tokens=100, temperature=0.0)
+    )
+    calls = [e for e in events if isinstance(e, ToolCallEvent)]
+    results = [e for e in events if isinstance(e, ToolResultEvent)]
+    assert [(c.call.name, c.call.arguments) for c in calls] == [
+        ("calculator", {"expression": "2+3"})
+    ]
+    assert results[0].result == {"expression": "2+3", "result": 5} and results[0].error is None
+    assert state["turn"] == 1  # the model was asked a second time
+    finished = events[-1]
+    assert isinstance(finished, Finished)
+    assert finished.stats.stop_reason == "end_of_turn"
+    assert finished.stats.extra["tool_steps"] == 1
+    text = "".join(e.text for e in events if type(e).__name__ == "TextDelta")
+    assert text.endswith("The answer is 5")
+    # the tool's result was in the prompt of the second model turn
+    context = _context_text(engine)
+    assert "<|tool_response>response:calculator{" in context
+    assert "result:5" in context
+    assert context.index("result:5") < context.rindex("The answer is 5")
+    # the second turn reused the first turn's cache instead of prefilling everything again
+    assert finished.stats.cached_tokens > 0
+    appended = finished.stats.extra["messages"]
+    assert [m["role"] for m in appended] == ["assistant", "assistant"]
+    assert appended[0]["tool_responses"][0]["response"]["result"] == 5
+    assert appended[0]["tool_calls"][0]["function"]["name"] == "calculator"
+
+
+def test_parallel_calls_in_one_turn_all_run(engine):
+    two = (
+        '<|tool_call>call:calculator{expression:<|"|>2*4<|"|>}<tool_call|>'
+        '<|tool_call>call:calculator{expression:<|"|>10-1<|"|>}<tool_call|><|tool_response>'
+    )
+    script_turns(engine, two, "Done<turn|>")
+    result = engine.generate(QUESTION, tools=builtin_registry(), max_tokens=100, temperature=0.0)
+    assert [r.result["result"] for r in result.tool_results] == [8, 9]
+    context = _context_text(engine)
+    assert context.count("<|tool_response>response:calculator") == 2
+    assert result.text.endswith("Done")
+
+
+def test_invalid_call_is_reported_to_the_model_not_executed(engine):
+    ran = []
+    registry = ToolRegistry()
+
+    @registry.register
+    def add(a: int, b: int) -> int:
+        """Add two integers."""
+        ran.append((a, b))
+        return a + b
+
+    bad = '<|tool_call>call:add{a:<|"|>two<|"|>,b:3}<tool_call|><|tool_response>'
+    script_turns(engine, bad, "Sorry<turn|>")
+    result = engine.generate(QUESTION, tools=registry, max_tokens=100, temperature=0.0)
+    assert ran == []
+    assert "expected integer" in result.tool_results[0].error
+    assert "error:" in _context_text(engine)
+
+
+def test_step_limit_stops_a_model_that_keeps_calling(engine):
+    registry = builtin_registry(max_steps=2)
+    script_turns(engine, CALL, CALL, CALL, CALL)
+    result = engine.generate(QUESTION, tools=registry, max_tokens=200, temperature=0.0)
+    assert len(result.tool_results) == 2
+    assert result.stats.stop_reason == "tool_call"
+    assert result.stats.extra["tool_step_limit"] == 2
+
+
+def test_plain_schemas_hand_the_call_to_the_caller(engine):
+    script_turns(engine, CALL)
+    schemas = builtin_registry().schemas()
+    result = engine.generate(QUESTION, tools=schemas, max_tokens=100, temperature=0.0)
+    assert [c.name for c in result.tool_calls] == ["calculator"]
+    assert result.tool_results == []
+    assert result.stats.stop_reason == "tool_call"
+
+
+def test_typed_functions_can_be_passed_directly(engine):
+    def get_weather(city: str) -> dict:
+        """Get the weather for a city.
+
+        Args:
+            city: Name of the city.
+        """
+        return {"city": city, "sky": "sunny"}
+
+    call = '<|tool_call>call:get_weather{city:<|"|>Paris<|"|>}<tool_call|><|tool_response>'
+    script_turns(engine, call, "It is sunny<turn|>")
+    result = engine.generate(QUESTION, tools=[get_weather], max_tokens=100, temperature=0.0)
+    assert result.tool_results[0].result == {"city": "Paris", "sky": "sunny"}
+    context = _context_text(engine)
+    assert "<|tool>declaration:get_weather" in context
+    assert 'sky:<|"|>sunny<|"|>' in context
