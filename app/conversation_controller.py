@@ -1,0 +1,491 @@
+"""Glue between the store and the engine service: send, stream into storage, regenerate, edit.
+
+One `ConversationController` serves the GUI and the terminal chat alike:
+
+- `send(conversation_id, text, attachments)` appends the user message (committed before
+  anything else happens), adds an empty assistant message with status `streaming`,
+  renders the conversation to Hugging Face chat messages (attachments as content parts
+  pointing at the stored media files) and submits a generation job;
+- engine events stream into the assistant message through a `StreamingWriter` (flushed
+  at least every 0.5 s); a tool call the engine ran closes the assistant message and adds
+  a `tool` message, and the answer continues in a new assistant message;
+- the end sets status `done` (stats recorded, also after a cancel) or `error` (text kept);
+- `regenerate` and `edit_and_resend` keep the old messages as superseded versions.
+
+Controller events (`subscribe`) say which message changed, for views: `MessageAdded`,
+`MessageDelta`, `MessageFinished`, `TurnFinished`. They are called on the engine service
+thread; `app.controller_signals.ControllerSignals` re-emits them as queued Qt signals.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from app.engine_service import EngineOutput, EngineService, Job, JobDone, JobFailed, ServiceEvent
+from app.settings import DEFAULTS, Settings, SettingsStore
+from app.storage import Storage
+from app.storage.conversations import Conversation, Message, StorageError
+from app.streaming_writer import FLUSH_INTERVAL_S, StreamingWriter
+from mlx_model.events import (
+    Finished,
+    GenerationError,
+    TextDelta,
+    ThinkingDelta,
+    ToolCallEvent,
+    ToolResultEvent,
+)
+
+log = logging.getLogger(__name__)
+
+TITLE_LENGTH = 60
+
+
+# -- controller events ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MessageAdded:
+    conversation_id: int
+    message_id: int
+    role: str
+
+
+@dataclass(frozen=True)
+class MessageDelta:
+    """New streamed text for a message (not yet necessarily flushed to disk)."""
+
+    conversation_id: int
+    message_id: int
+    text: str = ""
+    thinking: str = ""
+
+
+@dataclass(frozen=True)
+class MessageFinished:
+    conversation_id: int
+    message_id: int
+    status: str  # "done" | "error"
+    error: str | None
+
+
+@dataclass(frozen=True)
+class TurnFinished:
+    turn: Turn
+
+
+ControllerEvent = MessageAdded | MessageDelta | MessageFinished | TurnFinished
+
+
+@dataclass(eq=False)
+class Turn:
+    """One request/answer exchange in flight (or finished)."""
+
+    conversation_id: int
+    user_message_id: int | None  # None for regenerate
+    assistant_message_ids: list[int]  # more than one when tools were called
+    job: Job
+    status: str = "streaming"  # then "done" | "error" | "cancelled"
+    error: str | None = None
+    stats: dict[str, Any] | None = None
+    _finished: threading.Event = field(default_factory=threading.Event, repr=False)
+
+    @property
+    def assistant_message_id(self) -> int:
+        """The message holding the latest part of the answer."""
+        return self.assistant_message_ids[-1]
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the answer is complete and stored."""
+        return self._finished.wait(timeout)
+
+    @property
+    def done(self) -> bool:
+        return self._finished.is_set()
+
+
+def render_message_content(message: Message, media_path: Callable[[str], str]) -> Any:
+    """A stored message's content in Hugging Face chat shape (str, or parts when it has media)."""
+    if not message.attachments:
+        return message.text
+    parts: list[dict[str, Any]] = []
+    for a in message.attachments:
+        try:
+            path = media_path(a.sha256)
+        except KeyError:
+            path = ""
+        if path and Path(path).is_file():
+            parts.append({"type": a.kind, "path": path})
+        else:  # a lost media file must not make the whole conversation unanswerable
+            parts.append(
+                {"type": "text", "text": f"[attachment no longer available: {a.filename}]"}
+            )
+    if message.text:
+        parts.append({"type": "text", "text": message.text})
+    return parts
+
+
+def render_chat(
+    messages: Sequence[Message], media_path: Callable[[str], str], system_prompt: str | None = None
+) -> list[dict[str, Any]]:
+    """Stored messages -> Hugging Face chat messages for `Engine.stream`.
+
+    Superseded messages and failed empty answers are left out; thinking is not sent back
+    (the template strips earlier thoughts anyway); tool calls become OpenAI-style
+    `tool_calls` and tool results `role: tool` messages.
+    """
+    chat: list[dict[str, Any]] = []
+    if system_prompt:
+        chat.append({"role": "system", "content": system_prompt})
+    for m in messages:
+        if m.superseded_at is not None:
+            continue
+        if m.role == "system":
+            if chat and chat[0]["role"] == "system":
+                chat[0] = {"role": "system", "content": m.text}
+            else:
+                chat.insert(0, {"role": "system", "content": m.text})
+        elif m.role == "user":
+            chat.append({"role": "user", "content": render_message_content(m, media_path)})
+        elif m.role == "assistant":
+            if m.status == "streaming" or (not m.text and not m.tool_calls):
+                continue
+            entry: dict[str, Any] = {"role": "assistant", "content": m.text}
+            if m.tool_calls:
+                entry["tool_calls"] = [
+                    {
+                        "id": c.get("id") or f"call_{m.id}_{i}",
+                        "type": "function",
+                        "function": {"name": c["name"], "arguments": c.get("arguments", {})},
+                    }
+                    for i, c in enumerate(m.tool_calls)
+                ]
+            chat.append(entry)
+        elif m.role == "tool":
+            result = m.tool_result or {}
+            call = result.get("call") or {}
+            content = result.get("error") or result.get("result")
+            if not isinstance(content, str):
+                import json
+
+                content = json.dumps(content, ensure_ascii=False, default=str)
+            chat.append(
+                {
+                    "role": "tool",
+                    "tool_call_id": call.get("id", ""),
+                    "name": call.get("name", ""),
+                    "content": content,
+                }
+            )
+    return chat
+
+
+def title_from(text: str) -> str:
+    """A conversation title from the first user message: its first line, shortened."""
+    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+    if len(line) <= TITLE_LENGTH:
+        return line
+    return line[: TITLE_LENGTH - 1].rsplit(" ", 1)[0].rstrip(",.;:") + "…"
+
+
+class ConversationController:
+    """Send messages, stream answers into storage, regenerate and edit; see module docstring."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        service: EngineService,
+        settings: SettingsStore | Settings | None = None,
+        *,
+        flush_interval: float = FLUSH_INTERVAL_S,
+        tools: Sequence[Any] | None = None,
+    ) -> None:
+        self.storage = storage
+        self.store = storage.conversations
+        self.service = service
+        self._settings = settings
+        self.tools = tools
+        self.writer = StreamingWriter(self.store, interval=flush_interval)
+        self._lock = threading.RLock()
+        self._turns: dict[int, Turn] = {}  # job id -> turn
+        self._subscribers: list[Callable[[ControllerEvent], None]] = []
+        self._unsubscribe_service = service.subscribe(self._on_service_event)
+
+    # -- settings -------------------------------------------------------------------------
+
+    @property
+    def settings(self) -> Settings:
+        if isinstance(self._settings, SettingsStore):
+            return self._settings.settings
+        return self._settings or DEFAULTS
+
+    def generation_options(self, **overrides: Any) -> dict[str, Any]:
+        """Keyword options for `Engine.stream` from the settings, then `overrides`."""
+        s = self.settings
+        options: dict[str, Any] = {
+            "max_tokens": s.max_tokens,
+            "image_budget": s.vision_budget,
+            **s.sampling_overrides(),
+        }
+        options.update({k: v for k, v in overrides.items() if v is not None})
+        return options
+
+    # -- subscribing ----------------------------------------------------------------------
+
+    def subscribe(self, callback: Callable[[ControllerEvent], None]) -> Callable[[], None]:
+        """Call `callback(event)` for every controller event; returns an unsubscribe."""
+        with self._lock:
+            self._subscribers.append(callback)
+
+        def unsubscribe() -> None:
+            with self._lock, contextlib.suppress(ValueError):
+                self._subscribers.remove(callback)
+
+        return unsubscribe
+
+    def _notify(self, event: ControllerEvent) -> None:
+        with self._lock:
+            subscribers = list(self._subscribers)
+        for callback in subscribers:
+            try:
+                callback(event)
+            except Exception:
+                log.exception("controller subscriber %r failed on %r", callback, event)
+
+    # -- conversations --------------------------------------------------------------------
+
+    def new_conversation(self, title: str = "", *, folder_id: int | None = None) -> Conversation:
+        return self.store.create_conversation(
+            title, folder_id=folder_id, model=self.service.model_path or ""
+        )
+
+    def render(self, conversation_id: int) -> list[dict[str, Any]]:
+        """The conversation as Hugging Face chat messages (what `generate` would send)."""
+        conv = self.store.get_conversation(conversation_id)
+        system = (
+            conv.system_prompt if conv.system_prompt is not None else self.settings.system_prompt
+        )
+        return render_chat(self.store.messages(conversation_id), self._media_path, system or None)
+
+    def _media_path(self, sha256: str) -> str:
+        return str(self.storage.media.path_of(sha256))
+
+    # -- sending --------------------------------------------------------------------------
+
+    def send(
+        self,
+        conversation_id: int,
+        text: str,
+        attachments: Sequence[Any] = (),
+        **generation_overrides: Any,
+    ) -> Turn:
+        """Store the user's message now, then start generating the answer.
+
+        `attachments` are `app.attachments.Attachment` objects (already in the media store).
+        """
+        if not text.strip() and not attachments:
+            raise StorageError("There is nothing to send: write a message or attach a file.")
+        refs = [(a.sha256, a.kind, a.filename) for a in attachments]
+        user = self.store.add_message(conversation_id, "user", text, attachments=refs)
+        self._notify(MessageAdded(conversation_id, user.id, "user"))
+        conv = self.store.get_conversation(conversation_id)
+        if not conv.title and text.strip():
+            self.store.rename_conversation(conversation_id, title_from(text))
+        return self._start_turn(conversation_id, user.id, generation_overrides)
+
+    def regenerate(self, conversation_id: int, **generation_overrides: Any) -> Turn:
+        """Answer the last user message again; the previous answer stays as an older version."""
+        messages = self.store.messages(conversation_id)
+        last_user = next((m for m in reversed(messages) if m.role == "user"), None)
+        if last_user is None:
+            raise StorageError("There is no question to answer again in this conversation.")
+        old = [m for m in messages if m.position > last_user.position]
+        self.store.supersede_from(conversation_id, last_user.position + 1)
+        replaces = next((m.id for m in old if m.role == "assistant"), None)
+        return self._start_turn(conversation_id, None, generation_overrides, replaces_id=replaces)
+
+    def edit_and_resend(
+        self,
+        message_id: int,
+        text: str,
+        attachments: Sequence[Any] | None = None,
+        **generation_overrides: Any,
+    ) -> Turn:
+        """Replace a user message with an edited copy and answer it; what followed is kept as superseded."""
+        original = self.store.get_message(message_id)
+        if original.role != "user":
+            raise StorageError("Only your own messages can be edited.")
+        if original.superseded_at is not None:
+            raise StorageError("This message has already been replaced by a newer version.")
+        if attachments is None:
+            refs = [(a.sha256, a.kind, a.filename) for a in original.attachments]
+        else:
+            refs = [(a.sha256, a.kind, a.filename) for a in attachments]
+        if not text.strip() and not refs:
+            raise StorageError("There is nothing to send: write a message or attach a file.")
+        cid = original.conversation_id
+        with self.storage.db.transaction():
+            self.store.supersede_from(cid, original.position)
+            user = self.store.add_message(
+                cid, "user", text, attachments=refs, replaces_id=original.id
+            )
+        self._notify(MessageAdded(cid, user.id, "user"))
+        return self._start_turn(cid, user.id, generation_overrides)
+
+    def cancel(self, conversation_id: int | None = None) -> None:
+        """Stop the answer being generated (for one conversation, or all)."""
+        with self._lock:
+            jobs = [
+                t.job for t in self._turns.values() if conversation_id in (None, t.conversation_id)
+            ]
+        for job in jobs:
+            job.cancel()
+
+    def active_turn(self, conversation_id: int) -> Turn | None:
+        with self._lock:
+            return next(
+                (t for t in self._turns.values() if t.conversation_id == conversation_id), None
+            )
+
+    def close(self) -> None:
+        """Stop listening to the service and flush everything still buffered."""
+        self._unsubscribe_service()
+        self.writer.close()
+
+    def _start_turn(
+        self,
+        conversation_id: int,
+        user_message_id: int | None,
+        overrides: dict[str, Any],
+        *,
+        replaces_id: int | None = None,
+    ) -> Turn:
+        chat = self.render(conversation_id)
+        # The engine keeps one prompt cache per conversation: the next turn prefills only what is new.
+        overrides.setdefault("conversation_id", self.store.get_conversation(conversation_id).uuid)
+        assistant = self.store.add_message(
+            conversation_id, "assistant", status="streaming", replaces_id=replaces_id
+        )
+        self.writer.begin(assistant.id)
+        enable_thinking = overrides.pop("enable_thinking", self.settings.thinking)
+        tools = overrides.pop("tools", self.tools)
+        with self._lock:
+            # Register before submitting so no event of the job can arrive unrouted.
+            job = self.service.generate(
+                chat,
+                tools=tools,
+                enable_thinking=enable_thinking,
+                **self.generation_options(**overrides),
+            )
+            turn = Turn(conversation_id, user_message_id, [assistant.id], job)
+            self._turns[job.id] = turn
+        self._notify(MessageAdded(conversation_id, assistant.id, "assistant"))
+        return turn
+
+    # -- engine events (service thread) ---------------------------------------------------
+
+    def _on_service_event(self, event: ServiceEvent) -> None:
+        with self._lock:
+            turn = self._turns.get(event.job_id)
+        if turn is None:
+            return
+        try:
+            self._handle(turn, event)
+        except Exception as exc:  # storage trouble must not kill the service thread
+            log.exception("storing event %r failed", event)
+            turn.error = f"Could not save the answer: {exc}"
+
+    def _handle(self, turn: Turn, event: ServiceEvent) -> None:
+        cid, mid = turn.conversation_id, turn.assistant_message_id
+        if isinstance(event, EngineOutput):
+            inner = event.event
+            if isinstance(inner, TextDelta):
+                self.writer.append_text(mid, inner.text)
+                self._notify(MessageDelta(cid, mid, text=inner.text))
+            elif isinstance(inner, ThinkingDelta):
+                self.writer.append_thinking(mid, inner.text)
+                self._notify(MessageDelta(cid, mid, thinking=inner.text))
+            elif isinstance(inner, ToolCallEvent):
+                call = _call_dict(inner.call)
+                self.writer.set_tool_calls(mid, [*self.writer.tool_calls_of(mid), call])
+                self.writer.flush(mid)
+            elif isinstance(inner, ToolResultEvent):
+                self._tool_result(turn, inner)
+            elif isinstance(inner, Finished):
+                stats = dataclasses.asdict(inner.stats)
+                turn.stats = stats
+                cancelled = inner.stats.stop_reason == "cancelled"
+                turn.status = "cancelled" if cancelled else "done"
+                self._finish_message(turn, "done", stats=stats)
+            elif isinstance(inner, GenerationError):
+                turn.status, turn.error = "error", inner.message
+                self._finish_message(turn, "error", error=inner.message)
+        elif isinstance(event, JobFailed):
+            turn.status, turn.error = "error", event.message
+            if mid in self.writer.active:
+                self._finish_message(turn, "error", error=event.message)
+        elif isinstance(event, JobDone):
+            if mid in self.writer.active:  # cancelled before it started, or no final event
+                status = "cancelled" if event.cancelled else "error"
+                turn.status = status
+                msg = turn.error or (
+                    "Stopped before the answer began."
+                    if event.cancelled
+                    else "The answer ended unexpectedly."
+                )
+                self._finish_message(turn, "error", error=msg)
+            with self._lock:
+                self._turns.pop(event.job_id, None)
+            turn._finished.set()
+            self._notify(TurnFinished(turn))
+
+    def _finish_message(
+        self,
+        turn: Turn,
+        status: str,
+        *,
+        stats: dict[str, Any] | None = None,
+        error: str | None = None,
+    ) -> None:
+        mid = turn.assistant_message_id
+        self.writer.finish(mid, status=status, stats=stats, error=error)  # type: ignore[arg-type]
+        self._notify(MessageFinished(turn.conversation_id, mid, status, error))
+
+    def _tool_result(self, turn: Turn, event: ToolResultEvent) -> None:
+        cid = turn.conversation_id
+        # Close the assistant part that made the call, record the result, continue in a new message.
+        self._finish_message(turn, "done")
+        tool_msg = self.store.add_message(
+            cid,
+            "tool",
+            tool_result={
+                "call": _call_dict(event.call),
+                "result": _jsonable(event.result),
+                "error": event.error,
+            },
+        )
+        self._notify(MessageAdded(cid, tool_msg.id, "tool"))
+        follow = self.store.add_message(cid, "assistant", status="streaming")
+        self.writer.begin(follow.id)
+        turn.assistant_message_ids.append(follow.id)
+        self._notify(MessageAdded(cid, follow.id, "assistant"))
+
+
+def _call_dict(call: Any) -> dict[str, Any]:
+    return {"id": call.id, "name": call.name, "arguments": _jsonable(call.arguments)}
+
+
+def _jsonable(value: Any) -> Any:
+    import json
+
+    try:
+        json.dumps(value)
+        return value
+    except (TypeError, ValueError):
+        return json.loads(json.dumps(value, default=str))

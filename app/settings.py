@@ -1,0 +1,235 @@
+"""The user's settings: typed fields with defaults, persisted in the database's `settings` table.
+
+`Settings` is a frozen dataclass (one field per setting, each with its default);
+`SettingsStore` loads it, validates changes and writes each changed field as one JSON row
+in a single transaction. Unknown keys in the table (written by a newer app) are kept
+untouched; a stored value that no longer validates falls back to the default and is
+reported in `SettingsStore.problems` rather than crashing the app.
+
+Sampling fields left at `None` mean "the checkpoint's own default" (its
+`generation_config.json`), so nothing model-specific is hard-coded here.
+
+The data folder cannot live inside the database it locates: `data_dir` is stored in the
+small pointer file described in `app.paths` and read back from there.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal, get_args, get_origin, get_type_hints
+
+from app import paths
+from app.storage.database import Database
+
+Precision = Literal["auto", "bf16", "8bit", "4bit"]
+PRECISIONS: tuple[str, ...] = get_args(Precision)
+VISION_BUDGETS = (70, 140, 280, 560, 1120)  # the processor's allowed soft-token budgets
+
+
+class SettingsError(ValueError):
+    """A setting got a value it cannot take; the message names the setting and the rule."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every persisted setting with its default."""
+
+    # Model
+    model_path: str = ""  # checkpoint folder; "" = none chosen yet
+    precision: Precision = "auto"  # "auto": as stored in the checkpoint
+    context_length: int = 8192  # tokens of KV cache to plan for
+    kv_cache_bits: int | None = None  # None = full precision KV cache; 4 or 8 quantize it
+    # Generation (None = the checkpoint's generation_config.json default)
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    min_p: float | None = None
+    repetition_penalty: float | None = None
+    max_tokens: int = 4096
+    seed: int | None = None
+    system_prompt: str = ""
+    thinking: bool = False
+    vision_budget: int = 280  # soft tokens per image
+    # Devices (None = the system default device)
+    mic_device: str | None = None
+    camera_device: str | None = None
+    # Local OpenAI-compatible server
+    server_enabled: bool = False
+    server_host: str = "127.0.0.1"
+    server_port: int = 8765
+    server_api_key: str = ""
+    # Interface
+    theme: Literal["system", "light", "dark"] = "system"
+    send_with_enter: bool = True
+
+    def replace(self, **changes: Any) -> Settings:
+        """A validated copy with the given fields changed."""
+        for name, value in changes.items():
+            validate(name, value)
+        return dataclasses.replace(self, **changes)
+
+    def load_options(self) -> dict[str, Any]:
+        """Keyword options for `Engine.load` (via `EngineService.load_model`)."""
+        bits = {"8bit": 8, "4bit": 4}.get(self.precision)
+        return {"bits": bits, "context_length": self.context_length, "kv_bits": self.kv_cache_bits}
+
+    def sampling_overrides(self) -> dict[str, Any]:
+        """The sampling fields the user set (for `SamplingOptions.replace`), None ones left out."""
+        names = ("temperature", "top_p", "top_k", "min_p", "repetition_penalty", "seed")
+        return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+_TYPES = get_type_hints(Settings)
+DEFAULTS = Settings()
+
+# Range rules beyond the type: name -> (check, explanation).
+_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "context_length": (lambda v: 256 <= v <= 1_048_576, "between 256 and 1048576 tokens"),
+    "kv_cache_bits": (lambda v: v is None or v in (4, 8), "4, 8 or empty (full precision)"),
+    "temperature": (lambda v: v is None or 0.0 <= v <= 5.0, "between 0 and 5"),
+    "top_p": (lambda v: v is None or 0.0 < v <= 1.0, "above 0 and at most 1"),
+    "top_k": (lambda v: v is None or v >= 0, "0 (off) or more"),
+    "min_p": (lambda v: v is None or 0.0 <= v <= 1.0, "between 0 and 1"),
+    "repetition_penalty": (lambda v: v is None or 0.0 < v <= 5.0, "above 0 and at most 5"),
+    "max_tokens": (lambda v: 1 <= v <= 1_048_576, "at least 1"),
+    "vision_budget": (
+        lambda v: v in VISION_BUDGETS,
+        f"one of {', '.join(map(str, VISION_BUDGETS))}",
+    ),
+    "server_port": (lambda v: 1 <= v <= 65535, "a port number from 1 to 65535"),
+    "server_host": (lambda v: bool(v.strip()), "a host name or address"),
+}
+
+
+def _type_ok(value: Any, annotation: Any) -> bool:
+    origin = get_origin(annotation)
+    if origin is Literal:
+        return value in get_args(annotation)
+    if origin is not None and type(None) in get_args(annotation):  # X | None
+        return value is None or any(
+            _type_ok(value, a) for a in get_args(annotation) if a is not type(None)
+        )
+    if annotation is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, annotation)
+
+
+def validate(name: str, value: Any) -> None:
+    """Raise `SettingsError` unless `value` is a valid value for setting `name`."""
+    if name not in _FIELDS:
+        raise SettingsError(f"There is no setting called {name!r}.")
+    annotation = _TYPES[name]
+    if not _type_ok(value, annotation):
+        if get_origin(annotation) is Literal:
+            choices = ", ".join(repr(a) for a in get_args(annotation))
+            raise SettingsError(f"Setting {name!r} must be one of {choices}; got {value!r}.")
+        raise SettingsError(f"Setting {name!r} must be of type {annotation}; got {value!r}.")
+    rule = _RULES.get(name)
+    if rule and not rule[0](value):
+        raise SettingsError(f"Setting {name!r} must be {rule[1]}; got {value!r}.")
+
+
+def _coerce(name: str, value: Any) -> Any:
+    # JSON has one number type: 3.0 may come back for an int field and 1 for a float one.
+    annotation = _TYPES[name]
+    origin = get_origin(annotation)
+    accepts = (
+        get_args(annotation) if origin is not None and origin is not Literal else (annotation,)
+    )
+    if isinstance(value, float) and int in accepts and float not in accepts and value.is_integer():
+        return int(value)
+    if (
+        isinstance(value, int)
+        and not isinstance(value, bool)
+        and float in accepts
+        and int not in accepts
+    ):
+        return float(value)
+    return value
+
+
+class SettingsStore:
+    """Load and save `Settings` in the database; thread-safe; tells subscribers about changes."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._lock = threading.RLock()
+        self._subscribers: list[Callable[[Settings, set[str]], None]] = []
+        self.problems: list[str] = []  # stored values that were invalid and fell back to defaults
+        self._settings = self._load()
+
+    def _load(self) -> Settings:
+        values: dict[str, Any] = {}
+        for row in self.db.query("SELECT key, value FROM settings"):
+            name = row["key"]
+            if name not in _FIELDS or name == "data_dir":
+                continue  # a newer app's setting: leave it alone
+            try:
+                value = _coerce(name, json.loads(row["value"]))
+                validate(name, value)
+            except (ValueError, SettingsError) as exc:
+                self.problems.append(
+                    f"{exc} The default ({getattr(DEFAULTS, name)!r}) is used instead."
+                )
+                continue
+            values[name] = value
+        return dataclasses.replace(DEFAULTS, **values)
+
+    @property
+    def settings(self) -> Settings:
+        """The current settings (an immutable snapshot)."""
+        with self._lock:
+            return self._settings
+
+    def get(self, name: str) -> Any:
+        return getattr(self.settings, name)
+
+    def update(self, **changes: Any) -> Settings:
+        """Validate and persist the given fields in one transaction; returns the new settings."""
+        with self._lock:
+            changes = {n: _coerce(n, v) if n in _FIELDS else v for n, v in changes.items()}
+            new = self._settings.replace(**changes)
+            changed = {n for n in changes if getattr(new, n) != getattr(self._settings, n)}
+            if not changed:
+                return new
+            with self.db.transaction() as conn:
+                for name in changed:
+                    conn.execute(
+                        "INSERT INTO settings (key, value) VALUES (?, ?)"
+                        " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                        (name, json.dumps(getattr(new, name))),
+                    )
+            self._settings = new
+            subscribers = list(self._subscribers)
+        for callback in subscribers:
+            callback(new, changed)
+        return new
+
+    def reset(self, *names: str) -> Settings:
+        """Put the named settings (all when none are named) back to their defaults."""
+        names = names or tuple(_FIELDS)
+        return self.update(**{n: getattr(DEFAULTS, n) for n in names})
+
+    def subscribe(self, callback: Callable[[Settings, set[str]], None]) -> Callable[[], None]:
+        """Call `callback(settings, changed_names)` after each update; returns an unsubscribe."""
+        with self._lock:
+            self._subscribers.append(callback)
+        return lambda: self._subscribers.remove(callback) if callback in self._subscribers else None
+
+    # The data folder lives outside the database (see app.paths).
+    @staticmethod
+    def data_dir() -> str:
+        """The data folder in use unless overridden at start (flag or environment variable)."""
+        return str(paths.resolve_data_dir())
+
+    @staticmethod
+    def set_data_dir(path: str | None) -> None:
+        """Choose the data folder used from the next start (None: back to the default)."""
+        paths.set_preferred_data_dir(path)

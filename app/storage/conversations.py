@@ -1,0 +1,571 @@
+"""Conversations, their messages and folders in the database; full-text search; the trash.
+
+Rules this module keeps so that nothing a user made is lost:
+
+- every change is one transaction (`Database.transaction`);
+- deleting a conversation moves it to the trash (`deleted_at`); it can be restored for
+  `TRASH_RETENTION_S` (30 days) and only `purge_trash` removes it for good, after which
+  media files no message refers to any more are removed by `MediaStore.collect_garbage`;
+- regenerate and edit-and-resend never overwrite: the old messages are marked
+  `superseded_at` and stay readable through `message_versions`;
+- a message still marked `streaming` by a process that died is kept, text and all, and
+  marked `error` with `INTERRUPTED` by `recover_interrupted` the next time the store opens.
+
+Rows come back as small frozen dataclasses; ids are SQLite integer ids, `uuid` is the
+stable identity used by export/import.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import time
+import uuid as uuid_module
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from app.storage.database import Database
+
+Role = Literal["system", "user", "assistant", "tool"]
+MessageStatus = Literal["streaming", "done", "error"]
+ROLES: tuple[str, ...] = ("system", "user", "assistant", "tool")
+TRASH_RETENTION_S = 30 * 24 * 3600
+# A `streaming` message not written for this long belongs to a process that is gone
+# (writers flush every 0.5 s and touch the row at least every few seconds).
+STALE_STREAMING_S = 30.0
+INTERRUPTED = "interrupted: the app stopped while this answer was being written"
+
+
+class StorageError(ValueError):
+    """A request the store refuses (unknown id, bad role, ...); the message says why."""
+
+
+@dataclass(frozen=True)
+class Folder:
+    id: int
+    name: str
+    parent_id: int | None
+    position: int
+    created_at: float
+
+
+@dataclass(frozen=True)
+class Conversation:
+    id: int
+    uuid: str
+    title: str
+    folder_id: int | None
+    system_prompt: str | None
+    model: str
+    pinned: bool
+    created_at: float
+    updated_at: float
+    deleted_at: float | None
+
+    @property
+    def in_trash(self) -> bool:
+        return self.deleted_at is not None
+
+
+@dataclass(frozen=True)
+class AttachmentRef:
+    """One attachment of a message: a media file (by content hash) plus its original name."""
+
+    id: int
+    message_id: int
+    position: int
+    sha256: str
+    kind: str  # "image" | "audio" | "video"
+    filename: str
+
+
+@dataclass(frozen=True)
+class Message:
+    id: int
+    conversation_id: int
+    position: int
+    role: Role
+    text: str
+    thinking: str
+    tool_calls: list[dict[str, Any]]  # assistant: [{"id", "name", "arguments"}]
+    tool_result: dict[str, Any] | None  # tool: {"call": {...}, "result": ..., "error": str|None}
+    stats: dict[str, Any] | None  # GenerationStats as a dict, once finished
+    status: MessageStatus
+    error: str | None
+    replaces_id: int | None
+    superseded_at: float | None
+    created_at: float
+    updated_at: float
+    attachments: tuple[AttachmentRef, ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    conversation_id: int
+    conversation_title: str
+    message_id: int | None  # None when only the title matched
+    snippet: str  # the matching text with the hits wrapped in [ and ]
+    rank: float
+
+
+def _loads(value: str | None) -> Any:
+    return None if value is None else json.loads(value)
+
+
+def _dumps(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, ensure_ascii=False, default=str)
+
+
+def _folder(row: sqlite3.Row) -> Folder:
+    return Folder(row["id"], row["name"], row["parent_id"], row["position"], row["created_at"])
+
+
+def _conversation(row: sqlite3.Row) -> Conversation:
+    return Conversation(
+        id=row["id"],
+        uuid=row["uuid"],
+        title=row["title"],
+        folder_id=row["folder_id"],
+        system_prompt=row["system_prompt"],
+        model=row["model"],
+        pinned=bool(row["pinned"]),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        deleted_at=row["deleted_at"],
+    )
+
+
+def _attachment(row: sqlite3.Row) -> AttachmentRef:
+    return AttachmentRef(
+        row["id"], row["message_id"], row["position"], row["sha256"], row["kind"], row["filename"]
+    )
+
+
+def _message(row: sqlite3.Row, attachments: Sequence[AttachmentRef] = ()) -> Message:
+    return Message(
+        id=row["id"],
+        conversation_id=row["conversation_id"],
+        position=row["position"],
+        role=row["role"],
+        text=row["text"],
+        thinking=row["thinking"],
+        tool_calls=_loads(row["tool_calls"]) or [],
+        tool_result=_loads(row["tool_result"]),
+        stats=_loads(row["stats"]),
+        status=row["status"],
+        error=row["error"],
+        replaces_id=row["replaces_id"],
+        superseded_at=row["superseded_at"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        attachments=tuple(attachments),
+    )
+
+
+def fts_query(text: str) -> str:
+    """Turn what a user typed into a safe FTS5 query: every word must match, as a prefix."""
+    words = re.findall(r"\w+", text, flags=re.UNICODE)
+    return " ".join(f'"{w}"*' for w in words)
+
+
+class ConversationStore:
+    """All reads and writes of conversations, messages, folders, attachments rows and trash."""
+
+    def __init__(self, db: Database, *, clock: Any = time.time) -> None:
+        self.db = db
+        self._clock = clock
+
+    # -- conversations ------------------------------------------------------------------
+
+    def create_conversation(
+        self,
+        title: str = "",
+        *,
+        folder_id: int | None = None,
+        system_prompt: str | None = None,
+        model: str = "",
+        uuid: str | None = None,
+        created_at: float | None = None,
+    ) -> Conversation:
+        """A new, empty conversation (title may be set later, e.g. from the first message)."""
+        now = self._clock() if created_at is None else created_at
+        with self.db.transaction() as conn:
+            cur = conn.execute(
+                "INSERT INTO conversations (uuid, title, folder_id, system_prompt, model,"
+                " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    uuid or str(uuid_module.uuid4()),
+                    title,
+                    folder_id,
+                    system_prompt,
+                    model,
+                    now,
+                    now,
+                ),
+            )
+            return self.get_conversation(cur.lastrowid)
+
+    def get_conversation(self, conversation_id: int) -> Conversation:
+        row = self.db.query_one("SELECT * FROM conversations WHERE id = ?", (conversation_id,))
+        if row is None:
+            raise StorageError(f"No conversation with id {conversation_id}.")
+        return _conversation(row)
+
+    def find_conversation_by_uuid(self, uuid: str) -> Conversation | None:
+        row = self.db.query_one("SELECT * FROM conversations WHERE uuid = ?", (uuid,))
+        return None if row is None else _conversation(row)
+
+    def list_conversations(
+        self, *, folder_id: int | None | Literal["all"] = "all", limit: int | None = None
+    ) -> list[Conversation]:
+        """Conversations not in the trash, pinned first, then most recently updated first.
+
+        `folder_id="all"` lists every folder; `None` lists those in no folder.
+        """
+        sql = "SELECT * FROM conversations WHERE deleted_at IS NULL"
+        params: list[Any] = []
+        if folder_id is None:
+            sql += " AND folder_id IS NULL"
+        elif folder_id != "all":
+            sql += " AND folder_id = ?"
+            params.append(folder_id)
+        sql += " ORDER BY pinned DESC, updated_at DESC, id DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return [_conversation(r) for r in self.db.query(sql, params)]
+
+    def update_conversation(self, conversation_id: int, **fields: Any) -> Conversation:
+        """Change title, folder_id, system_prompt, model or pinned."""
+        allowed = {"title", "folder_id", "system_prompt", "model", "pinned"}
+        unknown = set(fields) - allowed
+        if unknown:
+            raise StorageError(f"Cannot update conversation fields {sorted(unknown)}.")
+        if not fields:
+            return self.get_conversation(conversation_id)
+        if "pinned" in fields:
+            fields["pinned"] = int(bool(fields["pinned"]))
+        assignments = ", ".join(f"{name} = ?" for name in fields)
+        with self.db.transaction() as conn:
+            cur = conn.execute(
+                f"UPDATE conversations SET {assignments}, updated_at = ? WHERE id = ?",
+                (*fields.values(), self._clock(), conversation_id),
+            )
+            if cur.rowcount == 0:
+                raise StorageError(f"No conversation with id {conversation_id}.")
+        return self.get_conversation(conversation_id)
+
+    def rename_conversation(self, conversation_id: int, title: str) -> Conversation:
+        return self.update_conversation(conversation_id, title=title)
+
+    def move_to_folder(self, conversation_id: int, folder_id: int | None) -> Conversation:
+        return self.update_conversation(conversation_id, folder_id=folder_id)
+
+    # -- trash --------------------------------------------------------------------------
+
+    def delete_conversation(self, conversation_id: int) -> None:
+        """Move a conversation to the trash (undo with `restore_conversation`)."""
+        with self.db.transaction() as conn:
+            cur = conn.execute(
+                "UPDATE conversations SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL",
+                (self._clock(), conversation_id),
+            )
+            if cur.rowcount == 0:
+                self.get_conversation(conversation_id)  # raises for an unknown id
+
+    def restore_conversation(self, conversation_id: int) -> Conversation:
+        """Take a conversation out of the trash."""
+        with self.db.transaction() as conn:
+            conn.execute(
+                "UPDATE conversations SET deleted_at = NULL WHERE id = ?", (conversation_id,)
+            )
+        return self.get_conversation(conversation_id)
+
+    def list_trash(self) -> list[Conversation]:
+        """Conversations in the trash, most recently deleted first."""
+        rows = self.db.query(
+            "SELECT * FROM conversations WHERE deleted_at IS NOT NULL ORDER BY deleted_at DESC"
+        )
+        return [_conversation(r) for r in rows]
+
+    def purge_trash(self, *, older_than_s: float = TRASH_RETENTION_S) -> int:
+        """Remove for good conversations in the trash longer than `older_than_s`; returns the count.
+
+        Media files are left for `MediaStore.collect_garbage`, which removes the ones no
+        remaining message refers to.
+        """
+        cutoff = self._clock() - older_than_s
+        with self.db.transaction() as conn:
+            cur = conn.execute(
+                "DELETE FROM conversations WHERE deleted_at IS NOT NULL AND deleted_at <= ?",
+                (cutoff,),
+            )
+            return cur.rowcount
+
+    def delete_conversation_forever(self, conversation_id: int) -> None:
+        """Remove one conversation now (the "Empty trash" / "Delete forever" action)."""
+        with self.db.transaction() as conn:
+            conn.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,))
+
+    # -- folders ------------------------------------------------------------------------
+
+    def create_folder(self, name: str, *, parent_id: int | None = None) -> Folder:
+        name = name.strip()
+        if not name:
+            raise StorageError("A folder needs a name.")
+        with self.db.transaction() as conn:
+            row = conn.execute(
+                "SELECT COALESCE(MAX(position) + 1, 0) FROM folders WHERE parent_id IS ?",
+                (parent_id,),
+            ).fetchone()
+            cur = conn.execute(
+                "INSERT INTO folders (name, parent_id, position, created_at) VALUES (?, ?, ?, ?)",
+                (name, parent_id, row[0], self._clock()),
+            )
+            return _folder(
+                conn.execute("SELECT * FROM folders WHERE id = ?", (cur.lastrowid,)).fetchone()
+            )
+
+    def list_folders(self) -> list[Folder]:
+        return [
+            _folder(r)
+            for r in self.db.query("SELECT * FROM folders ORDER BY parent_id, position, id")
+        ]
+
+    def rename_folder(self, folder_id: int, name: str) -> None:
+        if not name.strip():
+            raise StorageError("A folder needs a name.")
+        self.db.execute("UPDATE folders SET name = ? WHERE id = ?", (name.strip(), folder_id))
+
+    def delete_folder(self, folder_id: int) -> None:
+        """Remove a folder; its conversations stay, moved out to no folder (never deleted)."""
+        self.db.execute("DELETE FROM folders WHERE id = ?", (folder_id,))
+
+    # -- messages -----------------------------------------------------------------------
+
+    def add_message(
+        self,
+        conversation_id: int,
+        role: Role,
+        text: str = "",
+        *,
+        thinking: str = "",
+        tool_calls: Sequence[dict[str, Any]] | None = None,
+        tool_result: dict[str, Any] | None = None,
+        stats: dict[str, Any] | None = None,
+        status: MessageStatus = "done",
+        error: str | None = None,
+        attachments: Iterable[tuple[str, str, str]] = (),
+        replaces_id: int | None = None,
+        created_at: float | None = None,
+    ) -> Message:
+        """Append a message at the end of the conversation, committed before this returns.
+
+        `attachments` are (sha256, kind, filename) of media already in the `MediaStore`.
+        """
+        if role not in ROLES:
+            raise StorageError(f"Unknown message role {role!r}; expected one of {ROLES}.")
+        now = self._clock() if created_at is None else created_at
+        with self.db.transaction() as conn:
+            if (
+                conn.execute(
+                    "SELECT 1 FROM conversations WHERE id = ?", (conversation_id,)
+                ).fetchone()
+                is None
+            ):
+                raise StorageError(f"No conversation with id {conversation_id}.")
+            position = conn.execute(
+                "SELECT COALESCE(MAX(position) + 1, 0) FROM messages WHERE conversation_id = ?",
+                (conversation_id,),
+            ).fetchone()[0]
+            cur = conn.execute(
+                "INSERT INTO messages (conversation_id, position, role, text, thinking, tool_calls,"
+                " tool_result, stats, status, error, replaces_id, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    conversation_id,
+                    position,
+                    role,
+                    text,
+                    thinking,
+                    _dumps(list(tool_calls)) if tool_calls else None,
+                    _dumps(tool_result),
+                    _dumps(stats),
+                    status,
+                    error,
+                    replaces_id,
+                    now,
+                    now,
+                ),
+            )
+            message_id = cur.lastrowid
+            for index, (sha256, kind, filename) in enumerate(attachments):
+                conn.execute(
+                    "INSERT INTO attachments (message_id, position, sha256, kind, filename)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (message_id, index, sha256, kind, filename),
+                )
+            conn.execute(
+                "UPDATE conversations SET updated_at = ? WHERE id = ?", (now, conversation_id)
+            )
+            return self.get_message(message_id)
+
+    def get_message(self, message_id: int) -> Message:
+        row = self.db.query_one("SELECT * FROM messages WHERE id = ?", (message_id,))
+        if row is None:
+            raise StorageError(f"No message with id {message_id}.")
+        return _message(row, self._attachments_of([message_id]).get(message_id, ()))
+
+    def messages(self, conversation_id: int, *, include_superseded: bool = False) -> list[Message]:
+        """The conversation's messages in order (current versions only unless asked)."""
+        sql = "SELECT * FROM messages WHERE conversation_id = ?"
+        if not include_superseded:
+            sql += " AND superseded_at IS NULL"
+        rows = self.db.query(sql + " ORDER BY position, id", (conversation_id,))
+        attachments = self._attachments_of([r["id"] for r in rows])
+        return [_message(r, attachments.get(r["id"], ())) for r in rows]
+
+    def _attachments_of(self, message_ids: Sequence[int]) -> dict[int, list[AttachmentRef]]:
+        result: dict[int, list[AttachmentRef]] = {}
+        if not message_ids:
+            return result
+        # Chunk to stay under SQLite's bound-parameter limit for very long conversations.
+        for start in range(0, len(message_ids), 500):
+            chunk = list(message_ids[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            rows = self.db.query(
+                f"SELECT * FROM attachments WHERE message_id IN ({marks}) ORDER BY message_id, position",
+                chunk,
+            )
+            for row in rows:
+                result.setdefault(row["message_id"], []).append(_attachment(row))
+        return result
+
+    def update_message(
+        self,
+        message_id: int,
+        *,
+        text: str | None = None,
+        thinking: str | None = None,
+        tool_calls: Sequence[dict[str, Any]] | None = None,
+        stats: dict[str, Any] | None = None,
+        status: MessageStatus | None = None,
+        error: str | None = None,
+    ) -> None:
+        """Overwrite the given fields of a message in one transaction (the streaming flush)."""
+        fields: dict[str, Any] = {}
+        if text is not None:
+            fields["text"] = text
+        if thinking is not None:
+            fields["thinking"] = thinking
+        if tool_calls is not None:
+            fields["tool_calls"] = _dumps(list(tool_calls))
+        if stats is not None:
+            fields["stats"] = _dumps(stats)
+        if status is not None:
+            fields["status"] = status
+        if error is not None:
+            fields["error"] = error
+        now = self._clock()
+        assignments = "".join(f"{name} = ?, " for name in fields)
+        with self.db.transaction() as conn:
+            cur = conn.execute(
+                f"UPDATE messages SET {assignments}updated_at = ? WHERE id = ?",
+                (*fields.values(), now, message_id),
+            )
+            if cur.rowcount == 0:
+                raise StorageError(f"No message with id {message_id}.")
+            conn.execute(
+                "UPDATE conversations SET updated_at = ? WHERE id ="
+                " (SELECT conversation_id FROM messages WHERE id = ?)",
+                (now, message_id),
+            )
+
+    def supersede_from(self, conversation_id: int, position: int) -> list[int]:
+        """Mark current messages at `position` and after as superseded (kept, not shown).
+
+        Used by regenerate and edit-and-resend; returns the ids it marked.
+        """
+        with self.db.transaction() as conn:
+            rows = conn.execute(
+                "SELECT id FROM messages WHERE conversation_id = ? AND position >= ?"
+                " AND superseded_at IS NULL",
+                (conversation_id, position),
+            ).fetchall()
+            ids = [r[0] for r in rows]
+            conn.execute(
+                "UPDATE messages SET superseded_at = ? WHERE conversation_id = ? AND position >= ?"
+                " AND superseded_at IS NULL",
+                (self._clock(), conversation_id, position),
+            )
+            return ids
+
+    def message_versions(self, message_id: int) -> list[Message]:
+        """All versions of a message, oldest first, following `replaces_id` both ways."""
+        chain = [self.get_message(message_id)]
+        while chain[0].replaces_id is not None:
+            chain.insert(0, self.get_message(chain[0].replaces_id))
+        while True:
+            row = self.db.query_one(
+                "SELECT id FROM messages WHERE replaces_id = ? ORDER BY id DESC LIMIT 1",
+                (chain[-1].id,),
+            )
+            if row is None:
+                return chain
+            chain.append(self.get_message(row["id"]))
+
+    def recover_interrupted(self, *, stale_after_s: float = STALE_STREAMING_S) -> list[int]:
+        """Mark `streaming` messages nobody has written for `stale_after_s` as `error` (text kept).
+
+        Run at startup: these belong to a process that crashed or was killed. A message
+        another live process is still streaming is touched every flush and so is left alone.
+        """
+        cutoff = self._clock() - stale_after_s
+        with self.db.transaction() as conn:
+            rows = conn.execute(
+                "SELECT id FROM messages WHERE status = 'streaming' AND updated_at <= ?", (cutoff,)
+            ).fetchall()
+            ids = [r[0] for r in rows]
+            conn.execute(
+                "UPDATE messages SET status = 'error', error = ? WHERE status = 'streaming'"
+                " AND updated_at <= ?",
+                (INTERRUPTED, cutoff),
+            )
+            return ids
+
+    # -- search -------------------------------------------------------------------------
+
+    def search(self, text: str, *, limit: int = 50) -> list[SearchHit]:
+        """Full-text search (FTS5) over message text and titles of conversations not in the trash.
+
+        Every word must match (as a prefix: "mount" finds "mountain"); best matches first.
+        """
+        query = fts_query(text)
+        if not query:
+            return []
+        rows = self.db.query(
+            "SELECT m.id AS message_id, m.conversation_id, c.title,"
+            " snippet(messages_fts, 0, '[', ']', '…', 12) AS snippet, bm25(messages_fts) AS rank"
+            " FROM messages_fts JOIN messages m ON m.id = messages_fts.rowid"
+            " JOIN conversations c ON c.id = m.conversation_id"
+            " WHERE messages_fts MATCH ? AND c.deleted_at IS NULL AND m.superseded_at IS NULL"
+            " ORDER BY rank LIMIT ?",
+            (query, limit),
+        )
+        hits = [
+            SearchHit(r["conversation_id"], r["title"], r["message_id"], r["snippet"], r["rank"])
+            for r in rows
+        ]
+        # Titles are few and short: a plain case-insensitive match on each word is enough.
+        words = re.findall(r"\w+", text, flags=re.UNICODE)
+        seen = {h.conversation_id for h in hits}
+        for conv in self.list_conversations():
+            if (
+                conv.id not in seen
+                and words
+                and all(w.lower() in conv.title.lower() for w in words)
+            ):
+                hits.insert(0, SearchHit(conv.id, conv.title, None, conv.title, float("-inf")))
+        return hits[:limit]

@@ -1,0 +1,121 @@
+"""Settings: typed defaults, persisted in the database, validated with clear messages."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from app import paths
+from app.settings import DEFAULTS, Settings, SettingsError, SettingsStore
+from app.storage.database import Database
+
+
+def test_defaults_cover_model_generation_devices_and_server() -> None:
+    s = Settings()
+    assert s.model_path == "" and s.precision == "auto"
+    assert s.thinking is False and s.vision_budget == 280
+    assert s.mic_device is None and s.camera_device is None
+    assert s.server_host == "127.0.0.1"  # the local API is not exposed unless the user says so
+    assert s.sampling_overrides() == {}  # sampling comes from the checkpoint by default
+
+
+def test_changes_persist_across_reopening(tmp_path: Path) -> None:
+    store = SettingsStore(Database(tmp_path / "db"))
+    store.update(
+        model_path="/models/gemma",
+        precision="4bit",
+        temperature=0.7,
+        thinking=True,
+        mic_device="USB Mic",
+    )
+    reopened = SettingsStore(Database(tmp_path / "db")).settings
+    assert reopened.model_path == "/models/gemma" and reopened.precision == "4bit"
+    assert (
+        reopened.temperature == 0.7
+        and reopened.thinking is True
+        and reopened.mic_device == "USB Mic"
+    )
+    assert reopened.context_length == DEFAULTS.context_length
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("precision", "3bit", "must be one of"),
+        ("vision_budget", 300, "one of 70, 140, 280, 560, 1120"),
+        ("top_p", 0.0, "above 0"),
+        ("server_port", 70000, "port number"),
+        ("context_length", "long", "must be of type"),
+        ("thinking", 1, "must be of type"),
+        ("nonsense", 1, "no setting called"),
+    ],
+)
+def test_invalid_values_are_refused_with_the_setting_named(
+    tmp_path: Path, name: str, value, message: str
+) -> None:
+    store = SettingsStore(Database(tmp_path / "db"))
+    with pytest.raises(SettingsError, match=message):
+        store.update(**{name: value})
+    assert store.settings == DEFAULTS
+
+
+def test_a_corrupt_stored_value_falls_back_to_the_default_and_is_reported(tmp_path: Path) -> None:
+    db = Database(tmp_path / "db")
+    db.execute("INSERT INTO settings (key, value) VALUES ('vision_budget', '12345')")
+    db.execute("INSERT INTO settings (key, value) VALUES ('max_tokens', 'not json')")
+    db.execute("INSERT INTO settings (key, value) VALUES ('future_feature', '\"keep me\"')")
+    store = SettingsStore(db)
+    assert store.settings.vision_budget == 280 and store.settings.max_tokens == DEFAULTS.max_tokens
+    assert len(store.problems) == 2 and any("vision_budget" in p for p in store.problems)
+    store.update(thinking=True)
+    assert (
+        json.loads(db.query_one("SELECT value FROM settings WHERE key = 'future_feature'")[0])
+        == "keep me"
+    )
+
+
+def test_json_numbers_come_back_with_the_right_type(tmp_path: Path) -> None:
+    db = Database(tmp_path / "db")
+    db.execute("INSERT INTO settings (key, value) VALUES ('temperature', '1')")
+    db.execute("INSERT INTO settings (key, value) VALUES ('context_length', '4096.0')")
+    s = SettingsStore(db).settings
+    assert s.temperature == 1.0 and isinstance(s.temperature, float)
+    assert s.context_length == 4096 and isinstance(s.context_length, int)
+
+
+def test_subscribers_hear_which_settings_changed(tmp_path: Path) -> None:
+    store = SettingsStore(Database(tmp_path / "db"))
+    heard = []
+    unsubscribe = store.subscribe(lambda s, changed: heard.append(changed))
+    store.update(thinking=True, max_tokens=DEFAULTS.max_tokens)
+    store.update(thinking=True)  # no change, no notification
+    unsubscribe()
+    store.update(thinking=False)
+    assert heard == [{"thinking"}]
+
+
+def test_reset_restores_defaults(tmp_path: Path) -> None:
+    store = SettingsStore(Database(tmp_path / "db"))
+    store.update(system_prompt="Be terse.", top_k=10)
+    store.reset("top_k")
+    assert store.settings.top_k is None and store.settings.system_prompt == "Be terse."
+    store.reset()
+    assert store.settings == DEFAULTS
+
+
+def test_load_and_sampling_options_follow_the_settings() -> None:
+    s = Settings(precision="4bit", context_length=4096, kv_cache_bits=8, temperature=0.2, seed=3)
+    assert s.load_options() == {"bits": 4, "context_length": 4096, "kv_bits": 8}
+    assert s.sampling_overrides() == {"temperature": 0.2, "seed": 3}
+
+
+def test_data_folder_choice_lives_outside_the_database_and_applies_next_start(
+    tmp_path: Path,
+) -> None:
+    SettingsStore.set_data_dir(str(tmp_path / "elsewhere"))
+    assert paths.preferred_data_dir() == (tmp_path / "elsewhere").resolve()
+    assert SettingsStore.data_dir() == str((tmp_path / "elsewhere").resolve())
+    SettingsStore.set_data_dir(None)
+    assert paths.preferred_data_dir() is None
