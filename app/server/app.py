@@ -1,0 +1,370 @@
+"""The Starlette app: `GET /v1/models`, `POST /v1/chat/completions`, `GET /health`.
+
+Every request passes the same gates, in order: the Host header (DNS rebinding) when bound
+to loopback, the API key when one is set, the body size limit, JSON parsing and checking,
+the model id, the engine's availability (503) and the bounded queue (429). A generation
+is cancelled as soon as its client disconnects, while waiting, streaming or not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+import anyio
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from app.engine_service import EngineService
+from app.server.chat_request import ChatRequest, parse_chat_request
+from app.server.completions import ChunkWriter, Completion, sse
+from app.server.config import ServerConfig, is_loopback
+from app.server.engine_bridge import EngineBridge, RunningGeneration, model_id_for
+from app.server.errors import APIError, bad_request, engine_error
+from app.server.generation_queue import GenerationQueue
+from mlx_model.events import GenerationError
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+_DRAIN_LIMIT = (
+    256 * 1024 * 1024
+)  # an oversize body is read and dropped up to this, so the client sees the 413
+
+
+class ClientGone(Exception):
+    """The client closed the connection."""
+
+
+class ServerState:
+    """What the handlers share: configuration, the engine bridge and the queue."""
+
+    def __init__(self, bridge: EngineBridge, config: ServerConfig) -> None:
+        self.bridge = bridge
+        self.config = config
+        self.queue = GenerationQueue(config.max_waiting)
+        self.started = time.time()
+        self.generations: list[RunningGeneration] = []  # the latest few, for status and tests
+
+    @property
+    def model_id(self) -> str:
+        return model_id_for(self.bridge.model_path, self.config.model_id)
+
+
+def create_app(
+    service: EngineService | EngineBridge, config: ServerConfig | None = None
+) -> Starlette:
+    """The ASGI app serving the engine service's loaded model (`app.state.server` holds its state)."""
+    config = (config or ServerConfig()).validate()
+    bridge = service if isinstance(service, EngineBridge) else EngineBridge(service)
+    state = ServerState(bridge, config)
+
+    async def models(request: Request) -> Response:
+        _check_request(request, config)
+        data = []
+        if state.bridge.model_path:
+            data.append(_model_json(state))
+        return JSONResponse({"object": "list", "data": data})
+
+    async def model(request: Request) -> Response:
+        _check_request(request, config)
+        wanted = request.path_params["model_id"]
+        if not state.bridge.model_path or wanted != state.model_id:
+            raise APIError(
+                404, f"The model {wanted!r} does not exist.", code="model_not_found", param="model"
+            )
+        return JSONResponse(_model_json(state))
+
+    async def health(request: Request) -> Response:
+        _check_host(request, config)
+        reason = state.bridge.unavailable_reason()
+        body = {
+            "status": "ok" if reason is None else "unavailable",
+            "queue": state.queue.stats().as_dict(),
+        }
+        if reason:
+            body["reason"] = reason
+        return JSONResponse(body, status_code=200 if reason is None else 503)
+
+    async def chat_completions(request: Request) -> Response:
+        _check_request(request, config)
+        body = await _read_json(request, config.max_body_bytes)
+        chat = await anyio.to_thread.run_sync(parse_chat_request, body, config)  # decodes media
+        if not state.bridge.model_path or chat.model != state.model_id:
+            raise APIError(
+                404,
+                f"The model {chat.model!r} does not exist; this server serves {state.model_id!r}."
+                if state.model_id
+                else "No model is loaded.",
+                code="model_not_found",
+                param="model",
+            )
+        _raise_if_unavailable(state)
+        return await _run_chat(request, state, chat)
+
+    app = Starlette(
+        routes=[
+            Route("/v1/models", models, methods=["GET"]),
+            Route("/v1/models/{model_id:path}", model, methods=["GET"]),
+            Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+            Route("/health", health, methods=["GET"]),
+        ],
+        exception_handlers={
+            APIError: _api_error,
+            HTTPException: _http_error,
+            Exception: _internal_error,
+        },
+    )
+    app.state.server = state
+    return app
+
+
+# --- gates ---------------------------------------------------------------------------------
+
+
+def _check_host(request: Request, config: ServerConfig) -> None:
+    # Bound to loopback, only loopback names are served: a web page cannot reach the
+    # server through a rebound DNS name.
+    if is_loopback(config.host):
+        host = request.headers.get("host", "")
+        name = host.rsplit(":", 1)[0] if not host.startswith("[") else host[1:].split("]")[0]
+        if name and not is_loopback(name):
+            raise APIError(403, f"Host {host!r} is not served here.", code="host_not_allowed")
+
+
+def _check_request(request: Request, config: ServerConfig) -> None:
+    _check_host(request, config)
+    if not config.api_key:
+        return
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+        token.strip().encode(), config.api_key.encode()
+    ):
+        raise APIError(
+            401,
+            "Incorrect API key provided."
+            if token
+            else "An API key is required (Authorization: Bearer KEY).",
+            code="invalid_api_key",
+        )
+
+
+async def _read_json(request: Request, limit: int) -> Any:
+    content_type = request.headers.get("content-type", "")
+    if "json" not in content_type.split(";")[0].lower():
+        raise bad_request("The body must be JSON (Content-Type: application/json).")
+    declared = request.headers.get("content-length")
+    too_big = APIError(
+        413, f"The request body is larger than the {limit} byte limit.", code="request_too_large"
+    )
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        await _drain(request, int(declared))
+        raise too_big
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            await _drain(request, size)
+            raise too_big
+        chunks.append(chunk)
+    try:
+        return json.loads(b"".join(chunks))
+    except ValueError as exc:
+        raise bad_request(f"The body is not valid JSON: {exc}") from exc
+
+
+async def _drain(request: Request, already: int) -> None:
+    """Read and drop the rest of an oversize body (bounded), so the client can read the 413."""
+    if already > _DRAIN_LIMIT:
+        return
+    seen = 0
+    try:
+        async for chunk in request.stream():
+            seen += len(chunk)
+            if seen > _DRAIN_LIMIT:
+                return
+    except Exception:  # the client gave up or the stream was already consumed
+        return
+
+
+def _raise_if_unavailable(state: ServerState) -> None:
+    reason = state.bridge.unavailable_reason()
+    if reason is not None:
+        raise APIError(503, reason, code="model_unavailable", headers={"Retry-After": "5"})
+
+
+# --- generation ----------------------------------------------------------------------------
+
+
+async def _until_disconnect(request: Request) -> None:
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+async def _unless_disconnect(request: Request, awaitable: Awaitable[T]) -> T:
+    """`await awaitable`, or raise `ClientGone` (cancelling it) if the client disconnects first."""
+    work = asyncio.ensure_future(awaitable)
+    watcher = asyncio.ensure_future(_until_disconnect(request))
+    try:
+        await asyncio.wait({work, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+        if not work.done():
+            work.cancel()
+            with contextlib.suppress(BaseException):
+                await work
+            raise ClientGone()
+    return work.result()
+
+
+async def _run_chat(request: Request, state: ServerState, chat: ChatRequest) -> Response:
+    config = state.config
+    ticket = state.queue.admit()
+    generation: RunningGeneration | None = None
+    handed_over = False
+    try:
+        try:
+            await _unless_disconnect(request, ticket.turn())
+        except ClientGone:
+            return Response(status_code=499)
+        _raise_if_unavailable(state)
+        generation = state.bridge.start(
+            chat.messages,
+            tools=chat.tools,
+            enable_thinking=chat.enable_thinking,
+            options=chat.options,
+            on_done=ticket.release,
+        )
+        handed_over = True  # from here the ticket is released when the job has ended
+        state.generations = [*state.generations[-7:], generation]
+        timeout = config.first_event_timeout_s
+        if chat.stream:
+            first = await _unless_disconnect(request, _next_visible(generation, timeout))
+            if isinstance(first, GenerationError):
+                raise engine_error(first.kind, first.message)
+            response = _SSEResponse(
+                _stream_body(generation, first, chat, state), on_close=generation.cancel
+            )
+            generation = None  # the response owns it now
+            return response
+        completion = Completion(state.model_id)
+
+        async def collect() -> None:
+            while (event := await generation.next_event(timeout)) is not None:
+                if isinstance(event, GenerationError):
+                    raise engine_error(event.kind, event.message)
+                completion.add(event)
+
+        await _unless_disconnect(request, collect())
+        return JSONResponse(completion.json())
+    except ClientGone:
+        return Response(status_code=499)
+    except TimeoutError as exc:
+        raise APIError(503, "The engine did not answer in time.", code="engine_timeout") from exc
+    finally:
+        if generation is not None:
+            generation.cancel()  # a no-op when it already finished
+        if not handed_over:
+            ticket.release()
+
+
+async def _next_visible(generation: RunningGeneration, timeout: float) -> Any:
+    """The first event a client would see (progress events skipped), or None at the end."""
+    while True:
+        event = await generation.next_event(timeout)
+        if event is None or type(event).__name__ != "PrefillProgress":
+            return event
+
+
+async def _stream_body(
+    generation: RunningGeneration, first: Any, chat: ChatRequest, state: ServerState
+) -> AsyncIterator[bytes]:
+    writer = ChunkWriter(state.model_id, include_usage=chat.include_usage)
+    yield writer.start()
+    event = first
+    try:
+        while event is not None:
+            if isinstance(event, GenerationError):
+                yield sse(engine_error(event.kind, event.message).body())
+                yield b"data: [DONE]\n\n"
+                return
+            chunk = writer.event(event)
+            if chunk:
+                yield chunk
+            event = await generation.next_event(state.config.first_event_timeout_s)
+    except TimeoutError:
+        yield sse(APIError(503, "The engine stopped answering.", code="engine_timeout").body())
+        yield b"data: [DONE]\n\n"
+        return
+    yield writer.finish()
+
+
+class _SSEResponse(StreamingResponse):
+    """A `text/event-stream` response that calls `on_close` however it ends (disconnect included)."""
+
+    def __init__(self, content: AsyncIterator[bytes], *, on_close: Callable[[], None]) -> None:
+        super().__init__(
+            content,
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+        self._on_close = on_close
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._on_close()
+
+
+def _model_json(state: ServerState) -> dict[str, Any]:
+    path = state.bridge.model_path or ""
+    try:
+        created = int(os.path.getmtime(path))
+    except OSError:
+        created = int(state.started)
+    return {"id": state.model_id, "object": "model", "created": created, "owned_by": "gemma-desk"}
+
+
+# --- error handlers ------------------------------------------------------------------------
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, APIError)
+    return exc.response()
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        return APIError(
+            404, f"No route {request.method} {request.url.path}.", code="not_found"
+        ).response()
+    if exc.status_code == 405:
+        return APIError(
+            405,
+            f"{request.method} is not allowed on {request.url.path}.",
+            code="method_not_allowed",
+        ).response()
+    return APIError(exc.status_code, str(exc.detail)).response()
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    log.exception("server error on %s %s", request.method, request.url.path, exc_info=exc)
+    return APIError(
+        500, f"Internal server error: {type(exc).__name__}", code="internal_error"
+    ).response()

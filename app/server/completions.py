@@ -1,0 +1,170 @@
+"""Engine events to OpenAI chat-completion objects: the whole answer, or SSE chunks as they come."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from mlx_model.events import (
+    Finished,
+    GenerationStats,
+    TextDelta,
+    ThinkingDelta,
+    ToolCall,
+    ToolCallEvent,
+)
+
+_FINISH_REASONS = {
+    "end_of_turn": "stop",
+    "eos": "stop",
+    "stop_string": "stop",
+    "tool_call": "tool_calls",
+    "length": "length",
+    "cancelled": "stop",
+}
+
+
+def new_completion_id() -> str:
+    return f"chatcmpl-{uuid.uuid4().hex}"
+
+
+def tool_call_json(call: ToolCall, index: int | None = None) -> dict[str, Any]:
+    """A tool call as OpenAI writes it (arguments as a JSON string)."""
+    out: dict[str, Any] = {
+        "id": call.id or f"call_{uuid.uuid4().hex[:24]}",
+        "type": "function",
+        "function": {
+            "name": call.name,
+            "arguments": json.dumps(call.arguments, ensure_ascii=False),
+        },
+    }
+    if index is not None:
+        out = {"index": index, **out}
+    return out
+
+
+def usage_json(stats: GenerationStats | None) -> dict[str, int]:
+    if stats is None:
+        return {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+    prompt = stats.prefilled_tokens + stats.cached_tokens
+    usage: dict[str, Any] = {
+        "prompt_tokens": prompt,
+        "completion_tokens": stats.generated_tokens,
+        "total_tokens": prompt + stats.generated_tokens,
+    }
+    if stats.cached_tokens:
+        usage["prompt_tokens_details"] = {"cached_tokens": stats.cached_tokens}
+    return usage
+
+
+def finish_reason(stats: GenerationStats | None, had_tool_calls: bool) -> str:
+    if had_tool_calls:
+        return "tool_calls"
+    return _FINISH_REASONS.get(stats.stop_reason if stats else "eos", "stop")
+
+
+@dataclass
+class Completion:
+    """Collects one generation's events into a non-streamed `chat.completion`."""
+
+    model: str
+    id: str = field(default_factory=new_completion_id)
+    created: int = field(default_factory=lambda: int(time.time()))
+    text: list[str] = field(default_factory=list)
+    thinking: list[str] = field(default_factory=list)
+    calls: list[ToolCall] = field(default_factory=list)
+    stats: GenerationStats | None = None
+
+    def add(self, event: Any) -> None:
+        if isinstance(event, TextDelta):
+            self.text.append(event.text)
+        elif isinstance(event, ThinkingDelta):
+            self.thinking.append(event.text)
+        elif isinstance(event, ToolCallEvent):
+            self.calls.append(event.call)
+        elif isinstance(event, Finished):
+            self.stats = event.stats
+
+    def json(self) -> dict[str, Any]:
+        message: dict[str, Any] = {"role": "assistant", "content": "".join(self.text) or None}
+        if self.thinking:
+            message["reasoning_content"] = "".join(self.thinking)
+        if self.calls:
+            message["tool_calls"] = [tool_call_json(c) for c in self.calls]
+        elif message["content"] is None:
+            message["content"] = ""
+        return {
+            "id": self.id,
+            "object": "chat.completion",
+            "created": self.created,
+            "model": self.model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": message,
+                    "finish_reason": finish_reason(self.stats, bool(self.calls)),
+                    "logprobs": None,
+                }
+            ],
+            "usage": usage_json(self.stats),
+        }
+
+
+@dataclass
+class ChunkWriter:
+    """Turns events into `chat.completion.chunk` SSE lines for one streamed completion."""
+
+    model: str
+    include_usage: bool = False
+    id: str = field(default_factory=new_completion_id)
+    created: int = field(default_factory=lambda: int(time.time()))
+    tool_calls: int = 0
+    stats: GenerationStats | None = None
+
+    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
+        body = {
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}],
+        }
+        return sse(body)
+
+    def start(self) -> bytes:
+        return self._chunk({"role": "assistant", "content": ""})
+
+    def event(self, event: Any) -> bytes | None:
+        """The SSE data for one engine event (None for events clients do not see)."""
+        if isinstance(event, TextDelta) and event.text:
+            return self._chunk({"content": event.text})
+        if isinstance(event, ThinkingDelta) and event.text:
+            return self._chunk({"reasoning_content": event.text})
+        if isinstance(event, ToolCallEvent):
+            index, self.tool_calls = self.tool_calls, self.tool_calls + 1
+            return self._chunk({"tool_calls": [tool_call_json(event.call, index)]})
+        if isinstance(event, Finished):
+            self.stats = event.stats
+        return None
+
+    def finish(self) -> bytes:
+        out = self._chunk({}, finish_reason(self.stats, self.tool_calls > 0))
+        if self.include_usage:
+            out += sse(
+                {
+                    "id": self.id,
+                    "object": "chat.completion.chunk",
+                    "created": self.created,
+                    "model": self.model,
+                    "choices": [],
+                    "usage": usage_json(self.stats),
+                }
+            )
+        return out + b"data: [DONE]\n\n"
+
+
+def sse(body: dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps(body, ensure_ascii=False).encode() + b"\n\n"

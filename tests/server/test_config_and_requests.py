@@ -1,0 +1,93 @@
+"""Safety rules and request checks that need no running model."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from app.server import command
+from app.server.chat_request import parse_chat_request
+from app.server.config import ServerConfig, ServerConfigError, is_loopback
+from app.server.errors import APIError
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "::1", "localhost"])
+def test_loopback_hosts_need_no_key(host):
+    assert is_loopback(host)
+    ServerConfig(host=host).validate()
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.20", "::", "my-mac.local"])
+def test_any_other_host_requires_an_api_key(host):
+    with pytest.raises(ServerConfigError, match="API key"):
+        ServerConfig(host=host).validate()
+    ServerConfig(host=host, api_key="long-enough-key").validate()
+
+
+def test_serve_refuses_a_public_bind_without_a_key_before_loading(capsys, tmp_path):
+    parser = argparse.ArgumentParser()
+    command.add_arguments(parser)
+    args = parser.parse_args(
+        ["--model", str(tmp_path / "missing"), "--host", "0.0.0.0", "--api-key", ""]
+    )
+    assert command.run(args) == 2
+    assert "API key" in capsys.readouterr().err
+
+
+def chat(**overrides):
+    body = {"model": "m", "messages": [{"role": "user", "content": "Hi"}], **overrides}
+    return parse_chat_request(body, ServerConfig())
+
+
+def error_of(**overrides) -> APIError:
+    with pytest.raises(APIError) as caught:
+        chat(**overrides)
+    return caught.value
+
+
+def test_sampling_options_go_to_the_engine():
+    request = chat(temperature=0.5, top_p=0.9, top_k=40, seed=7, max_tokens=12, stop="END")
+    assert request.options == {
+        "max_tokens": 12,
+        "temperature": 0.5,
+        "top_p": 0.9,
+        "top_k": 40,
+        "seed": 7,
+        "stop": ["END"],
+    }
+
+
+def test_unknown_parameters_are_400():
+    error = error_of(temprature=0.5)
+    assert (error.status, error.param) == (400, "temprature")
+
+
+def test_remote_image_urls_are_never_fetched():
+    content = [{"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}]
+    error = error_of(messages=[{"role": "user", "content": content}])
+    assert (error.status, error.code) == (400, "remote_url_not_allowed")
+
+
+def test_a_tool_message_must_answer_an_earlier_call():
+    messages = [
+        {"role": "user", "content": "Hi"},
+        {"role": "tool", "tool_call_id": "call_x", "content": "1"},
+    ]
+    assert error_of(messages=messages).param == "messages[1].tool_call_id"
+
+
+def test_max_tokens_above_the_limit_is_400():
+    assert error_of(max_tokens=10**9).param == "max_tokens"
+
+
+def test_thinking_follows_reasoning_effort_or_template_kwargs():
+    assert chat(reasoning_effort="high").enable_thinking
+    assert not chat(reasoning_effort="none").enable_thinking
+    assert chat(chat_template_kwargs={"enable_thinking": True}).enable_thinking
+
+
+def test_tool_choice_none_offers_no_tools():
+    tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
+    assert chat(tools=[tool], tool_choice="none").tools is None
+    assert chat(tools=[tool]).tools[0]["function"]["name"] == "f"
