@@ -1,0 +1,69 @@
+"""Markdown, code and math rendering: what the chat shows for a message's text."""
+
+from __future__ import annotations
+
+from ui.markdown_render import code_html, prose_html, split_blocks
+from ui.math_text import find_math, latex_to_unicode
+
+
+def test_fenced_code_becomes_its_own_block_with_its_language():
+    blocks = split_blocks("Intro\n\n```python\nprint('hi')\n```\n\nAfter")
+    assert [(b.kind, b.language) for b in blocks] == [
+        ("prose", ""),
+        ("code", "python"),
+        ("prose", ""),
+    ]
+    assert blocks[1].source == "print('hi')"
+    assert blocks[1].closed
+
+
+def test_an_unclosed_fence_while_streaming_is_an_open_code_block():
+    blocks = split_blocks("Look:\n```js\nlet x = 1;")
+    assert blocks[-1].kind == "code" and not blocks[-1].closed
+    assert blocks[-1].source == "let x = 1;"
+
+
+def test_streaming_appends_change_only_the_last_block():
+    before = split_blocks("Para one.\n\nPara two")
+    after = split_blocks("Para one.\n\nPara two grows")
+    assert before[0] == after[0] and before[1] != after[1]
+
+
+def test_code_is_syntax_highlighted():
+    html = code_html("def f():\n    return 1", "python")
+    assert "<pre" in html and "color" in html and "return" in html
+
+
+def test_tables_render_as_html_tables():
+    html = prose_html("| a | b |\n|---|---|\n| 1 | 2 |")
+    assert "<table" in html and "<td>1</td>" in html
+
+
+def test_complete_inline_and_display_math_render_as_unicode():
+    html = prose_html(r"Energy $E = mc^2$ and $$\frac{a}{b} \le \sqrt{x}$$")
+    assert "E = mc²" in html
+    assert "a⁄b ≤ √x" in html
+    assert "$" not in html
+
+
+def test_incomplete_math_stays_raw_text():
+    assert "$$\\sum_{i=1" in prose_html(r"Sum $$\sum_{i=1")
+    assert find_math(r"Sum $$\sum_{i=1") == []
+
+
+def test_malformed_math_is_shown_as_its_source():
+    assert latex_to_unicode(r"x^{2") is None
+    assert "$x^{2 + \\frac{1}$" in prose_html(r"Bad $x^{2 + \frac{1}$ here")
+
+
+def test_dollar_amounts_are_not_math():
+    assert find_math("It costs $5 and $6 today") == []
+
+
+def test_math_inside_inline_code_is_left_alone():
+    assert find_math("Use `$x$` literally") == []
+
+
+def test_underscores_in_math_do_not_become_emphasis():
+    html = prose_html(r"Vars $a_i$ and $b_j$")
+    assert "<em>" not in html and "aᵢ" in html and "bⱼ" in html

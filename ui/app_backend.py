@@ -1,0 +1,742 @@
+"""`Backend` over the real application: storage, engine service, controller, capture, downloads.
+
+This is the one module of ui/ that knows the shapes of app/. It turns store rows into view
+models, relays the controller's and the engine's queued Qt signals, and wraps the capture
+recorders' worker-thread callbacks in `CaptureSession` signals. Everything slow (loading,
+generating, stopping a recording, ingesting a clip, downloading) runs off the UI thread.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import fields as dataclass_fields
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin, get_type_hints
+
+import numpy as np
+from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QTimer, Signal
+from PySide6.QtGui import QImage
+
+from app.attachments import Attachment, AttachmentIngestor, MediaLimits
+from app.capture.errors import CaptureError, CaptureUnavailable
+from app.controller_signals import ControllerSignals
+from app.conversation_controller import ConversationController
+from app.engine_service import EngineService
+from app.engine_signals import EngineSignals
+from app.settings import DEFAULTS, Settings, SettingsStore
+from app.storage import Storage, open_storage
+from app.storage.conversations import Message, StorageError
+from mlx_model.events import GenerationStats
+from mlx_model.processing.errors import MediaError
+from ui.backend import (
+    AttachmentRejected,
+    AttachmentView,
+    Backend,
+    CaptureSession,
+    ConversationSummary,
+    DownloadOffer,
+    MessageView,
+    ModelStatus,
+    RunStats,
+    SettingField,
+    ToolCardView,
+)
+
+TRANSCRIBE_PROMPT = (
+    "Transcribe this audio exactly as spoken. Reply with the transcript only, no comments."
+)
+PRECISION_BITS = {"auto": None, "bf16": None, "8bit": 8, "4bit": 4}
+SETTING_SECTIONS = {
+    "Model": ("model_path", "precision", "context_length", "kv_cache_bits"),
+    "Generation": (
+        "temperature",
+        "top_p",
+        "top_k",
+        "min_p",
+        "repetition_penalty",
+        "max_tokens",
+        "seed",
+        "system_prompt",
+        "thinking",
+        "vision_budget",
+    ),  # fmt: skip
+    "Devices": ("mic_device", "camera_device"),
+    "Server": ("server_enabled", "server_host", "server_port", "server_api_key"),
+    "Interface": ("theme", "send_with_enter"),
+}
+SETTING_LABELS = {
+    "model_path": "Model folder", "kv_cache_bits": "KV cache bits (empty: full precision)",
+    "top_p": "Top-p", "top_k": "Top-k", "min_p": "Min-p", "max_tokens": "Maximum answer tokens",
+    "thinking": "Let the model think first", "vision_budget": "Default image detail (tokens)",
+    "mic_device": "Microphone", "camera_device": "Camera", "server_enabled": "Local API server",
+    "server_host": "Server address", "server_port": "Server port", "server_api_key": "API key",
+    "theme": "Appearance", "send_with_enter": "Return sends the message",
+}  # fmt: skip
+
+
+def qimage_from_file(path: Path | None) -> QImage | None:
+    if path is None or not Path(path).exists():
+        return None
+    image = QImage(str(path))
+    return None if image.isNull() else image
+
+
+def qimage_from_rgb(rgb: np.ndarray) -> QImage:
+    rgb = np.ascontiguousarray(rgb[..., :3], dtype=np.uint8)
+    height, width = rgb.shape[:2]
+    return QImage(rgb.data, width, height, 3 * width, QImage.Format.Format_RGB888).copy()
+
+
+def attachment_view(attachment: Attachment) -> AttachmentView:
+    """An app `Attachment` as the widgets show it."""
+    strip = qimage_from_file(attachment.frame_strip) if attachment.kind == "video" else None
+    return AttachmentView(
+        kind=attachment.kind,
+        name=attachment.filename,
+        path=attachment.path,
+        size_bytes=attachment.size,
+        duration_s=attachment.duration_s,
+        width=attachment.width or 0,
+        height=attachment.height or 0,
+        thumbnail=qimage_from_file(attachment.thumbnail),
+        waveform=attachment.waveform,
+        frames=[strip] if strip is not None else [],
+        source=attachment,
+    )
+
+
+def stats_object(stats: dict[str, Any] | None) -> GenerationStats | None:
+    if not stats:
+        return None
+    known = {f.name for f in dataclass_fields(GenerationStats)}
+    return GenerationStats(**{k: v for k, v in stats.items() if k in known})
+
+
+class _RecordingSession(CaptureSession):
+    """Shared plumbing: run blocking stop/ingest work on a thread, report through signals."""
+
+    def __init__(self, ingestor: Callable[[Any], Attachment]) -> None:
+        super().__init__()
+        self._ingest = ingestor
+        self._done = False
+
+    def _finish_with(self, produce: Callable[[], Any]) -> None:
+        def work() -> None:
+            try:
+                capture = produce()
+                attachment = self._ingest(capture) if capture is not None else None
+                self._emit_finished(attachment_view(attachment) if attachment else None)
+            except (CaptureError, MediaError) as exc:
+                self._emit_failed(str(getattr(exc, "reason", exc)))
+            except Exception as exc:  # noqa: BLE001 - a recording problem never crashes the app
+                self._emit_failed(f"The recording could not be saved: {exc}")
+
+        threading.Thread(target=work, name="capture-finish", daemon=True).start()
+
+    def _emit_finished(self, view: AttachmentView | None) -> None:
+        if not self._done:
+            self._done = True
+            self.finished.emit(view)
+
+    def _emit_failed(self, reason: str) -> None:
+        if not self._done:
+            self._done = True
+            self.failed.emit(reason)
+
+
+class MicSession(_RecordingSession):
+    """Push-to-talk over `app.capture.MicrophoneRecorder`."""
+
+    def __init__(self, backend: AppBackend) -> None:
+        super().__init__(lambda rec: backend.ingestor.from_capture(rec)[0])
+        from app.capture.microphone import MicrophoneRecorder
+
+        self.limit_s = backend.limits.max_audio_s
+        self.recorder = MicrophoneRecorder(
+            backend.mic_source_factory,
+            max_seconds=self.limit_s,
+            countdown_from=int(self.limit_s),
+            on_level=lambda ev: (self.level.emit(_meter(ev.dbfs)),
+                                 self.remaining.emit(max(0.0, self.limit_s - ev.elapsed_s))),
+            on_limit=lambda recording: self._finish_with(lambda: recording),
+            on_error=lambda exc: self._emit_failed(str(exc)),
+        )  # fmt: skip
+
+    def start(self) -> None:
+        try:
+            self.recorder.start()
+        except CaptureUnavailable as exc:
+            reason = exc.reason
+            QTimer.singleShot(0, self, lambda: self._emit_failed(reason))
+
+    def stop(self) -> None:
+        self._finish_with(self.recorder.stop)
+
+    def cancel(self) -> None:
+        self.recorder.cancel()
+        self._emit_finished(None)
+
+
+def _meter(dbfs: float) -> float:
+    """-60 dBFS (silence) .. 0 dBFS (full scale) -> 0..1 for the level meter."""
+    if dbfs == float("-inf"):
+        return 0.0
+    return max(0.0, min(1.0, (dbfs + 60.0) / 60.0))
+
+
+class CameraSession(_RecordingSession):
+    """Webcam clip over `app.capture.CameraRecorder` (the microphone records alongside)."""
+
+    _preview = Signal(object)  # numpy RGB from the capture thread -> QImage on the UI thread
+
+    def __init__(self, backend: AppBackend) -> None:
+        super().__init__(lambda clip: backend.ingestor.from_capture(clip)[0])
+        from app.capture.camera import CameraRecorder
+        from app.capture.microphone import MicrophoneRecorder
+
+        self.limit_s = backend.limits.max_video_s
+        microphone = None
+        if backend.clip_audio:
+            microphone = MicrophoneRecorder(backend.mic_source_factory, max_seconds=self.limit_s)
+        self.recorder = CameraRecorder(
+            backend.camera_source_factory,
+            microphone=microphone,
+            max_seconds=self.limit_s,
+            on_preview=lambda frame: self._preview.emit(frame.image),
+            on_finished=lambda clip: self._finish_with(lambda: clip),
+            on_error=lambda exc: self._emit_failed(str(exc)),
+        )
+        self._preview.connect(lambda rgb: self.frame.emit(qimage_from_rgb(rgb)))
+        self._started_at: float | None = None
+        self._ticker = QTimer(self, interval=250)
+        self._ticker.timeout.connect(self._tick)
+
+    def start(self) -> None:
+        try:
+            self.recorder.open()
+        except CaptureUnavailable as exc:
+            reason = exc.reason
+            QTimer.singleShot(0, self, lambda: self._emit_failed(reason))
+
+    def record(self) -> None:
+        self.recorder.start_recording()
+        self._started_at = time.monotonic()
+        self._ticker.start()
+
+    def _tick(self) -> None:
+        if self._started_at is not None:
+            self.remaining.emit(max(0.0, self.limit_s - (time.monotonic() - self._started_at)))
+
+    def stop(self) -> None:
+        self._ticker.stop()
+        recorder = self.recorder
+
+        def produce():
+            clip = recorder.stop_recording()
+            recorder.close()
+            return clip
+
+        self._finish_with(produce)
+
+    def cancel(self) -> None:
+        self._ticker.stop()
+        threading.Thread(target=self.recorder.close, daemon=True).start()
+        self._emit_finished(None)
+
+
+class AppBackend(Backend):
+    """The real backend. Sources and the engine factory are injectable for tests."""
+
+    def __init__(
+        self,
+        model_path: str | None = None,
+        data_dir: str | None = None,
+        *,
+        storage: Storage | None = None,
+        service: EngineService | None = None,
+        engine_factory: Callable[..., Any] | None = None,
+        mic_source_factory: Callable[[], Any] | None = None,
+        camera_source_factory: Callable[[], Any] | None = None,
+        clip_audio: bool = True,
+        load_options: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.storage = storage or open_storage(data_dir)
+        self.settings_store = SettingsStore(self.storage.db)
+        self.service = service or EngineService(engine_factory)
+        self.controller = ConversationController(self.storage, self.service, self.settings_store)
+        self.engine_signals = EngineSignals(self.service, self)
+        self.controller_signals = ControllerSignals(self.controller, self)
+        self.limits = MediaLimits.defaults()
+        self.ingestor = AttachmentIngestor(self.storage.media, self.limits)
+        self.mic_source_factory = mic_source_factory
+        self.camera_source_factory = camera_source_factory
+        self.clip_audio = clip_audio
+        self.load_options = dict(load_options or {})
+        self.status = ModelStatus()
+        self._live: dict[int, list[str]] = {}  # streaming message id -> [text, thinking]
+        self._transcripts: dict[int, list[str]] = {}  # dictation job id -> text parts
+        self._load_jobs: set[int] = set()
+        self._downloader = None
+
+        c, e = self.controller_signals, self.engine_signals
+        c.message_added.connect(self._on_message_added)
+        c.message_delta.connect(self._on_message_delta)
+        c.message_finished.connect(self._on_message_finished)
+        c.turn_finished.connect(self._on_turn_finished)
+        e.load_progress.connect(self._on_load_progress)
+        e.model_loaded.connect(self._on_model_loaded)
+        e.model_unloaded.connect(self._on_model_unloaded)
+        e.job_failed.connect(self._on_job_failed)
+        e.text_delta.connect(self._on_engine_text)
+        e.job_done.connect(self._on_job_done)
+
+        path = model_path or self.settings.model_path
+        if path:
+            self.load_model(path)
+
+    @property
+    def settings(self) -> Settings:
+        return self.settings_store.settings
+
+    # --- view models -----------------------------------------------------------------------
+    def _attachments_of(self, message: Message) -> list[AttachmentView]:
+        views = []
+        for ref in message.attachments:
+            record = self.storage.media.find(ref.sha256)
+            if record is not None:
+                views.append(attachment_view(Attachment.from_record(record, ref.filename)))
+        return views
+
+    def _view(self, message: Message) -> MessageView:
+        text, thinking = message.text, message.thinking
+        live = self._live.get(message.id)
+        if live is not None and message.status == "streaming":
+            text, thinking = live
+        stats = stats_object(message.stats)
+        thinking_s = (message.stats or {}).get("extra", {}).get("thinking_s")
+        return MessageView(
+            id=str(message.id),
+            role=message.role,
+            text=text,
+            thinking=thinking,
+            thinking_seconds=thinking_s,
+            attachments=self._attachments_of(message),
+            tools=[
+                ToolCardView(c.get("name", ""), c.get("arguments", {}), call_id=c.get("id", ""))
+                for c in message.tool_calls or []
+            ],  # fmt: skip
+            error=message.error if message.status == "error" else None,
+            error_kind=_error_kind(message.error or ""),
+            streaming=message.status == "streaming",
+            stats=stats,
+        )
+
+    def messages(self, conversation_id: str) -> list[MessageView]:
+        views: list[MessageView] = []
+        for message in self.storage.conversations.messages(int(conversation_id)):
+            if message.role == "tool":
+                result = message.tool_result or {}
+                call = result.get("call") or {}
+                card = ToolCardView(call.get("name", ""), call.get("arguments", {}),
+                                    result.get("result"), result.get("error"),
+                                    call.get("id", ""), done=True)  # fmt: skip
+                target = next((v for v in reversed(views) if v.role == "assistant"), None)
+                if target is not None:
+                    _merge_tool(target, card)
+                continue
+            if message.role == "system":
+                continue
+            views.append(self._view(message))
+        return views
+
+    # --- conversations -------------------------------------------------------------------
+    def conversations(self, query: str = "") -> list[ConversationSummary]:
+        store = self.storage.conversations
+        if query:
+            seen: dict[int, ConversationSummary] = {}
+            for hit in store.search(query):
+                if hit.conversation_id not in seen:
+                    conv = store.get_conversation(hit.conversation_id)
+                    seen[conv.id] = self._summary(conv)
+            return list(seen.values())
+        return [self._summary(conv) for conv in store.list_conversations()]
+
+    def _summary(self, conv) -> ConversationSummary:
+        return ConversationSummary(str(conv.id), conv.title, conv.updated_at,
+                                   self.controller.active_turn(conv.id) is not None)  # fmt: skip
+
+    def new_conversation(self) -> str:
+        conv = self.controller.new_conversation()
+        self.conversations_changed.emit()
+        return str(conv.id)
+
+    def rename_conversation(self, conversation_id: str, title: str) -> None:
+        self.storage.conversations.rename_conversation(int(conversation_id), title)
+        self.conversations_changed.emit()
+
+    def delete_conversation(self, conversation_id: str) -> None:
+        self.controller.cancel(int(conversation_id))
+        self.storage.conversations.delete_conversation(int(conversation_id))
+        self.conversations_changed.emit()
+
+    # --- generation ------------------------------------------------------------------------
+    def send(self, conversation_id, text, attachments, vision_budget=280) -> None:
+        try:
+            self.controller.send(int(conversation_id), text, [a.source for a in attachments],
+                                 image_budget=vision_budget)  # fmt: skip
+        except StorageError as exc:
+            self.notice.emit(str(exc))
+        self.conversations_changed.emit()
+
+    def stop(self, conversation_id: str) -> None:
+        self.controller.cancel(int(conversation_id))
+
+    def regenerate(self, conversation_id: str, message_id: str) -> None:
+        try:
+            self.controller.regenerate(int(conversation_id))
+        except StorageError as exc:
+            self.notice.emit(str(exc))
+        self.conversation_reset.emit(conversation_id)
+
+    def edit_and_resend(self, conversation_id: str, message_id: str, text: str) -> None:
+        try:
+            self.controller.edit_and_resend(int(message_id), text)
+        except StorageError as exc:
+            self.notice.emit(str(exc))
+        self.conversation_reset.emit(conversation_id)
+
+    def is_generating(self, conversation_id: str) -> bool:
+        return self.controller.active_turn(int(conversation_id)) is not None
+
+    def transcribe(self, attachment: AttachmentView) -> None:
+        content = [{"type": "audio", "path": str(attachment.path)},
+                   {"type": "text", "text": TRANSCRIBE_PROMPT}]  # fmt: skip
+        job = self.service.generate([{"role": "user", "content": content}],
+                                    max_tokens=self.settings.max_tokens)  # fmt: skip
+        self._transcripts[job.id] = []
+
+    def _on_message_added(self, cid: int, mid: int, role: str) -> None:
+        message = self.storage.conversations.get_message(mid)
+        if role == "tool":
+            result = message.tool_result or {}
+            call = result.get("call") or {}
+            views = self.messages(str(cid))
+            target = next((v for v in reversed(views) if v.role == "assistant" and v.tools), None)
+            if target is not None:
+                card = ToolCardView(call.get("name", ""), call.get("arguments", {}),
+                                    result.get("result"), result.get("error"), call.get("id", ""), True)  # fmt: skip
+                self.tool_event.emit(str(cid), target.id, card)
+            return
+        if message.status == "streaming":
+            self._live[mid] = ["", ""]
+        self.message_added.emit(str(cid), self._view(message))
+        if role == "assistant":
+            self.generating_changed.emit(str(cid), True)
+
+    def _on_message_delta(self, cid: int, mid: int, text: str, thinking: str) -> None:
+        live = self._live.setdefault(mid, ["", ""])
+        if thinking:
+            live[1] += thinking
+            self.delta.emit(str(cid), str(mid), "thinking", thinking)
+        if text:
+            live[0] += text
+            self.delta.emit(str(cid), str(mid), "text", text)
+
+    def _on_message_finished(self, cid: int, mid: int, status: str, error: str) -> None:
+        self._live.pop(mid, None)
+        message = self.storage.conversations.get_message(mid)
+        view = self._view(message)
+        self.message_finished.emit(str(cid), str(mid), view)
+        stats = view.stats
+        if stats is not None:
+            self.stats_changed.emit(RunStats(stats.decode_tps, stats.context_tokens,
+                                             stats.context_limit or self.status.context_limit,
+                                             stats.peak_memory_bytes))  # fmt: skip
+
+    def _on_turn_finished(self, turn) -> None:
+        self.generating_changed.emit(str(turn.conversation_id), False)
+        self.conversations_changed.emit()
+
+    def _on_engine_text(self, job_id: int, text: str) -> None:
+        if job_id in self._transcripts:
+            self._transcripts[job_id].append(text)
+
+    def _on_job_done(self, job_id: int, ok: bool, cancelled: bool) -> None:
+        if job_id in self._transcripts:
+            self.transcript_ready.emit("".join(self._transcripts.pop(job_id)).strip())
+        self._load_jobs.discard(job_id)
+
+    # --- attachments ---------------------------------------------------------------------------
+    def ingest_path(self, path: Path) -> AttachmentView:
+        try:
+            return attachment_view(self.ingestor.from_path(path))
+        except MediaError as exc:
+            raise AttachmentRejected(Path(path).name, str(exc)) from exc
+
+    def ingest_image(self, image: QImage, name: str = "Pasted image.png") -> AttachmentView:
+        data = QByteArray()
+        buffer = QBuffer(data)
+        buffer.open(QIODevice.OpenModeFlag.WriteOnly)
+        image.save(buffer, "PNG")
+        buffer.close()
+        try:
+            return attachment_view(self.ingestor.from_bytes(bytes(data), filename=name))
+        except MediaError as exc:
+            raise AttachmentRejected(name, str(exc)) from exc
+
+    def play_audio(self, attachment: AttachmentView) -> None:
+        def play() -> None:
+            try:
+                import sounddevice
+                import soundfile
+
+                samples, rate = soundfile.read(str(attachment.path), dtype="float32")
+                sounddevice.play(samples, rate)
+            except Exception as exc:  # noqa: BLE001 - no audio output: say so
+                self.notice.emit(f"Cannot play {attachment.name}: {exc}")
+
+        threading.Thread(target=play, daemon=True).start()
+
+    def stop_audio(self) -> None:
+        try:
+            import sounddevice
+
+            sounddevice.stop()
+        except Exception:  # noqa: BLE001
+            pass
+
+    def microphone_session(self) -> CaptureSession:
+        return MicSession(self)
+
+    def camera_session(self) -> CaptureSession:
+        return CameraSession(self)
+
+    # --- model ---------------------------------------------------------------------------------
+    def model_status(self) -> ModelStatus:
+        return self.status
+
+    def load_model(self, path: str) -> None:
+        s = self.settings
+        options = {"bits": PRECISION_BITS.get(s.precision), "context_length": s.context_length,
+                   "kv_bits": s.kv_cache_bits, **self.load_options}  # fmt: skip
+        job = self.service.load_model(path, **options)
+        self._load_jobs.add(job.id)
+        self.status = ModelStatus("loading", Path(path).name, "", str(path))
+        self.model_status_changed.emit(self.status)
+
+    def unload_model(self) -> None:
+        self.service.unload()
+
+    def _on_load_progress(self, job_id: int, fraction: float, message: str) -> None:
+        self.status.progress = fraction
+        self.status.message = message
+        self.model_status_changed.emit(self.status)
+
+    def _on_model_loaded(self, job_id: int, path: str, info: dict) -> None:
+        self.status = ModelStatus("ready", _model_name(path), _precision(info, self.settings),
+                                  path, 1.0, int(info.get("context_limit", 0)))  # fmt: skip
+        try:
+            self.limits = MediaLimits.from_checkpoint(path)
+            self.ingestor.limits = self.limits
+        except Exception:  # noqa: BLE001 - keep the defaults when the config has no limits
+            pass
+        if path != self.settings.model_path:
+            self.settings_store.update(model_path=path)
+        self.model_status_changed.emit(self.status)
+        self.stats_changed.emit(RunStats(context_limit=self.status.context_limit))
+
+    def _on_model_unloaded(self, job_id: int) -> None:
+        self.status = ModelStatus()
+        self.model_status_changed.emit(self.status)
+
+    def _on_job_failed(self, job_id: int, kind: str, message: str) -> None:
+        if job_id in self._load_jobs:
+            self.status = ModelStatus(
+                "error", self.status.name, "", self.status.path, message=message
+            )
+            self.model_status_changed.emit(self.status)
+        elif job_id in self._transcripts:
+            self._transcripts.pop(job_id)
+            self.notice.emit(f"Dictation failed: {message}")
+
+    def memory_plan(self, path: str | None = None) -> tuple[list[tuple[str, str]], str]:
+        from app.models.catalog import GEMMA_4_12B_IT, memory_plan_for
+
+        s = self.settings
+        entry = GEMMA_4_12B_IT.with_load_bits(
+            PRECISION_BITS.get(s.precision) or GEMMA_4_12B_IT.load_bits
+        )
+        try:
+            plan = memory_plan_for(entry, path or self.status.path or None, s.context_length,
+                                   s.kv_cache_bits)  # fmt: skip
+        except Exception as exc:  # noqa: BLE001 - no readable config: explain
+            return [], f"No memory plan: {exc}"
+        return _plan_rows(plan), _plan_verdict(plan)
+
+    def download_offer(self) -> DownloadOffer | None:
+        from app.models.catalog import GEMMA_4_12B_IT, estimate_with_memory_plan, memory_plan_for
+        from app.models.download import default_models_dir
+
+        entry = GEMMA_4_12B_IT
+        models_dir = default_models_dir(self.storage.paths.root)
+        probe = models_dir if models_dir.exists() else self.storage.paths.root
+        free = shutil.disk_usage(probe).free
+        try:
+            size = estimate_with_memory_plan(entry).stored_bytes
+            plan = memory_plan_for(
+                entry, None, self.settings.context_length, self.settings.kv_cache_bits
+            )
+            rows, verdict, fits = _plan_rows(plan), _plan_verdict(plan), plan.fits
+        except Exception as exc:  # noqa: BLE001
+            size, rows, verdict, fits = 0, [], f"Memory plan unavailable: {exc}", True
+        bits = entry.effective_bits
+        name = f"{entry.name} ({bits}-bit when loaded)" if bits else entry.name
+        return DownloadOffer(name, entry.repo_id, size, free, str(models_dir / entry.folder_name),
+                             rows, verdict, fits)  # fmt: skip
+
+    def start_download(self) -> None:
+        from app.models.catalog import GEMMA_4_12B_IT
+        from app.models.download import (
+            DownloadCancelled,
+            DownloadFailed,
+            DownloadFinished,
+            DownloadProgress,
+            ModelDownloader,
+            default_models_dir,
+        )
+
+        def on_event(event) -> None:  # downloading thread; signals queue to the UI thread
+            if isinstance(event, DownloadProgress):
+                self.download_progress.emit(event.done_bytes, event.total_bytes, event.file)
+            elif isinstance(event, DownloadFinished):
+                self.download_finished.emit(str(event.model.path), "")
+            elif isinstance(event, DownloadFailed):
+                self.download_finished.emit("", event.message)
+            elif isinstance(event, DownloadCancelled):
+                self.download_finished.emit("", "Download cancelled; it resumes where it stopped.")
+
+        self._downloader = ModelDownloader(
+            GEMMA_4_12B_IT, default_models_dir(self.storage.paths.root), on_event=on_event
+        )
+        downloader = self._downloader
+
+        def run() -> None:
+            try:
+                downloader.run()
+            except Exception as exc:  # noqa: BLE001 - reported as a failed download
+                self.download_finished.emit("", str(exc))
+
+        threading.Thread(target=run, name="model-download", daemon=True).start()
+
+    def cancel_download(self) -> None:
+        if self._downloader is not None:
+            self._downloader.cancel()
+
+    # --- settings ------------------------------------------------------------------------------
+    def setting_fields(self) -> list[SettingField]:
+        current = self.settings
+        hints = get_type_hints(Settings)
+        section_of = {key: section for section, keys in SETTING_SECTIONS.items() for key in keys}
+        result = []
+        for f in dataclass_fields(Settings):
+            annotation = hints[f.name]
+            kind, choices = _kind(f.name, annotation)
+            label = SETTING_LABELS.get(f.name, f.name.replace("_", " ").capitalize())
+            default = getattr(DEFAULTS, f.name)
+            help_text = f"Default: {default!r}" if default not in (None, "") else "Default: none"
+            result.append(SettingField(f.name, label, getattr(current, f.name), kind, choices,
+                                       help=help_text, section=section_of.get(f.name, "Other")))  # fmt: skip
+        return result
+
+    def apply_settings(self, values: dict[str, Any]) -> None:
+        if values:
+            self.settings_store.update(**values)
+
+    def shutdown(self) -> None:
+        self.cancel_download()
+        self.controller.cancel()
+        self.controller.close()
+        self.service.shutdown(timeout=10.0)
+
+
+def _kind(name: str, annotation: Any) -> tuple[str, tuple[Any, ...]]:
+    if get_origin(annotation) is Literal:
+        return "choice", get_args(annotation)
+    args = [a for a in get_args(annotation) if a is not type(None)]
+    base = args[0] if args else annotation
+    if name == "kv_cache_bits":
+        return "choice", (None, 8, 4)
+    if name == "vision_budget":
+        from app.settings import VISION_BUDGETS
+
+        return "choice", VISION_BUDGETS
+    if name == "model_path":
+        return "dir", ()
+    if base is bool:
+        return "bool", ()
+    optional = type(None) in get_args(annotation)
+    if base is int:
+        return ("optional_int" if optional else "int"), ()
+    if base is float:
+        return ("optional_float" if optional else "float"), ()
+    return ("optional_str" if optional else "str"), ()
+
+
+def _merge_tool(target: MessageView, card: ToolCardView) -> None:
+    for index, existing in enumerate(target.tools):
+        if existing.call_id == card.call_id or (not existing.done and existing.name == card.name):
+            target.tools[index] = card
+            return
+    target.tools.append(card)
+
+
+def _error_kind(message: str) -> str:
+    lowered = message.lower()
+    if "no model" in lowered or "load a model" in lowered:
+        return "no_model"
+    if "context" in lowered:
+        return "context_overflow"
+    if "memory" in lowered:
+        return "memory"
+    return "internal" if message else ""
+
+
+def _model_name(path: str) -> str:
+    name = Path(path).name.replace("--", "/")
+    return name.split("/")[-1] or path
+
+
+def _precision(info: dict, settings: Settings) -> str:
+    plan = str(info.get("plan", ""))
+    bits = re.search(r"\bbits=(\d+|None)", plan)
+    dtype = re.search(r"dtype_bytes=(\d+)", plan)
+    if bits and bits.group(1) != "None":
+        return f"{bits.group(1)}-bit"
+    if dtype:
+        return {2: "bf16", 4: "float32"}.get(int(dtype.group(1)), f"{8 * int(dtype.group(1))}-bit")
+    return {"auto": "", "bf16": "bf16", "8bit": "8-bit", "4bit": "4-bit"}[settings.precision]
+
+
+def _gb(n: int) -> str:
+    return f"{n / 1e9:.1f} GB"
+
+
+def _plan_rows(plan) -> list[tuple[str, str]]:
+    return [
+        ("Weights", f"{_gb(plan.weights_bytes)} ({plan.weights_label})"),
+        ("KV cache", f"{_gb(plan.kv_bytes)} for {plan.context_length:,} tokens"),
+        ("Working headroom", _gb(plan.headroom_bytes)),
+        ("Total", f"{_gb(plan.total_bytes)} of {_gb(plan.budget_bytes)} available"),
+    ]
+
+
+def _plan_verdict(plan) -> str:
+    if plan.fits:
+        return f"✓ Fits: {plan.summary()}."
+    return (f"✗ Does not fit: {plan.summary()}. Choose 4-bit weights, a shorter context or a "
+            "quantized KV cache in Settings.")  # fmt: skip

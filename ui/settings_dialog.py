@@ -1,0 +1,199 @@
+"""The settings dialog: one editor per app setting, grouped by section, built from the backend."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QScrollArea,
+    QSpinBox,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ui.backend import Backend, SettingField
+
+
+class PathEdit(QWidget):
+    def __init__(self, value: str, directory: bool, label: str) -> None:
+        super().__init__()
+        self.directory = directory
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        self.line = QLineEdit(value or "")
+        self.line.setAccessibleName(label)
+        layout.addWidget(self.line, 1)
+        browse = QPushButton("Choose…")
+        browse.setAccessibleName(f"Choose {label}")
+        browse.clicked.connect(self.browse)
+        layout.addWidget(browse)
+
+    def browse(self) -> None:
+        if self.directory:
+            path = QFileDialog.getExistingDirectory(self, "Choose Folder", self.line.text())
+        else:
+            path, _ = QFileDialog.getOpenFileName(self, "Choose File", self.line.text())
+        if path:
+            self.line.setText(path)
+
+    def value(self) -> str:
+        return self.line.text()
+
+
+class OptionalNumberEdit(QWidget):
+    """A number that may be left to the model's default (None)."""
+
+    def __init__(self, value: float | None, is_float: bool, label: str) -> None:
+        super().__init__()
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        self.is_float = is_float
+        self.spin = QDoubleSpinBox() if is_float else QSpinBox()
+        if is_float:
+            self.spin.setDecimals(3)
+            self.spin.setSingleStep(0.05)
+            self.spin.setRange(0.0, 1e6)
+        else:
+            self.spin.setRange(0, 2**31 - 1)
+        self.spin.setAccessibleName(label)
+        self.default = QCheckBox("Model default")
+        self.default.setAccessibleName(f"{label}: use the model's default")
+        self.default.toggled.connect(lambda on: self.spin.setEnabled(not on))
+        self.default.setChecked(value is None)
+        self.spin.setEnabled(value is not None)
+        if value is not None:
+            self.spin.setValue(value)
+        layout.addWidget(self.spin, 1)
+        layout.addWidget(self.default)
+
+    def value(self) -> float | int | None:
+        if self.default.isChecked():
+            return None
+        return float(self.spin.value()) if self.is_float else int(self.spin.value())
+
+
+class SettingsDialog(QDialog):
+    """Edits every setting the backend lists; OK applies the changed ones."""
+
+    def __init__(self, backend: Backend, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.backend = backend
+        self.setWindowTitle("Settings")
+        self.setAccessibleName("Settings")
+        self.setMinimumSize(560, 480)
+        self.fields = backend.setting_fields()
+        self.editors: dict[str, QWidget] = {}
+        layout = QVBoxLayout(self)
+        self.tabs = QTabWidget()
+        self.tabs.setAccessibleName("Settings sections")
+        layout.addWidget(self.tabs, 1)
+        sections: dict[str, QFormLayout] = {}
+        for item in self.fields:
+            form = sections.get(item.section)
+            if form is None:
+                page = QWidget()
+                form = QFormLayout(page)
+                scroll = QScrollArea()
+                scroll.setWidgetResizable(True)
+                scroll.setWidget(page)
+                self.tabs.addTab(scroll, item.section)
+                sections[item.section] = form
+            editor = self._editor(item)
+            editor.setToolTip(item.help)
+            if not editor.accessibleName():
+                editor.setAccessibleName(item.label)
+            if item.help:
+                editor.setAccessibleDescription(item.help)
+            self.editors[item.key] = editor
+            label = QLabel(item.label + ":")
+            label.setBuddy(editor)
+            form.addRow(label, editor)
+        self.error = QLabel()
+        self.error.setObjectName("ChipRejected")
+        self.error.setWordWrap(True)
+        layout.addWidget(self.error)
+        buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
+        )
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        layout.addWidget(buttons)
+
+    def _editor(self, item: SettingField) -> QWidget:
+        if item.kind == "bool":
+            box = QCheckBox()
+            box.setChecked(bool(item.value))
+            return box
+        if item.kind == "int":
+            spin = QSpinBox()
+            spin.setRange(int(item.minimum if item.minimum is not None else -(2**31)),
+                          int(item.maximum if item.maximum is not None else 2**31 - 1))  # fmt: skip
+            spin.setValue(int(item.value or 0))
+            return spin
+        if item.kind == "float":
+            spin = QDoubleSpinBox()
+            spin.setDecimals(3)
+            spin.setSingleStep(0.05)
+            spin.setRange(item.minimum if item.minimum is not None else -1e9,
+                          item.maximum if item.maximum is not None else 1e9)  # fmt: skip
+            spin.setValue(float(item.value or 0.0))
+            return spin
+        if item.kind in ("optional_int", "optional_float"):
+            return OptionalNumberEdit(item.value, item.kind == "optional_float", item.label)
+        if item.kind == "choice":
+            combo = QComboBox()
+            for choice in item.choices:
+                combo.addItem("Default" if choice is None else str(choice), choice)
+            index = combo.findData(item.value)
+            combo.setCurrentIndex(max(0, index))
+            return combo
+        if item.kind in ("path", "dir"):
+            return PathEdit(str(item.value or ""), item.kind == "dir", item.label)
+        line = QLineEdit("" if item.value is None else str(item.value))
+        return line
+
+    def values(self) -> dict[str, Any]:
+        """Every setting's edited value, typed like the original."""
+        result: dict[str, Any] = {}
+        for item in self.fields:
+            editor = self.editors[item.key]
+            if isinstance(editor, QCheckBox):
+                value: Any = editor.isChecked()
+            elif isinstance(editor, QSpinBox | QDoubleSpinBox):
+                value = editor.value()
+            elif isinstance(editor, QComboBox):
+                value = editor.currentData()
+            elif isinstance(editor, OptionalNumberEdit):
+                value = editor.value()
+            elif isinstance(editor, PathEdit):
+                value = editor.value() or (None if item.value is None else "")
+            else:
+                value = editor.text()
+                if (item.value is None or item.kind == "optional_str") and value == "":
+                    value = None
+            result[item.key] = value
+        return result
+
+    def changed(self) -> dict[str, Any]:
+        original = {item.key: item.value for item in self.fields}
+        return {k: v for k, v in self.values().items() if v != original[k]}
+
+    def accept(self) -> None:
+        try:
+            self.backend.apply_settings(self.changed())
+        except ValueError as exc:
+            self.error.setText(str(exc))
+            return
+        super().accept()
