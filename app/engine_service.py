@@ -503,9 +503,9 @@ def default_engine_factory(
     path: str, *, progress: ProgressCallback | None = None, **options: Any
 ) -> Any:
     """`mlx_model.engine.Engine.load(path, **options)`, passing `progress` if it takes one."""
-    from mlx_model.engine import Engine
+    from mlx_model import import_serialized
 
-    load = Engine.load
+    load = import_serialized("mlx_model.engine").Engine.load
     try:
         params = inspect.signature(load).parameters
     except (TypeError, ValueError):

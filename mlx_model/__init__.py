@@ -11,6 +11,8 @@ that `import mlx_model` stays cheap:
 from __future__ import annotations
 
 import importlib
+import threading
+from types import ModuleType
 from typing import Any
 
 _LAZY_EXPORTS = {
@@ -22,7 +24,20 @@ _LAZY_EXPORTS = {
 __all__ = list(_LAZY_EXPORTS)
 
 
+# One thread at a time imports the heavy stack (mlx, mlx-lm, transformers). Two threads that
+# import overlapping parts of it at once (the GUI thread computing a memory plan while the
+# engine thread loads a model) can hold each other's module locks, and Python then fails
+# one import with `_DeadlockError`.
+_IMPORT_LOCK = threading.RLock()
+
+
+def import_serialized(module_name: str) -> ModuleType:
+    """`importlib.import_module`, serialized across threads; use it for lazy heavy imports."""
+    with _IMPORT_LOCK:
+        return importlib.import_module(module_name)
+
+
 def __getattr__(name: str) -> Any:
     if name in _LAZY_EXPORTS:
-        return getattr(importlib.import_module(_LAZY_EXPORTS[name]), name)
+        return getattr(import_serialized(_LAZY_EXPORTS[name]), name)
     raise AttributeError(f"module 'mlx_model' has no attribute {name!r}")

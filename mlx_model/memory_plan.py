@@ -35,7 +35,7 @@ import mlx.core as mx
 import mlx.nn as nn
 from mlx.utils import tree_flatten
 
-from .config import ModelConfig
+from .config import ConfigError, ModelConfig
 from .quantization import (
     QuantizationRecipe,
     check_bits,
@@ -159,9 +159,9 @@ def _gb(n: float) -> str:
 
 def instantiate_lazily(config: ModelConfig) -> nn.Module:
     """The network with unevaluated (lazy) parameters: shapes without memory."""
-    from .gemma4_unified import Model
+    from . import import_serialized
 
-    return Model(config)
+    return import_serialized("mlx_model.gemma4_unified").Model(config)
 
 
 def parameter_count(config: ModelConfig | nn.Module) -> int:
@@ -512,7 +512,14 @@ def apply_memory_limits(plan: MemoryPlan) -> AppliedLimits:
 def read_checkpoint_config(folder: str | Path | None) -> tuple[ModelConfig, int, str]:
     """(config, float bytes per element, description) of a checkpoint folder or the 12B reference."""
     path = REFERENCE_CONFIG if folder is None else Path(folder) / "config.json"
-    raw = json.loads(path.read_text(encoding="utf-8"))
+    if folder is not None and not Path(folder).is_dir():
+        raise ConfigError(f"{folder}: no such model folder")
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: missing (a checkpoint folder needs config.json)") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid JSON ({exc})") from None
     dtype = raw.get("dtype") or raw.get("torch_dtype") or raw.get("text_config", {}).get("dtype")
     what = "Gemma 4 12B reference config (reconstructed)" if folder is None else str(folder)
     return ModelConfig.from_dict(raw), _DTYPE_BYTES.get(str(dtype), 2), what

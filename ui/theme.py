@@ -55,14 +55,18 @@ DARK = {
 
 
 def assets_dir() -> Path:
-    """Where icons and style sheets live: env override, a frozen bundle, or the source tree."""
+    """Where icons and style sheets live: env override, a frozen bundle, the source tree
+    (also an editable install), or the data files of an installed wheel."""
     override = os.environ.get("GEMMA_DESK_ASSETS")
     if override:
         return Path(override)
     bundle = getattr(sys, "_MEIPASS", None)
     if bundle:
         return Path(bundle) / "assets"
-    return Path(__file__).resolve().parent.parent / "assets"
+    source_tree = Path(__file__).resolve().parent.parent / "assets"
+    if source_tree.is_dir():
+        return source_tree
+    return Path(sys.prefix) / "share" / "gemma-desk" / "assets"
 
 
 @dataclass(frozen=True)

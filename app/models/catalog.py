@@ -230,7 +230,9 @@ def estimate_with_memory_plan(
     `folder` is a downloaded checkpoint; without one, only the built-in Gemma 4 12B can be
     estimated (memory_plan ships its reference config). Raises `FileNotFoundError` otherwise.
     """
-    from mlx_model import memory_plan as mp
+    from mlx_model import import_serialized
+
+    mp = import_serialized("mlx_model.memory_plan")
 
     if folder is None and find_entry(entry.repo_id) is None:
         raise FileNotFoundError(f"Download or import {entry.repo_id} first to estimate its size.")
@@ -256,7 +258,9 @@ def memory_plan_for(
 ):
     """The `mlx_model.memory_plan.MemoryPlan` shown before loading (never raises for 'too big';
     check `plan.fits` and `memory_plan.propose_alternatives` for what would fit)."""
-    from mlx_model import memory_plan as mp
+    from mlx_model import import_serialized
+
+    mp = import_serialized("mlx_model.memory_plan")
 
     config, dtype_bytes, _ = mp.read_checkpoint_config(folder)
     bits = None if config.quantization else entry.load_bits

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -36,3 +37,25 @@ def test_python_dash_m_app_is_the_same_command():
     )
     assert result.returncode == 0
     assert "make-test-checkpoint" in result.stdout
+
+
+def test_gui_with_a_missing_model_opens_the_first_run_screen_and_names_the_problem(tmp_path):
+    # A fresh process: the GUI thread computes the download offer's memory plan while the
+    # engine thread imports the model stack to load the (missing) folder. Both import
+    # mlx/mlx-lm lazily, which once failed with Python's import `_DeadlockError`.
+    env = {
+        **os.environ,
+        "QT_QPA_PLATFORM": "offscreen",
+        "GEMMA_DESK_DATA_DIR": str(tmp_path / "data"),
+        "GEMMA_DESK_CONFIG_DIR": str(tmp_path / "config"),
+    }
+    missing = tmp_path / "no-model-here"
+    result = subprocess.run(
+        [sys.executable, "-m", "app", "--smoke-test", "--model", str(missing)],
+        capture_output=True, text=True, timeout=180, env=env,
+    )  # fmt: skip
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "page=first-run" in output
+    assert "no such model folder" in output
+    assert "deadlock" not in output.lower()

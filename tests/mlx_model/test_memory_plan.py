@@ -200,3 +200,13 @@ def test_plan_command_reads_a_checkpoint_folder(tiny_checkpoint, capsys):
     memory_plan.add_arguments(parser)
     assert memory_plan.run(parser.parse_args([str(tiny_checkpoint), "--context", "4K"])) == 0
     assert str(tiny_checkpoint) in capsys.readouterr().out
+
+
+def test_a_missing_model_folder_is_named_in_the_error(tmp_path):
+    with pytest.raises(ValueError, match="no such model folder"):
+        memory_plan.read_checkpoint_config(tmp_path / "nowhere")
+
+
+def test_a_folder_without_config_json_is_named_in_the_error(tmp_path):
+    with pytest.raises(ValueError, match=r"config\.json: missing"):
+        memory_plan.read_checkpoint_config(tmp_path)
