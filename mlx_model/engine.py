@@ -194,6 +194,7 @@ class Engine:
         dtype: Any = None,
         group_size: int = 64,
         embedding_bits: int | None = None,
+        progress: Callable[[float, str], None] | None = None,
         **plan_options: Any,
     ) -> Engine:
         """Plan memory, load the checkpoint folder and its processor, return a ready engine.
@@ -202,13 +203,20 @@ class Engine:
         `plan_options` go to `plan_memory` (e.g. `device_budget_bytes`); a plan that does not
         fit raises `MemoryPlanError` proposing what would. `apply_limits` sets MLX's memory
         limits from the plan (the app does; tests sharing a process may not want to).
+        `progress(fraction, message)` is told each step (for the app's load bar).
         """
+
+        def report(fraction: float, message: str) -> None:
+            if progress is not None:
+                progress(fraction, message)
+
         from .loading import load_model
         from .memory_plan import apply_memory_limits, plan_memory, read_checkpoint_config
         from .processing import Processor
         from .sampling import eos_token_ids, read_generation_config
 
         path = Path(path)
+        report(0.0, "Planning memory")
         config, dtype_bytes, _ = read_checkpoint_config(path)
         limit = config.text_config.max_position_embeddings
         context = int(context_length or min(limit, DEFAULT_CONTEXT))
@@ -224,9 +232,11 @@ class Engine:
             **plan_options,
         )
         guard = apply_memory_limits(plan).guard if apply_limits else None
+        report(0.05, f"Quantizing weights to {bits} bits" if bits else "Mapping weights")
         model = load_model(
             path, bits=bits, group_size=group_size, embedding_bits=embedding_bits, dtype=dtype
         )
+        report(0.9, "Loading the tokenizer and processors")
         processor = Processor.from_pretrained(path)
         generation_config = read_generation_config(path)
         model_config = _read_json(path / "config.json")

@@ -284,3 +284,11 @@ def test_busy_engine_refuses_a_second_stream(engine):
     assert isinstance(second[0], GenerationError) and second[0].kind == "busy"
     first.close()
     assert engine.generate(TEXT_MESSAGES, max_tokens=2, **GREEDY).error is None
+
+
+def test_load_reports_progress_in_order_up_to_the_processor(tiny_checkpoint):
+    steps: list[tuple[float, str]] = []
+    Engine.load(tiny_checkpoint, apply_limits=False, progress=lambda f, m: steps.append((f, m)))
+    fractions = [fraction for fraction, _ in steps]
+    assert fractions == sorted(fractions) and fractions[0] >= 0.0 and fractions[-1] < 1.0
+    assert [message for _, message in steps][-1] == "Loading the tokenizer and processors"
