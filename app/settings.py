@@ -11,22 +11,36 @@ Sampling fields left at `None` mean "the checkpoint's own default" (its
 
 The data folder cannot live inside the database it locates: `data_dir` is stored in the
 small pointer file described in `app.paths` and read back from there.
+
+`remote_api_key` (like `server_api_key`) is stored as written, in the private data
+folder's database. To keep a secret out of it, write `env:NAME` instead: the key is then
+read from the environment variable NAME when the app connects (`Settings.remote_key()`).
+`mcp_servers` holds each MCP server in the compact form `normalize_mcp_server` gives
+(what `app.mcp_client.MCPServerConfig.from_dict` accepts, with `args` folded into
+`command` and defaults left out).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, get_args, get_origin, get_type_hints
+from urllib.parse import urlsplit
 
 from app import paths
+from app.mcp_client import MCPConfigError, MCPServerConfig
 from app.storage.database import Database
 
 Precision = Literal["auto", "bf16", "8bit", "4bit"]
 PRECISIONS: tuple[str, ...] = get_args(Precision)
+BackendMode = Literal["local", "remote"]
+REMOTE_FIELDS = ("backend", "remote_url", "remote_model", "remote_api_key")
+ENV_PREFIX = "env:"  # remote_api_key = "env:NAME": read the key from $NAME at connect time
 VISION_BUDGETS = (70, 140, 280, 560, 1120)  # the processor's allowed soft-token budgets
 
 
@@ -62,15 +76,29 @@ class Settings:
     server_host: str = "127.0.0.1"
     server_port: int = 8765
     server_api_key: str = ""
+    # Backend: the local model, or a remote OpenAI-compatible server (vLLM, another Gemma Desk)
+    backend: BackendMode = "local"
+    remote_url: str = ""  # base URL, e.g. http://gpu-box:8000/v1
+    remote_model: str = ""  # "" = the first model the server lists
+    remote_api_key: str = ""  # the key itself, or "env:NAME" (see the module docstring)
+    # Tools from MCP servers (see app.mcp_client)
+    mcp_servers: tuple[dict[str, Any], ...] = ()
     # Interface
     theme: Literal["system", "light", "dark"] = "system"
     send_with_enter: bool = True
+    dictation_mode: bool = False  # push-to-talk transcribes into the composer
 
     def replace(self, **changes: Any) -> Settings:
         """A validated copy with the given fields changed."""
         for name, value in changes.items():
             validate(name, value)
-        return dataclasses.replace(self, **changes)
+        changes = {name: _coerce(name, value) for name, value in changes.items()}
+        new = dataclasses.replace(self, **changes)
+        if new.backend == "remote" and not new.remote_url:
+            raise SettingsError(
+                "Setting 'remote_url' must be set when setting 'backend' is 'remote'."
+            )
+        return new
 
     def load_options(self) -> dict[str, Any]:
         """Keyword options for `Engine.load` (via `EngineService.load_model`)."""
@@ -81,6 +109,22 @@ class Settings:
         """The sampling fields the user set (for `SamplingOptions.replace`), None ones left out."""
         names = ("temperature", "top_p", "top_k", "min_p", "repetition_penalty", "seed")
         return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
+
+    def remote_key(self) -> str:
+        """The remote server's API key, read from the environment for an `env:NAME` value."""
+        key = self.remote_api_key
+        if not key.startswith(ENV_PREFIX):
+            return key
+        name = key[len(ENV_PREFIX) :]
+        if name not in os.environ:
+            raise SettingsError(
+                f"Setting 'remote_api_key' names the environment variable {name}, which is not set."
+            )
+        return os.environ[name]
+
+    def mcp_configs(self) -> list[MCPServerConfig]:
+        """The MCP servers as `MCPServerConfig`s (disabled ones included; the manager skips them)."""
+        return [MCPServerConfig.from_dict(entry) for entry in self.mcp_servers]
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
@@ -103,7 +147,94 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     ),
     "server_port": (lambda v: 1 <= v <= 65535, "a port number from 1 to 65535"),
     "server_host": (lambda v: bool(v.strip()), "a host name or address"),
+    "remote_url": (
+        lambda v: v == "" or _is_http_url(v),
+        "empty or an http:// or https:// URL with a host, e.g. http://gpu-box:8000/v1",
+    ),
+    "remote_api_key": (
+        lambda v: not v.startswith(ENV_PREFIX) or _ENV_NAME.fullmatch(v[len(ENV_PREFIX) :]),
+        "the key itself or env:NAME with NAME an environment variable name",
+    ),
 }
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+# What an `mcp_servers` entry may contain, and the type each field takes.
+_MCP_FIELDS: dict[str, tuple[type | tuple[type, ...], str]] = {
+    "name": (str, "a text"),
+    "command": ((str, list, tuple), "a program, or a list of the program and its arguments"),
+    "args": ((list, tuple), "a list of arguments"),
+    "url": (str, "an http(s):// URL"),
+    "env": (dict, "an object of text values"),
+    "cwd": ((str, type(None)), "a folder or null"),
+    "headers": (dict, "an object of text values"),
+    "trusted": (bool, "true or false"),
+    "timeout_s": ((int, float), "a number of seconds"),
+    "connect_timeout_s": ((int, float), "a number of seconds"),
+    "enabled": (bool, "true or false"),
+}
+
+
+def _is_http_url(value: str) -> bool:
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+def normalize_mcp_server(entry: Any) -> dict[str, Any]:
+    """One `mcp_servers` entry checked and in its stored form; `SettingsError` names the problem.
+
+    `command` may be a string or a list, and `args` is appended to it; fields left at
+    their defaults are dropped, except `name`, `command` or `url`, and `trusted`.
+    """
+    if not isinstance(entry, dict):
+        raise SettingsError(f"must be an object with a name and a command or url; got {entry!r}")
+    label = f"{entry.get('name')!r}" if isinstance(entry.get("name"), str) else "without a name"
+    for key, value in entry.items():
+        if key not in _MCP_FIELDS:
+            known = ", ".join(_MCP_FIELDS)
+            raise SettingsError(f"server {label} has an unknown field {key!r} (known: {known})")
+        kinds, explanation = _MCP_FIELDS[key]
+        if not isinstance(value, kinds) or isinstance(value, bool) and kinds is not bool:
+            raise SettingsError(f"server {label}: {key!r} must be {explanation}; got {value!r}")
+        if key in ("env", "headers") and not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+        ):
+            raise SettingsError(f"server {label}: {key!r} must be {explanation}")
+    command = entry.get("command") or []
+    command = [command] if isinstance(command, str) else list(command)
+    command += list(entry.get("args") or [])
+    if not all(isinstance(part, str) and part for part in command):
+        raise SettingsError(f"server {label}: the command and its arguments must be texts")
+    data = {k: v for k, v in entry.items() if k != "args"}
+    data["command"] = command
+    try:
+        config = MCPServerConfig.from_dict(data)
+    except MCPConfigError as exc:
+        raise SettingsError(str(exc)) from exc
+    full = config.to_dict()
+    defaults = MCPServerConfig(config.name).to_dict()
+    keep = {"name", "command" if config.command else "url", "trusted"}
+    return {k: v for k, v in full.items() if k in keep or v != defaults[k]}
+
+
+def _normalize_mcp_servers(value: Any) -> tuple[dict[str, Any], ...]:
+    if not isinstance(value, (list, tuple)):
+        raise SettingsError(f"Setting 'mcp_servers' must be a list of servers; got {value!r}.")
+    servers: list[dict[str, Any]] = []
+    for index, entry in enumerate(value, 1):
+        try:
+            servers.append(normalize_mcp_server(entry))
+        except SettingsError as exc:
+            raise SettingsError(f"Setting 'mcp_servers', entry {index}: {exc}") from None
+    names = [server["name"] for server in servers]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise SettingsError(
+            f"Setting 'mcp_servers': each server needs its own name; {', '.join(twice)} is used twice."
+        )
+    return tuple(servers)
 
 
 def _type_ok(value: Any, annotation: Any) -> bool:
@@ -125,6 +256,9 @@ def validate(name: str, value: Any) -> None:
     """Raise `SettingsError` unless `value` is a valid value for setting `name`."""
     if name not in _FIELDS:
         raise SettingsError(f"There is no setting called {name!r}.")
+    if name == "mcp_servers":  # a list of servers, each checked with its own message
+        _normalize_mcp_servers(value)
+        return
     annotation = _TYPES[name]
     if not _type_ok(value, annotation):
         if get_origin(annotation) is Literal:
@@ -133,10 +267,16 @@ def validate(name: str, value: Any) -> None:
         raise SettingsError(f"Setting {name!r} must be of type {annotation}; got {value!r}.")
     rule = _RULES.get(name)
     if rule and not rule[0](value):
-        raise SettingsError(f"Setting {name!r} must be {rule[1]}; got {value!r}.")
+        shown = "(hidden)" if name.endswith("api_key") else repr(value)
+        raise SettingsError(f"Setting {name!r} must be {rule[1]}; got {shown}.")
 
 
 def _coerce(name: str, value: Any) -> Any:
+    if name == "mcp_servers":  # a JSON list comes back: store the normalized, immutable form
+        try:
+            return _normalize_mcp_servers(value)
+        except SettingsError:
+            return value  # `validate` reports it
     # JSON has one number type: 3.0 may come back for an int field and 1 for a float one.
     annotation = _TYPES[name]
     origin = get_origin(annotation)

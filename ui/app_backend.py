@@ -3,11 +3,20 @@
 This is the one module of ui/ that knows the shapes of app/. It turns store rows into view
 models, relays the controller's and the engine's queued Qt signals, and wraps the capture
 recorders' worker-thread callbacks in `CaptureSession` signals. Everything slow (loading,
-generating, stopping a recording, ingesting a clip, downloading) runs off the UI thread.
+generating, stopping a recording, ingesting a clip, downloading, starting MCP servers) runs
+off the UI thread.
+
+The engine service's factory picks the engine per load: the local checkpoint, or (Settings
+`backend` = "remote") `app.remote_backend.RemoteEngine` on `remote_url`. Changing the
+backend settings reloads. The MCP servers in Settings are started on a worker thread and
+their tools handed to the controller for every chat; an untrusted server's call waits for
+`ToolApproval.answer()` (the window asks the user through `tool_approval_requested`).
 """
 
 from __future__ import annotations
 
+import inspect
+import json
 import re
 import shutil
 import threading
@@ -18,20 +27,23 @@ from pathlib import Path
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 import numpy as np
-from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QTimer, Signal
+from PySide6.QtCore import SIGNAL, QBuffer, QByteArray, QIODevice, QTimer, Signal
 from PySide6.QtGui import QImage
 
 from app.attachments import Attachment, AttachmentIngestor, MediaLimits
 from app.capture.errors import CaptureError, CaptureUnavailable
 from app.controller_signals import ControllerSignals
 from app.conversation_controller import ConversationController
-from app.engine_service import EngineService
+from app.engine_service import EngineService, default_engine_factory
 from app.engine_signals import EngineSignals
-from app.settings import DEFAULTS, Settings, SettingsStore
+from app.mcp_client import MCPCall, MCPManager
+from app.remote_backend import remote_engine_factory
+from app.settings import DEFAULTS, REMOTE_FIELDS, Settings, SettingsError, SettingsStore
 from app.storage import Storage, open_storage
 from app.storage.conversations import Message, StorageError
 from mlx_model.events import GenerationStats
 from mlx_model.processing.errors import MediaError
+from mlx_model.tools import ToolRegistry
 from ui.backend import (
     AttachmentRejected,
     AttachmentView,
@@ -65,8 +77,10 @@ SETTING_SECTIONS = {
         "vision_budget",
     ),  # fmt: skip
     "Devices": ("mic_device", "camera_device"),
+    "Backend": REMOTE_FIELDS,
+    "Tools": ("mcp_servers",),
     "Server": ("server_enabled", "server_host", "server_port", "server_api_key"),
-    "Interface": ("theme", "send_with_enter"),
+    "Interface": ("theme", "send_with_enter", "dictation_mode"),
 }
 SETTING_LABELS = {
     "model_path": "Model folder", "kv_cache_bits": "KV cache bits (empty: full precision)",
@@ -75,7 +89,60 @@ SETTING_LABELS = {
     "mic_device": "Microphone", "camera_device": "Camera", "server_enabled": "Local API server",
     "server_host": "Server address", "server_port": "Server port", "server_api_key": "API key",
     "theme": "Appearance", "send_with_enter": "Return sends the message",
+    "backend": "Run the model on", "remote_url": "Remote server URL",
+    "remote_model": "Remote model", "remote_api_key": "Remote API key",
+    "mcp_servers": "MCP servers (JSON)", "dictation_mode": "Dictation mode (push-to-talk transcribes)",
 }  # fmt: skip
+SETTING_HELP = {
+    "backend": "local: the model on this computer. remote: an OpenAI-compatible server "
+    "(vLLM, LM Studio, another Gemma Desk) at the URL below.",
+    "remote_url": "The server's OpenAI base URL, e.g. http://gpu-box:8000/v1.",
+    "remote_model": "The model id the server serves; empty: the first one it lists.",
+    "remote_api_key": "Saved in the app's database as written. Write env:NAME to read the "
+    "key from the environment variable NAME instead.",
+    "mcp_servers": 'A JSON list, e.g. [{"name": "notes", "command": ["npx", "-y", '
+    '"@modelcontextprotocol/server-filesystem", "/Users/me/Notes"]}, {"name": "web", '
+    '"url": "http://127.0.0.1:8000/mcp", "trusted": true}]. Gemma asks before each call '
+    "to a server that is not trusted.",
+    "dictation_mode": "Push-to-talk puts a transcript in the message field instead of "
+    "attaching the recording.",
+}
+APPROVAL_TIMEOUT_S = 300.0  # an unanswered tool approval counts as "no"
+
+
+class ToolApproval:
+    """An MCP tool call waiting for the user's yes or no; the first answer counts."""
+
+    def __init__(self, call: MCPCall) -> None:
+        self.call = call
+        self.approved = False
+        self._answered = threading.Event()
+        self._lock = threading.Lock()
+
+    @property
+    def prompt(self) -> str:
+        arguments = json.dumps(self.call.arguments, ensure_ascii=False)
+        if len(arguments) > 400:
+            arguments = arguments[:399] + "…"
+        return (f"Gemma wants to run the tool “{self.call.tool}” of the MCP server "
+                f"“{self.call.server}” with {arguments}. Allow it?")  # fmt: skip
+
+    @property
+    def answered(self) -> bool:
+        return self._answered.is_set()
+
+    def answer(self, approved: bool) -> bool:
+        """Record the answer; False when the request was already answered."""
+        with self._lock:
+            if self._answered.is_set():
+                return False
+            self.approved = bool(approved)
+            self._answered.set()
+            return True
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until answered (or `timeout`: counts as no); True when approved."""
+        return self._answered.wait(timeout) and self.approved
 
 
 def qimage_from_file(path: Path | None) -> QImage | None:
@@ -249,7 +316,18 @@ class CameraSession(_RecordingSession):
 
 
 class AppBackend(Backend):
-    """The real backend. Sources and the engine factory are injectable for tests."""
+    """The real backend. Sources and the (local) engine factory are injectable for tests.
+
+    An injected `service` keeps its own factory, so the remote backend needs the default one.
+    """
+
+    tool_approval_requested = Signal(object)  # ToolApproval: call its answer() from the UI
+    tool_approval_resolved = Signal(object)  # ToolApproval answered (by the user or otherwise)
+    mcp_status_changed = Signal(str, str, str)  # server name, MCPStatus value, message
+    tools_changed = Signal(list)  # the tool names the chat now offers
+    _settings_changed = Signal(object)  # changed names (any thread -> UI thread)
+    _mcp_event = Signal(int, str, str, str)  # generation, server name, status, message
+    _mcp_started = Signal(int)  # generation
 
     def __init__(
         self,
@@ -267,7 +345,8 @@ class AppBackend(Backend):
         super().__init__()
         self.storage = storage or open_storage(data_dir)
         self.settings_store = SettingsStore(self.storage.db)
-        self.service = service or EngineService(engine_factory)
+        self._local_factory = engine_factory or default_engine_factory
+        self.service = service or EngineService(self._make_engine)
         self.controller = ConversationController(self.storage, self.service, self.settings_store)
         self.engine_signals = EngineSignals(self.service, self)
         self.controller_signals = ControllerSignals(self.controller, self)
@@ -282,6 +361,14 @@ class AppBackend(Backend):
         self._transcripts: dict[int, list[str]] = {}  # dictation job id -> text parts
         self._load_jobs: set[int] = set()
         self._downloader = None
+        self._switching_backend = False  # load_model() itself sets backend = "local"
+        self.mcp: MCPManager | None = None
+        self.mcp_status: dict[str, tuple[str, str]] = {}  # server name -> (status, message)
+        self.tool_names: list[str] = []
+        self._mcp_generation = 0
+        self._mcp_lock = threading.Lock()
+        self._approvals: set[ToolApproval] = set()
+        self._closing = False
 
         c, e = self.controller_signals, self.engine_signals
         c.message_added.connect(self._on_message_added)
@@ -294,14 +381,45 @@ class AppBackend(Backend):
         e.job_failed.connect(self._on_job_failed)
         e.text_delta.connect(self._on_engine_text)
         e.job_done.connect(self._on_job_done)
+        self._settings_changed.connect(self._on_settings_changed)
+        self._mcp_event.connect(self._on_mcp_event)
+        self._mcp_started.connect(self._on_mcp_started)
+        self._unsubscribe_settings = self.settings_store.subscribe(
+            lambda _settings, changed: self._settings_changed.emit(set(changed))
+        )
 
-        path = model_path or self.settings.model_path
-        if path:
-            self.load_model(path)
+        if model_path:  # given on the command line: this run uses that checkpoint
+            self._load_local(model_path)
+        else:
+            self.reload_backend()
+        if self.settings.mcp_servers:
+            self.start_mcp()
 
     @property
     def settings(self) -> Settings:
         return self.settings_store.settings
+
+    def setting(self, key: str, default: Any = None) -> Any:
+        return getattr(self.settings, key, default)
+
+    def _make_engine(
+        self,
+        path: str,
+        *,
+        progress: Callable[..., None] | None = None,
+        remote: dict[str, str] | None = None,
+        **options: Any,
+    ) -> Any:
+        """The service's engine factory: a remote server when the load job says so, else local."""
+        if remote is not None:
+            return remote_engine_factory(model=remote["model"], api_key=remote["api_key"])(path)
+        try:
+            takes_progress = "progress" in inspect.signature(self._local_factory).parameters
+        except (TypeError, ValueError):
+            takes_progress = False
+        if takes_progress:
+            return self._local_factory(path, progress=progress, **options)
+        return self._local_factory(path, **options)
 
     # --- view models -----------------------------------------------------------------------
     def _attachments_of(self, message: Message) -> list[AttachmentView]:
@@ -395,6 +513,7 @@ class AppBackend(Backend):
 
     def stop(self, conversation_id: str) -> None:
         self.controller.cancel(int(conversation_id))
+        self._decline_pending_approvals()  # a tool waiting for a yes is part of the answer
 
     def regenerate(self, conversation_id: str, message_id: str) -> None:
         try:
@@ -521,12 +640,50 @@ class AppBackend(Backend):
         return self.status
 
     def load_model(self, path: str) -> None:
+        """Load a local checkpoint folder; in remote mode this switches Settings back to local."""
+        if self.settings.backend != "local":
+            self._switching_backend = True
+            try:
+                self.settings_store.update(backend="local")
+            finally:
+                self._switching_backend = False
+        self._load_local(path)
+
+    def _load_local(self, path: str) -> None:
         s = self.settings
         options = {"bits": PRECISION_BITS.get(s.precision), "context_length": s.context_length,
                    "kv_bits": s.kv_cache_bits, **self.load_options}  # fmt: skip
         job = self.service.load_model(path, **options)
         self._load_jobs.add(job.id)
         self.status = ModelStatus("loading", Path(path).name, "", str(path))
+        self.model_status_changed.emit(self.status)
+
+    def reload_backend(self) -> None:
+        """Load what Settings choose: the remote server, else the remembered local checkpoint."""
+        s = self.settings
+        if s.backend == "remote":
+            self._load_remote()
+        elif s.model_path:
+            self._load_local(s.model_path)
+        elif self.service.is_loaded:
+            self.unload_model()
+
+    def _load_remote(self) -> None:
+        s = self.settings
+        name = s.remote_model or _host(s.remote_url) or "Remote server"
+        try:
+            if not s.remote_url:
+                raise SettingsError("Set the remote server's URL in Settings ▸ Backend.")
+            key = s.remote_key()
+        except SettingsError as exc:
+            self.status = ModelStatus("error", name, "", s.remote_url, message=str(exc))
+            self.model_status_changed.emit(self.status)
+            return
+        job = self.service.load_model(
+            s.remote_url, remote={"model": s.remote_model, "api_key": key}
+        )
+        self._load_jobs.add(job.id)
+        self.status = ModelStatus("loading", name, "remote", s.remote_url)
         self.model_status_changed.emit(self.status)
 
     def unload_model(self) -> None:
@@ -538,6 +695,13 @@ class AppBackend(Backend):
         self.model_status_changed.emit(self.status)
 
     def _on_model_loaded(self, job_id: int, path: str, info: dict) -> None:
+        if info.get("remote"):
+            self.status = ModelStatus("ready", str(info.get("model") or path),
+                                      f"remote · {_host(path)}", path, 1.0,
+                                      int(info.get("context_limit") or 0))  # fmt: skip
+            self.model_status_changed.emit(self.status)
+            self.stats_changed.emit(RunStats(context_limit=self.status.context_limit))
+            return
         self.status = ModelStatus("ready", _model_name(path), _precision(info, self.settings),
                                   path, 1.0, int(info.get("context_limit", 0)))  # fmt: skip
         try:
@@ -568,6 +732,11 @@ class AppBackend(Backend):
         from app.models.catalog import GEMMA_4_12B_IT, memory_plan_for
 
         s = self.settings
+        if path is None and s.backend == "remote":
+            return (
+                [],
+                f"The model runs on the remote server {s.remote_url}: no memory is used here.",
+            )
         entry = GEMMA_4_12B_IT.with_load_bits(
             PRECISION_BITS.get(s.precision) or GEMMA_4_12B_IT.load_bits
         )
@@ -648,7 +817,11 @@ class AppBackend(Backend):
             kind, choices = _kind(f.name, annotation)
             label = SETTING_LABELS.get(f.name, f.name.replace("_", " ").capitalize())
             default = getattr(DEFAULTS, f.name)
-            help_text = f"Default: {default!r}" if default not in (None, "") else "Default: none"
+            help_text = (
+                f"Default: {default!r}" if default not in (None, "", ()) else "Default: none"
+            )
+            if f.name in SETTING_HELP:
+                help_text = f"{SETTING_HELP[f.name]} {help_text}"
             result.append(SettingField(f.name, label, getattr(current, f.name), kind, choices,
                                        help=help_text, section=section_of.get(f.name, "Other")))  # fmt: skip
         return result
@@ -657,11 +830,119 @@ class AppBackend(Backend):
         if values:
             self.settings_store.update(**values)
 
+    def _on_settings_changed(self, changed: set[str]) -> None:
+        if self._closing:
+            return
+        remote_changed = bool(changed & set(REMOTE_FIELDS)) and not self._switching_backend
+        if remote_changed and ("backend" in changed or self.settings.backend == "remote"):
+            self.reload_backend()
+        if "mcp_servers" in changed:
+            self.start_mcp()
+
+    # --- MCP tools -----------------------------------------------------------------------------
+    def start_mcp(self) -> None:
+        """(Re)start the MCP servers in Settings on a worker thread; their tools join the chat."""
+        configs = [c for c in self.settings.mcp_configs() if c.enabled]
+        with self._mcp_lock:
+            self._mcp_generation += 1
+            generation = self._mcp_generation
+            old, self.mcp = self.mcp, None
+        self.controller.tools = None
+        self.mcp_status = {c.name: ("connecting", "") for c in configs}
+        if self.tool_names:
+            self.tool_names = []
+            self.tools_changed.emit([])
+
+        def work() -> None:
+            if old is not None:
+                old.close()
+            if not configs:
+                return
+            manager = MCPManager(
+                approve=self._approve_tool_call,
+                on_status=lambda name, status, message: self._mcp_event.emit(
+                    generation, name, str(status), message
+                ),
+            )
+            with self._mcp_lock:
+                current = generation == self._mcp_generation and not self._closing
+                if current:
+                    self.mcp = manager
+            if not current:
+                manager.close()
+                return
+            try:
+                manager.start(configs)  # waits until each server is ready or failed
+            except Exception as exc:  # noqa: BLE001 - reported; the app goes on without them
+                self.notice.emit(f"The MCP servers could not start: {exc}")
+            self._mcp_started.emit(generation)
+
+        threading.Thread(target=work, name="mcp-start", daemon=True).start()
+
+    def _register_mcp_tools(self) -> None:
+        manager = self.mcp
+        registry = ToolRegistry()
+        names = manager.register_into(registry) if manager is not None else []
+        self.controller.tools = registry if names else None
+        if names != self.tool_names:
+            self.tool_names = names
+            self.tools_changed.emit(list(names))
+
+    def _on_mcp_started(self, generation: int) -> None:
+        if generation != self._mcp_generation or self._closing:
+            return
+        self._register_mcp_tools()
+        if self.tool_names:
+            self.notice.emit(f"MCP tools ready: {', '.join(self.tool_names)}.")
+
+    def _on_mcp_event(self, generation: int, name: str, status: str, message: str) -> None:
+        if generation != self._mcp_generation or self._closing:
+            return
+        self.mcp_status[name] = (status, message)
+        self.mcp_status_changed.emit(name, status, message)
+        if status == "failed":
+            self.notice.emit(
+                f"MCP server “{name}” failed: {message}. Its tools are not offered to Gemma."
+            )
+            if self.tool_names:  # a server that failed mid-chat: stop offering its tools
+                self._register_mcp_tools()
+
+    def _approve_tool_call(self, call: MCPCall) -> bool:
+        """Asked on the engine's thread before an untrusted server's tool runs; blocks for the answer."""
+        signal = SIGNAL("tool_approval_requested(PyObject)")
+        if self._closing or not self.receivers(signal):
+            return False  # nobody can ask the user: no call
+        request = ToolApproval(call)
+        with self._mcp_lock:
+            self._approvals.add(request)
+        try:
+            self.tool_approval_requested.emit(request)
+            approved = request.wait(APPROVAL_TIMEOUT_S)
+            request.answer(False)  # a timeout counts as no (no-op when already answered)
+        finally:
+            with self._mcp_lock:
+                self._approvals.discard(request)
+        self.tool_approval_resolved.emit(request)
+        return approved
+
+    def _decline_pending_approvals(self) -> None:
+        with self._mcp_lock:
+            pending = list(self._approvals)
+        for request in pending:
+            request.answer(False)
+
     def shutdown(self) -> None:
+        self._closing = True
+        self._unsubscribe_settings()
+        self._decline_pending_approvals()
         self.cancel_download()
         self.controller.cancel()
         self.controller.close()
         self.service.shutdown(timeout=10.0)
+        with self._mcp_lock:
+            manager, self.mcp = self.mcp, None
+        if manager is not None:
+            manager.close()
 
 
 def _kind(name: str, annotation: Any) -> tuple[str, tuple[Any, ...]]:
@@ -677,6 +958,10 @@ def _kind(name: str, annotation: Any) -> tuple[str, tuple[Any, ...]]:
         return "choice", VISION_BUDGETS
     if name == "model_path":
         return "dir", ()
+    if name == "mcp_servers":
+        return "json", ()
+    if name.endswith("api_key"):
+        return "secret", ()
     if base is bool:
         return "bool", ()
     optional = type(None) in get_args(annotation)
@@ -704,6 +989,16 @@ def _error_kind(message: str) -> str:
     if "memory" in lowered:
         return "memory"
     return "internal" if message else ""
+
+
+def _host(url: str) -> str:
+    """host:port of a URL, for the status line."""
+    from urllib.parse import urlsplit
+
+    try:
+        return urlsplit(url).netloc or url
+    except ValueError:
+        return url
 
 
 def _model_name(path: str) -> str:

@@ -71,8 +71,10 @@ class MainWindow(QMainWindow):
         self.push_to_talk = PushToTalk(backend, self.composer.recording_slot, self)
         self.hold_to_talk = HoldToTalkFilter(self.push_to_talk, self)
         QApplication.instance().installEventFilter(self.hold_to_talk)
+        self._approval_boxes: dict[object, QMessageBox] = {}
         self._build_menus()
         self._connect()
+        self.sync_settings()
         self.on_model_status(backend.model_status())
         self.sidebar.refresh()
         if self.sidebar.list.count():
@@ -110,6 +112,10 @@ class MainWindow(QMainWindow):
         self.chat.stop_requested.connect(self.stop)
         self.chat.play_requested.connect(self.backend.play_audio)
         self.first_run.model_chosen.connect(self.backend.load_model)
+        # Optional backend signals (the app backend has them; the demo backend does not).
+        if hasattr(b, "tool_approval_requested"):
+            b.tool_approval_requested.connect(self.ask_tool_approval)
+            b.tool_approval_resolved.connect(self._close_tool_approval)
 
     def _action(self, menu, text: str, slot, shortcut=None, role=None, name: str = "") -> QAction:
         action = QAction(text, self)
@@ -292,6 +298,44 @@ class MainWindow(QMainWindow):
 
     def _toggle_dictation(self, checked: bool) -> None:
         self.push_to_talk.dictation = checked
+        try:
+            self.backend.apply_settings({"dictation_mode": checked})
+        except ValueError as exc:  # a backend without the setting: the toggle still works
+            self.status_line.show_notice(str(exc))
+
+    def sync_settings(self) -> None:
+        """Make the window follow the settings it reflects (after start and the Settings dialog)."""
+        dictation = bool(self.backend.setting("dictation_mode", False))
+        self.push_to_talk.dictation = dictation
+        self.dictation_action.setChecked(dictation)
+
+    def ask_tool_approval(self, request) -> QMessageBox:
+        """Ask whether an MCP tool may run (`request` is a `ui.app_backend.ToolApproval`)."""
+        buttons = QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No
+        box = QMessageBox(QMessageBox.Icon.Question, "Run a Tool?", request.prompt, buttons, self)
+        box.setAccessibleName("Allow the tool call")
+        box.setDefaultButton(QMessageBox.StandardButton.No)
+        box.button(QMessageBox.StandardButton.Yes).setText("Allow")
+        box.button(QMessageBox.StandardButton.No).setText("Don't Allow")
+        box.buttonClicked.connect(
+            lambda button: request.answer(
+                box.standardButton(button) == QMessageBox.StandardButton.Yes
+            )
+        )
+        box.finished.connect(lambda _: self._tool_approval_closed(request))
+        self._approval_boxes[request] = box
+        box.open()
+        return box
+
+    def _tool_approval_closed(self, request) -> None:
+        request.answer(False)  # closed without a choice: no (ignored after "Allow")
+        self._approval_boxes.pop(request, None)
+
+    def _close_tool_approval(self, request) -> None:
+        """The request was settled elsewhere (Stop, timeout, quitting): drop its question."""
+        box = self._approval_boxes.pop(request, None)
+        if box is not None:
+            box.close()
 
     def toggle_sidebar(self) -> None:
         self.sidebar.setVisible(not self.sidebar.isVisible())
@@ -306,6 +350,7 @@ class MainWindow(QMainWindow):
 
     def open_settings(self) -> SettingsDialog:
         dialog = SettingsDialog(self.backend, self)
+        dialog.accepted.connect(self.sync_settings)
         dialog.open()
         return dialog
 

@@ -1,7 +1,13 @@
-"""The settings dialog: one editor per app setting, grouped by section, built from the backend."""
+"""The settings dialog: one editor per app setting, grouped by section, built from the backend.
+
+Kinds beyond plain values: "secret" (an API key, shown as dots), "json" (a list such as the
+MCP servers, edited as JSON text and checked before it is applied), and the choice between
+the local model and a remote server, which enables the remote fields only when chosen.
+"""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from PySide6.QtWidgets import (
@@ -15,6 +21,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
+    QPlainTextEdit,
     QPushButton,
     QScrollArea,
     QSpinBox,
@@ -24,6 +31,34 @@ from PySide6.QtWidgets import (
 )
 
 from ui.backend import Backend, SettingField
+
+CHOICE_TEXT = {
+    "backend": {"local": "This computer (local model)", "remote": "A remote server (OpenAI API)"}
+}
+REMOTE_KEYS = ("remote_url", "remote_model", "remote_api_key")
+
+
+class JsonEdit(QPlainTextEdit):
+    """A JSON value (e.g. the list of MCP servers) as editable text."""
+
+    def __init__(self, value: Any, label: str) -> None:
+        super().__init__()
+        self.label = label
+        data = list(value) if isinstance(value, tuple) else value
+        self.setPlainText(json.dumps(data, indent=2, ensure_ascii=False))
+        self.setTabChangesFocus(True)
+        self.setMinimumHeight(120)
+
+    def value(self) -> Any:
+        """The parsed text (a list comes back as a tuple); ValueError names the JSON mistake."""
+        text = self.toPlainText().strip() or "[]"
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(
+                f"{self.label}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})."
+            ) from None
+        return tuple(data) if isinstance(data, list) else data
 
 
 class PathEdit(QWidget):
@@ -130,6 +165,16 @@ class SettingsDialog(QDialog):
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
         layout.addWidget(buttons)
+        backend_choice = self.editors.get("backend")
+        if isinstance(backend_choice, QComboBox):
+            backend_choice.currentIndexChanged.connect(self._enable_remote_fields)
+            self._enable_remote_fields()
+
+    def _enable_remote_fields(self) -> None:
+        remote = self.editors["backend"].currentData() == "remote"
+        for key in REMOTE_KEYS:
+            if key in self.editors:
+                self.editors[key].setEnabled(remote)
 
     def _editor(self, item: SettingField) -> QWidget:
         if item.kind == "bool":
@@ -154,14 +199,20 @@ class SettingsDialog(QDialog):
             return OptionalNumberEdit(item.value, item.kind == "optional_float", item.label)
         if item.kind == "choice":
             combo = QComboBox()
+            names = CHOICE_TEXT.get(item.key, {})
             for choice in item.choices:
-                combo.addItem("Default" if choice is None else str(choice), choice)
+                text = "Default" if choice is None else names.get(choice, str(choice))
+                combo.addItem(text, choice)
             index = combo.findData(item.value)
             combo.setCurrentIndex(max(0, index))
             return combo
         if item.kind in ("path", "dir"):
             return PathEdit(str(item.value or ""), item.kind == "dir", item.label)
+        if item.kind == "json":
+            return JsonEdit(item.value, item.label)
         line = QLineEdit("" if item.value is None else str(item.value))
+        if item.kind == "secret":
+            line.setEchoMode(QLineEdit.EchoMode.PasswordEchoOnEdit)
         return line
 
     def values(self) -> dict[str, Any]:
@@ -179,6 +230,8 @@ class SettingsDialog(QDialog):
                 value = editor.value()
             elif isinstance(editor, PathEdit):
                 value = editor.value() or (None if item.value is None else "")
+            elif isinstance(editor, JsonEdit):
+                value = editor.value()
             else:
                 value = editor.text()
                 if (item.value is None or item.kind == "optional_str") and value == "":
@@ -193,7 +246,7 @@ class SettingsDialog(QDialog):
     def accept(self) -> None:
         try:
             self.backend.apply_settings(self.changed())
-        except ValueError as exc:
+        except ValueError as exc:  # SettingsError too: the message names the setting
             self.error.setText(str(exc))
             return
         super().accept()

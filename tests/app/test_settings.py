@@ -50,8 +50,19 @@ def test_changes_persist_across_reopening(tmp_path: Path) -> None:
         ("context_length", "long", "must be of type"),
         ("thinking", 1, "must be of type"),
         ("nonsense", 1, "no setting called"),
+        ("backend", "cloud", "'backend' must be one of 'local', 'remote'"),
+        ("remote_url", "gpu-box:8000", "'remote_url' must be empty or an http"),
+        ("remote_api_key", "env:not a name", "'remote_api_key' must be the key itself or env:"),
+        ("mcp_servers", "calc", "'mcp_servers' must be a list of servers"),
+        ("mcp_servers", [{"name": "calc"}], "'mcp_servers', entry 1: .*command or a URL"),
+        ("mcp_servers", [{"name": "a b", "command": "x"}], "entry 1: .*letters, digits"),
+        ("mcp_servers", [{"name": "calc", "command": "x", "trused": True}], "unknown field"),
+        ("mcp_servers", [{"name": "c", "command": "x", "trusted": "yes"}], "'trusted' must"),
+        ("mcp_servers", [{"name": "c", "command": "x"}, {"name": "c", "url": "http://h/mcp"}],
+         "c is used twice"),
+        ("dictation_mode", "on", "'dictation_mode' must be of type"),
     ],
-)
+)  # fmt: skip
 def test_invalid_values_are_refused_with_the_setting_named(
     tmp_path: Path, name: str, value, message: str
 ) -> None:
@@ -119,3 +130,67 @@ def test_data_folder_choice_lives_outside_the_database_and_applies_next_start(
     assert SettingsStore.data_dir() == str((tmp_path / "elsewhere").resolve())
     SettingsStore.set_data_dir(None)
     assert paths.preferred_data_dir() is None
+
+
+def test_backend_mcp_and_dictation_settings_persist_across_reopening(tmp_path: Path) -> None:
+    store = SettingsStore(Database(tmp_path / "db"))
+    servers = [
+        {"name": "notes", "command": ["npx", "-y", "server-filesystem", "/notes"]},
+        {"name": "web", "url": "http://127.0.0.1:8000/mcp", "trusted": True},
+    ]
+    store.update(
+        backend="remote",
+        remote_url="http://gpu-box:8000/v1",
+        remote_model="google/gemma-4-12b-it",
+        remote_api_key="sk-remote-123",
+        mcp_servers=servers,
+        dictation_mode=True,
+    )
+    reopened = SettingsStore(Database(tmp_path / "db")).settings
+    assert reopened == store.settings and not SettingsStore(Database(tmp_path / "db")).problems
+    assert (reopened.backend, reopened.remote_url) == ("remote", "http://gpu-box:8000/v1")
+    assert reopened.remote_model == "google/gemma-4-12b-it"
+    assert reopened.remote_api_key == "sk-remote-123" and reopened.dictation_mode is True
+    assert [c.name for c in reopened.mcp_configs()] == ["notes", "web"]
+    assert reopened.mcp_configs()[0].command == ("npx", "-y", "server-filesystem", "/notes")
+    assert reopened.mcp_configs()[1].trusted is True
+
+
+def test_new_settings_default_to_the_local_model_without_tools_or_dictation() -> None:
+    s = Settings()
+    assert (s.backend, s.remote_url, s.remote_model, s.remote_api_key) == ("local", "", "", "")
+    assert s.mcp_servers == () and s.dictation_mode is False
+
+
+def test_a_remote_backend_needs_a_url(tmp_path: Path) -> None:
+    store = SettingsStore(Database(tmp_path / "db"))
+    with pytest.raises(SettingsError, match="'remote_url' must be set when setting 'backend'"):
+        store.update(backend="remote")
+    assert store.settings.backend == "local"
+
+
+def test_an_mcp_server_entry_is_stored_in_the_mcp_clients_form(tmp_path: Path) -> None:
+    store = SettingsStore(Database(tmp_path / "db"))
+    store.update(mcp_servers=[{"name": "calc", "command": "python", "args": ["server.py"]}])
+    assert store.settings.mcp_servers == (
+        {"name": "calc", "command": ["python", "server.py"], "trusted": False},
+    )
+    [config] = store.settings.mcp_configs()
+    assert config.command == ("python", "server.py") and config.trusted is False
+
+
+def test_a_remote_api_key_can_be_read_from_the_environment(monkeypatch) -> None:
+    s = Settings(remote_api_key="env:GEMMA_DESK_TEST_KEY")
+    monkeypatch.setenv("GEMMA_DESK_TEST_KEY", "sk-from-env")
+    assert s.remote_key() == "sk-from-env"
+    monkeypatch.delenv("GEMMA_DESK_TEST_KEY")
+    with pytest.raises(SettingsError, match="GEMMA_DESK_TEST_KEY, which is not set"):
+        s.remote_key()
+    assert Settings(remote_api_key="sk-plain").remote_key() == "sk-plain"
+
+
+def test_a_refused_api_key_is_not_repeated_in_the_message(tmp_path: Path) -> None:
+    store = SettingsStore(Database(tmp_path / "db"))
+    with pytest.raises(SettingsError) as refused:
+        store.update(remote_api_key="env:secret value")
+    assert "secret value" not in str(refused.value)
