@@ -40,6 +40,7 @@ Precision = Literal["auto", "bf16", "8bit", "4bit"]
 PRECISIONS: tuple[str, ...] = get_args(Precision)
 BackendMode = Literal["local", "remote"]
 REMOTE_FIELDS = ("backend", "remote_url", "remote_model", "remote_api_key")
+SERVER_FIELDS = ("server_enabled", "server_host", "server_port", "server_api_key")
 ENV_PREFIX = "env:"  # remote_api_key = "env:NAME": read the key from $NAME at connect time
 VISION_BUDGETS = (70, 140, 280, 560, 1120)  # the processor's allowed soft-token budgets
 

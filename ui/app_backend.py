@@ -38,7 +38,14 @@ from app.engine_service import EngineService, default_engine_factory
 from app.engine_signals import EngineSignals
 from app.mcp_client import MCPCall, MCPManager
 from app.remote_backend import remote_engine_factory
-from app.settings import DEFAULTS, REMOTE_FIELDS, Settings, SettingsError, SettingsStore
+from app.settings import (
+    DEFAULTS,
+    REMOTE_FIELDS,
+    SERVER_FIELDS,
+    Settings,
+    SettingsError,
+    SettingsStore,
+)
 from app.storage import Storage, open_storage
 from app.storage.conversations import Message, StorageError
 from mlx_model.events import GenerationStats
@@ -325,9 +332,11 @@ class AppBackend(Backend):
     tool_approval_resolved = Signal(object)  # ToolApproval answered (by the user or otherwise)
     mcp_status_changed = Signal(str, str, str)  # server name, MCPStatus value, message
     tools_changed = Signal(list)  # the tool names the chat now offers
+    server_changed = Signal(str)  # the local API server's base URL, "" when it is off
     _settings_changed = Signal(object)  # changed names (any thread -> UI thread)
     _mcp_event = Signal(int, str, str, str)  # generation, server name, status, message
     _mcp_started = Signal(int)  # generation
+    _server_started = Signal(int, str)  # generation, base URL (worker thread -> UI thread)
 
     def __init__(
         self,
@@ -368,6 +377,10 @@ class AppBackend(Backend):
         self._mcp_generation = 0
         self._mcp_lock = threading.Lock()
         self._approvals: set[ToolApproval] = set()
+        self.server = None  # app.server.runner.ServerThread while the local API server runs
+        self.server_url = ""
+        self._server_generation = 0
+        self._server_lock = threading.Lock()
         self._closing = False
 
         c, e = self.controller_signals, self.engine_signals
@@ -384,6 +397,7 @@ class AppBackend(Backend):
         self._settings_changed.connect(self._on_settings_changed)
         self._mcp_event.connect(self._on_mcp_event)
         self._mcp_started.connect(self._on_mcp_started)
+        self._server_started.connect(self._on_server_started)
         self._unsubscribe_settings = self.settings_store.subscribe(
             lambda _settings, changed: self._settings_changed.emit(set(changed))
         )
@@ -394,6 +408,8 @@ class AppBackend(Backend):
             self.reload_backend()
         if self.settings.mcp_servers:
             self.start_mcp()
+        if self.settings.server_enabled:
+            self.apply_server_setting()
 
     @property
     def settings(self) -> Settings:
@@ -838,6 +854,56 @@ class AppBackend(Backend):
             self.reload_backend()
         if "mcp_servers" in changed:
             self.start_mcp()
+        if changed & set(SERVER_FIELDS):
+            self.apply_server_setting()
+
+    # --- the local OpenAI-compatible server ----------------------------------------------------
+    def apply_server_setting(self) -> None:
+        """Start, restart or stop the local API server to match Settings (on a worker thread).
+
+        It shares the engine service with the window, so its requests queue behind (and
+        stream beside) the chat's; starting it never blocks the UI thread.
+        """
+        s = self.settings
+        with self._server_lock:
+            self._server_generation += 1
+            generation = self._server_generation
+            old, self.server = self.server, None
+        if self.server_url:
+            self.server_url = ""
+            self.server_changed.emit("")
+
+        def work() -> None:
+            if old is not None:
+                old.stop()
+            if not s.server_enabled or self._closing:
+                return
+            from app.server.config import ServerConfig
+            from app.server.runner import ServerThread
+
+            config = ServerConfig(host=s.server_host, port=s.server_port, api_key=s.server_api_key)
+            try:
+                server = ServerThread(self.service, config).start()
+            except Exception as exc:  # noqa: BLE001 - port taken, unsafe host without key...
+                self.notice.emit(f"The local API server could not start: {exc}")
+                return
+            with self._server_lock:
+                current = generation == self._server_generation and not self._closing
+                if current:
+                    self.server = server
+            if not current:
+                server.stop()
+                return
+            self._server_started.emit(generation, server.url)
+
+        threading.Thread(target=work, name="api-server-start", daemon=True).start()
+
+    def _on_server_started(self, generation: int, url: str) -> None:
+        if generation != self._server_generation or self._closing:
+            return
+        self.server_url = url
+        self.server_changed.emit(url)
+        self.notice.emit(f"Local API server listening at {url}")
 
     # --- MCP tools -----------------------------------------------------------------------------
     def start_mcp(self) -> None:
@@ -936,6 +1002,11 @@ class AppBackend(Backend):
         self._unsubscribe_settings()
         self._decline_pending_approvals()
         self.cancel_download()
+        with self._server_lock:  # the server uses the engine service: stop it first
+            self._server_generation += 1
+            server, self.server = self.server, None
+        if server is not None:
+            server.stop()
         self.controller.cancel()
         self.controller.close()
         self.service.shutdown(timeout=10.0)
