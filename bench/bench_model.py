@@ -283,8 +283,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--window", type=int, default=128)
     parser.add_argument("--prompt", type=int, default=32, help="prompt tokens (bf16 runs)")
     parser.add_argument("--decode", type=int, default=16, help="decoded tokens (bf16 runs)")
-    # MLX's CPU backend has no fast quantized matmul (about 0.2 GFLOP/s on 2 cores), so the
-    # 4-bit runs are kept short there; on a Mac raise them to the bf16 values.
+    # MLX's CPU quantized matmul is slow for bf16 inputs (mlx-vlm's path: ~1.5 s per decoded
+    # token at the default sizes), so the 4-bit runs are kept short; on a Mac raise them.
     parser.add_argument("--q-prompt", type=int, default=8, help="prompt tokens (4-bit runs)")
     parser.add_argument("--q-decode", type=int, default=4, help="decoded tokens (4-bit runs)")
     parser.add_argument("--repeats", type=int, default=1, help="timed passes after a warm-up")

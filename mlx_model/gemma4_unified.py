@@ -54,6 +54,30 @@ def _softcap(x: mx.array, cap: mx.array) -> mx.array:
     return mx.tanh(x / cap) * cap
 
 
+# The decoder layer's elementwise chains around its norms, compiled once (shapeless, so any
+# chunk length reuses them). On the GPU they fuse the residual adds into the norm kernels'
+# neighbours; on the CPU backend, where `mx.fast.rms_norm` runs as its plain-op fallback,
+# they also fuse that fallback's elementwise steps.
+
+
+@partial(mx.compile, shapeless=True)
+def _residual_then_norm(
+    x: mx.array, a: mx.array, w_post: mx.array, w_pre: mx.array, eps: float
+) -> tuple[mx.array, mx.array]:
+    """h = x + norm_post(a); returns (h, norm_pre(h))."""
+    h = x + mx.fast.rms_norm(a, w_post, eps)
+    return h, mx.fast.rms_norm(h, w_pre, eps)
+
+
+@partial(mx.compile, shapeless=True)
+def _residual_scaled(
+    h: mx.array, m: mx.array, w_post: mx.array, scalar: mx.array, eps: float
+) -> mx.array:
+    """(h + norm_post(m)) * layer_scalar, the scalar cast to the activation dtype."""
+    out = h + mx.fast.rms_norm(m, w_post, eps)
+    return out * scalar.astype(out.dtype)
+
+
 def _pairwise_sum(x: mx.array, block: int = 64) -> mx.array:
     """Sum over the last axis in blocks of `block` (zero-padded), then over the block sums.
 
@@ -214,12 +238,21 @@ class DecoderLayer(nn.Module):
         self.pre_feedforward_layernorm = nn.RMSNorm(h, eps=eps)
         self.post_feedforward_layernorm = nn.RMSNorm(h, eps=eps)
         self.layer_scalar = mx.ones((1,))
+        self.eps = eps
 
     def __call__(self, x, mask, rope_freqs, offset, cache=None, shared_kv=None):
         a, kv = self.self_attn(self.input_layernorm(x), mask, rope_freqs, offset, cache, shared_kv)
-        h = x + self.post_attention_layernorm(a)
-        h = h + self.post_feedforward_layernorm(self.mlp(self.pre_feedforward_layernorm(h)))
-        return h * self.layer_scalar.astype(h.dtype), kv
+        h, n = _residual_then_norm(
+            x,
+            a,
+            self.post_attention_layernorm.weight,
+            self.pre_feedforward_layernorm.weight,
+            self.eps,
+        )
+        out = _residual_scaled(
+            h, self.mlp(n), self.post_feedforward_layernorm.weight, self.layer_scalar, self.eps
+        )
+        return out, kv
 
 
 class LanguageModel(nn.Module):

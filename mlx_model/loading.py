@@ -38,6 +38,7 @@ from .quantization import (
     QuantizationRecipe,
     infer_params,
     quantizable_modules,
+    quantize_modules,
     quantize_weight,
 )
 
@@ -365,7 +366,7 @@ def quantize_layer_by_layer(
             del source
         weights[name], weights[f"{path}.scales"], weights[f"{path}.biases"] = q, s, b
         mx.clear_cache()
-    nn.quantize(model, class_predicate=lambda p, m: dict(plan[p]) if p in plan else False)
+    quantize_modules(model, plan)
     return recipe.config_entry(plan)
 
 
@@ -446,7 +447,7 @@ def _quantize_like_checkpoint(
                 "config.json describes"
             ) from None
         params[path] = {**inferred, "mode": mode}
-    nn.quantize(model, class_predicate=lambda p, m: dict(params[p]) if p in params else False)
+    quantize_modules(model, params)
     entry: dict[str, Any] = {
         "group_size": int(stored.get("group_size", 64)),
         "bits": int(stored.get("bits", 4)),

@@ -14,6 +14,8 @@ from mlx.utils import tree_flatten
 from mlx_model.loading import load_model
 from mlx_model.quantization import (
     QuantizationRecipe,
+    QuantizedEmbedding,
+    QuantizedLinear,
     is_quantizable,
     quantize_weight,
     quantized_nbytes,
@@ -169,3 +171,54 @@ def test_streaming_a_tensor_from_its_file_in_row_blocks_equals_one_call(tmp_path
     streamed = quantize_from_file(location, 4, 64, block_bytes=128 * 2 * 7)
     whole = mx.quantize(w, group_size=64, bits=4)
     assert all(mx.array_equal(a, b) for a, b in zip(whole, streamed, strict=True))
+
+
+def _exact_product(x: mx.array, q: mx.array, s: mx.array, b: mx.array) -> np.ndarray:
+    """x @ W.T in float64, W dequantized with float32 scales/biases (no rounding of W)."""
+    f32 = mx.float32
+    w = mx.dequantize(q, s.astype(f32), b.astype(f32), group_size=64, bits=4)
+    return np.array(x.astype(f32)).astype(np.float64) @ np.array(w).astype(np.float64).T
+
+
+def test_loaded_quantized_layers_are_drop_in_mlx_quantized_layers(tiny_checkpoint):
+    model = load_model(tiny_checkpoint, bits=4)
+    assert isinstance(model.language_model.embed_tokens, QuantizedEmbedding)
+    assert isinstance(model.language_model.layers[0].mlp.up_proj, QuantizedLinear)
+    assert isinstance(model.language_model.layers[0].mlp.up_proj, nn.QuantizedLinear)
+
+
+def test_bf16_quantized_product_keeps_its_dtype_and_is_rounded_only_once():
+    """bf16 inputs are multiplied in float32 and only the result is rounded to bf16 (the GPU
+    kernels do so natively; MLX's CPU bf16 kernel would accumulate in bf16, ~3e-2 here)."""
+    layer = nn.Linear(1024, 512, bias=False)
+    layer.weight = (layer.weight * 0.05).astype(mx.bfloat16)
+    layer = QuantizedLinear.from_linear(layer, group_size=64, bits=4)
+    x = mx.random.normal((1, 3, 1024), key=mx.random.key(0)).astype(mx.bfloat16)
+    got = layer(x)
+    want = _exact_product(x, layer.weight, layer.scales, layer.biases)
+    assert got.dtype == mx.bfloat16
+    rel = np.linalg.norm(np.array(got.astype(mx.float32)) - want) / np.linalg.norm(want)
+    assert rel < 4e-3  # bf16 has 8 significant bits: rounding alone is ~1.6e-3
+
+
+def test_float32_quantized_product_is_exactly_mlx_s(tiny_checkpoint):
+    model = load_model(tiny_checkpoint, bits=4)
+    ours = model.language_model.layers[0].self_attn.q_proj
+    x = mx.random.normal((1, 4, ours.weight.shape[-1] * 32 // ours.bits), key=mx.random.key(1))
+    plain = mx.quantized_matmul(
+        x, ours.weight, ours.scales, ours.biases, transpose=True, group_size=64, bits=4
+    )
+    assert mx.array_equal(ours(x), plain)
+    head = model.language_model.embed_tokens
+    plain_head = mx.quantized_matmul(
+        x[..., : head.weight.shape[-1] * 32 // head.bits],
+        head.weight,
+        head.scales,
+        head.biases,
+        transpose=True,
+        group_size=64,
+        bits=4,
+    )
+    assert mx.array_equal(
+        head.as_linear(x[..., : head.weight.shape[-1] * 32 // head.bits]), plain_head
+    )
