@@ -19,7 +19,7 @@ from ui.backend import AttachmentView, Backend, MessageView, ModelStatus, RunSta
 from ui.chat_view import ChatView
 from ui.composer import Composer, file_paths
 from ui.first_run import FirstRunScreen
-from ui.markdown_render import warm_up
+from ui.markdown_view import warm_up_rendering
 from ui.model_dialog import ModelDialog
 from ui.push_to_talk import HoldToTalkFilter, PushToTalk
 from ui.settings_dialog import SettingsDialog
@@ -82,7 +82,7 @@ class MainWindow(QMainWindow):
         else:
             self.new_conversation()
         self.composer.input.setFocus()
-        QTimer.singleShot(0, warm_up)
+        QTimer.singleShot(0, warm_up_rendering)
 
     # --- wiring ------------------------------------------------------------------------
     def _connect(self) -> None:

@@ -7,7 +7,7 @@ from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QToolButton, QVBoxLayout, QWidget
 
 from ui import theme
-from ui.markdown_render import Block, code_html, plain_code_html, prose_html, split_blocks
+from ui.markdown_render import Block, code_html_chunks, prose_html, split_blocks
 
 
 class WrappedLabel(QLabel):
@@ -83,22 +83,79 @@ class CodeBlock(QFrame):
         self.copy_button.clicked.connect(self.copy)
         header.addWidget(self.copy_button)
         layout.addLayout(header)
-        self.text = WrappedLabel()
-        self.text.setObjectName("CodeText")
-        self.text.setTextFormat(Qt.TextFormat.RichText)
-        self.text.setWordWrap(True)
-        self.text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        layout.addWidget(self.text)
+        self._chunks_layout = QVBoxLayout()
+        self._chunks_layout.setSpacing(0)
+        layout.addLayout(self._chunks_layout)
+        self.chunks: list[WrappedLabel] = []
+        self._highlighted: list[str] = []  # the closed block's highlighted chunks, to swap in
+        self._block: Block | None = None
 
     def set_block(self, block: Block) -> None:
         self.code = block.source
         self.language.setText(block.language or "code")
-        if block.closed:
-            self.text.setText(code_html(block.source, block.language, theme.current().dark))
-        else:  # still streaming: plain monospace now, highlighted once the fence closes
-            self.text.setText(plain_code_html(block.source))
-        self.text.setAccessibleName(f"{block.language or 'Code'} block")
-        self.setAccessibleName(f"Code block, {block.language or 'plain text'}")
+        # Plain monospace while streaming; highlighted once the closing fence arrives. The
+        # highlighted pieces replace the plain ones one per event-loop turn: swapping them
+        # all at once (each laid out again) stalled the stream for ~50 ms on slow machines.
+        self._show(code_html_chunks(block.source, highlighted=False))
+        self._highlighted = []
+        self._block = block
+        if block.closed:  # Pygments itself takes ~10 ms: on a later turn too
+            QTimer.singleShot(0, self, self._highlight_next_chunk)
+        name = f"Code block, {block.language or 'plain text'}"
+        if self.accessibleName() != name:  # a change notifies assistive tech: only when new
+            self.setAccessibleName(name)
+
+    def _show(self, pieces: list[str]) -> None:
+        for index, piece in enumerate(pieces):
+            if index == len(self.chunks):
+                self.chunks.append(self._new_chunk())
+            if self.chunks[index].text() != piece and not self._is_highlighted(index, piece):
+                self.chunks[index].setText(piece)
+                self.chunks[index].setProperty("highlighted", False)
+        for label in self.chunks[len(pieces) :]:
+            self._chunks_layout.removeWidget(label)
+            label.deleteLater()
+        del self.chunks[len(pieces) :]
+
+    def _is_highlighted(self, index: int, plain: str) -> bool:
+        """The chunk already shows the highlighted form of this same plain text."""
+        return self.chunks[index].property("plain") == plain and bool(
+            self.chunks[index].property("highlighted")
+        )
+
+    def _highlight_next_chunk(self) -> None:
+        block = self._block
+        if block is None or not block.closed:
+            return
+        if not self._highlighted:
+            self._highlighted = code_html_chunks(
+                block.source, block.language, theme.current().dark, highlighted=True
+            )
+            QTimer.singleShot(0, self, self._highlight_next_chunk)
+            return
+        plain = code_html_chunks(self.code, highlighted=False)
+        for index, piece in enumerate(self._highlighted):
+            label = self.chunks[index] if index < len(self.chunks) else None
+            if label is None or label.property("highlighted"):
+                continue
+            label.setText(piece)
+            label.setProperty("plain", plain[index] if index < len(plain) else "")
+            label.setProperty("highlighted", True)
+            QTimer.singleShot(0, self, self._highlight_next_chunk)
+            return
+
+    def highlighted(self) -> bool:
+        """Every chunk shows its syntax-highlighted form."""
+        return bool(self._highlighted) and all(c.property("highlighted") for c in self.chunks)
+
+    def _new_chunk(self) -> WrappedLabel:
+        label = WrappedLabel()
+        label.setObjectName("CodeText")
+        label.setTextFormat(Qt.TextFormat.RichText)
+        label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        label.setAccessibleName("Code")
+        self._chunks_layout.addWidget(label)
+        return label
 
     def copy(self) -> None:
         QGuiApplication.clipboard().setText(self.code)
@@ -152,3 +209,18 @@ class MarkdownView(QWidget):
 
     def block_widgets(self) -> list[QWidget]:
         return list(self._widgets)
+
+
+def warm_up_rendering() -> None:
+    """Lay out a code block and a prose block once, off screen, so the first ones of an
+    answer do not pay for Pygments' imports and Qt's font lookups (tens of ms) mid-stream."""
+    from ui.markdown_render import warm_up
+
+    warm_up()
+    host = QWidget()
+    view = MarkdownView(host)
+    view.set_markdown("*warm* $x^2$\n\n```python\nprint(1)\n```\n\n```\nplain\n")
+    for widget in view.block_widgets():
+        for label in [widget, *widget.findChildren(QLabel)]:
+            label.heightForWidth(400)
+    host.deleteLater()

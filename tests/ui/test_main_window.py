@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-import gc
+import json
+import subprocess
+import sys
 import time
+from pathlib import Path
 
-from PySide6.QtCore import QMimeData, Qt, QTimer
+from PySide6.QtCore import QMimeData, Qt
 from PySide6.QtGui import QAction, QGuiApplication, QImage, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractButton,
@@ -126,28 +129,18 @@ def test_updates_are_coalesced_while_streaming(qtbot, window_for):
     assert window.chat.flush_count < chunks / 5
 
 
-def test_event_loop_latency_stays_under_50ms_while_a_long_answer_streams(qtbot, window_for):
-    backend = MemoryBackend(long_replier, chunk_interval_ms=1)
-    window = window_for(backend)
-    gc.collect()
-    gc.freeze()  # as ui.launch does once the window is up: old objects leave the GC's scans
-    delays: list[float] = []
-    expected = [0.0]
-
-    def tick():
-        now = time.monotonic()
-        if backend.is_generating(window.conversation_id):
-            delays.append(now - expected[0])
-            expected[0] = now + 0.010
-            QTimer.singleShot(10, tick)
-
-    send(qtbot, window, "long")
-    qtbot.waitUntil(lambda: bool(answers(window)) and bool(answers(window)[0].message.text))
-    expected[0] = time.monotonic()
-    tick()
-    qtbot.waitUntil(lambda: not backend.is_generating(window.conversation_id), timeout=60_000)
-    gc.unfreeze()
-    assert len(answers(window)[0].message.text) > 10_000
+def test_event_loop_latency_stays_under_50ms_while_a_long_answer_streams():
+    # A timer asks to run every 10 ms while 17,000 characters of Markdown (paragraphs, a
+    # table, a code block, math) stream in word by word; its lateness is the latency.
+    # Measured in a process of its own, as the app runs (see tests/ui/latency_probe.py).
+    result = subprocess.run(
+        [sys.executable, "-m", "tests.ui.latency_probe"],
+        capture_output=True, text=True, timeout=300, cwd=Path(__file__).parents[2],
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    measured = json.loads(result.stdout.strip().splitlines()[-1])
+    delays = measured["delays"]
+    assert measured["answer_chars"] > 10_000
     assert len(delays) > 50
     worst = sorted(delays)[-5:]
     assert max(delays) < 0.050, f"worst event-loop delays {[round(d * 1000) for d in worst]} ms"

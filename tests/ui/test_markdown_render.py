@@ -67,3 +67,30 @@ def test_math_inside_inline_code_is_left_alone():
 def test_underscores_in_math_do_not_become_emphasis():
     html = prose_html(r"Vars $a_i$ and $b_j$")
     assert "<em>" not in html and "aᵢ" in html and "bⱼ" in html
+
+
+def test_a_closed_code_block_is_highlighted_soon_after_it_is_shown(qtbot):
+    from ui.markdown_view import MarkdownView
+
+    view = MarkdownView()
+    qtbot.addWidget(view)
+    view.set_markdown("```python\n" + "def f():\n    return 1\n" * 20 + "```")
+    [code] = view.code_blocks()
+    assert "<span" not in code.chunks[0].text()  # plain in the turn the fence closed
+    qtbot.waitUntil(code.highlighted, timeout=5_000)
+    assert len(code.chunks) == 3  # 40 lines in pieces of 16
+    assert all("<span" in chunk.text() for chunk in code.chunks)
+
+
+def test_a_streaming_code_block_only_rewrites_its_last_piece(qtbot):
+    from ui.markdown_view import MarkdownView
+
+    view = MarkdownView()
+    qtbot.addWidget(view)
+    view.set_markdown("```\n" + "x = 1\n" * 20)
+    [code] = view.code_blocks()
+    first = code.chunks[0]
+    first_text = first.text()
+    view.set_markdown("```\n" + "x = 1\n" * 21)
+    assert code.chunks[0] is first and first.text() == first_text
+    assert code.chunks[1].text().count("x = 1") == 5
