@@ -26,9 +26,9 @@ import soxr
 from .errors import (
     CorruptMediaError,
     MediaError,
-    MediaTooLargeError,
     MediaTooLongError,
     UnsupportedMediaError,
+    check_media_file,
     describe_source,
     format_duration,
 )
@@ -180,17 +180,7 @@ def decode_audio_file(
     """Decode a file to ([n, channels] float32, sample_rate); at most `max_seconds` when given."""
     path = Path(path)
     name = describe_source(path, "The audio")
-    if not path.exists():
-        raise MediaError(f"The audio file {name} could not be found.", source=str(path))
-    size = path.stat().st_size
-    if size == 0:
-        raise CorruptMediaError(f"The audio file {name} is empty (0 bytes).", source=str(path))
-    if size > MAX_FILE_BYTES:
-        raise MediaTooLargeError(
-            f"The audio file {name} is {size / 2**30:.1f} GB; the limit is {MAX_FILE_BYTES / 2**30:.0f} GB.",
-            source=str(path),
-            limit=f"{MAX_FILE_BYTES} bytes",
-        )
+    check_media_file(path, f"The audio file {name}", MAX_FILE_BYTES)
     try:
         return _decode_soundfile(path, max_seconds)
     except (sf.LibsndfileError, RuntimeError, TypeError):

@@ -6,6 +6,8 @@ where one applies, the limit that was exceeded, so the UI can show `str(error)` 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 class ProcessingError(Exception):
     """Base of every error raised by `mlx_model.processing`."""
@@ -90,3 +92,23 @@ def format_duration(seconds: float) -> str:
         return f"{minutes} min {sec} s" if sec else f"{minutes} min"
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes} min"
+
+
+def check_media_file(path: Path, what: str, max_bytes: int) -> None:
+    """Raise the typed error for a file that is missing, empty or over `max_bytes`.
+
+    `what` names it for the message, e.g. "The image 'cat.png'".
+    """
+    if not path.exists():
+        raise MediaError(f"{what} could not be found.", source=str(path))
+    size = path.stat().st_size
+    if size == 0:
+        raise CorruptMediaError(f"{what} is empty (0 bytes).", source=str(path))
+    if size > max_bytes:
+        if max_bytes >= 2**30:
+            sizes = f"{size / 2**30:.1f} GB; the limit is {max_bytes / 2**30:.0f} GB"
+        else:
+            sizes = f"{size / 2**20:.0f} MB; the limit is {max_bytes / 2**20:.0f} MB"
+        raise MediaTooLargeError(
+            f"{what} is {sizes}.", source=str(path), limit=f"{max_bytes} bytes"
+        )

@@ -22,9 +22,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import (
     CorruptMediaError,
-    MediaError,
     MediaTooLargeError,
     UnsupportedMediaError,
+    check_media_file,
     describe_source,
 )
 
@@ -102,17 +102,7 @@ def to_rgb(image: Image.Image) -> Image.Image:
 
 
 def _open_path(path: Path, name: str, max_pixels: int, max_bytes: int) -> Image.Image:
-    if not path.exists():
-        raise MediaError(f"The image {name} could not be found.", source=str(path))
-    size = path.stat().st_size
-    if size == 0:
-        raise CorruptMediaError(f"The image {name} is empty (0 bytes).", source=str(path))
-    if size > max_bytes:
-        raise MediaTooLargeError(
-            f"The image {name} is {size / 2**20:.0f} MB; the limit is {max_bytes / 2**20:.0f} MB.",
-            source=str(path),
-            limit=f"{max_bytes} bytes",
-        )
+    check_media_file(path, f"The image {name}", max_bytes)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)

@@ -29,10 +29,10 @@ import numpy as np
 from .audio import SAMPLE_RATE, LongAudioPolicy, check_samples, resample, split_clip, to_mono_float
 from .errors import (
     CorruptMediaError,
-    MediaError,
     MediaTooLargeError,
     MediaTooLongError,
     UnsupportedMediaError,
+    check_media_file,
     describe_source,
     format_duration,
 )
@@ -84,17 +84,7 @@ def format_timestamp(seconds: float) -> str:
 def _open(path: Path, name: str):
     import av
 
-    if not path.exists():
-        raise MediaError(f"The video {name} could not be found.", source=str(path))
-    size = path.stat().st_size
-    if size == 0:
-        raise CorruptMediaError(f"The video {name} is empty (0 bytes).", source=str(path))
-    if size > MAX_FILE_BYTES:
-        raise MediaTooLargeError(
-            f"The video {name} is {size / 2**30:.1f} GB; the limit is {MAX_FILE_BYTES / 2**30:.0f} GB.",
-            source=str(path),
-            limit=f"{MAX_FILE_BYTES} bytes",
-        )
+    check_media_file(path, f"The video {name}", MAX_FILE_BYTES)
     try:
         return av.open(str(path))
     except Exception as exc:  # av.error.InvalidDataError and friends

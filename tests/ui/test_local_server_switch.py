@@ -7,13 +7,9 @@ import socket
 import openai
 import pytest
 
+from app.server.testing import free_port
+
 KEY = "local-key-0123456789"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def serve(qtbot, backend, **changes) -> str:

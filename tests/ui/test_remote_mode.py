@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,7 +10,7 @@ from PySide6.QtCore import Qt
 
 from app.engine_service import EngineService
 from app.server.runner import ServerThread
-from app.server.testing import clear_script, local_server, script_turns
+from app.server.testing import clear_script, free_port, local_server, script_turns
 
 KEY = "remote-key-0123456789"
 
@@ -57,12 +56,6 @@ def use_remote(qtbot, backend, server: ServerThread, **changes) -> None:
 
 def answers(window):
     return [w for w in window.chat.message_widgets() if w.message.role == "assistant"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_a_sent_message_streams_the_remote_servers_answer_into_the_window(
