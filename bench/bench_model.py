@@ -101,48 +101,66 @@ def time_generation(prefill, decode, make_cache, prompt, n_decode: int, repeats:
     }
 
 
+def matmul_floor_s(model, repeats: int = 5) -> float | None:
+    """Seconds one decode step spends in its weight matrices alone (best of `repeats`).
+
+    Every 2-D floating weight of the decoder layers and the (tied) embedding as LM head is
+    multiplied by one token's activation vector, all in one graph, the way a decode step
+    multiplies them; nothing else runs. No implementation of the network can decode faster
+    than this with MLX's kernels, so `decode step / floor` shows how much per-token work
+    outside the matrix kernels is left to win. None for quantized models (packed weights).
+    """
+    import mlx.core as mx
+    from mlx.utils import tree_flatten
+
+    weights = [
+        w
+        for name, w in tree_flatten(model.parameters())
+        if w.ndim == 2
+        and mx.issubdtype(w.dtype, mx.floating)
+        and ("layers." in name or "embed_tokens" in name)
+    ]
+    if not weights or any("scales" in n for n, _ in tree_flatten(model.parameters())):
+        return None
+    inputs = {w.shape[1]: mx.random.normal((1, 1, w.shape[1])).astype(w.dtype) for w in weights}
+    mx.eval(list(inputs.values()))
+    best = float("inf")
+    for _ in range(repeats + 1):  # the first pass warms up
+        t0 = time.perf_counter()
+        mx.eval([inputs[w.shape[1]] @ w.T for w in weights])
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
 # --------------------------------------------------------------------------- workers
 
 
-def worker_ours(args) -> dict:
+class Side:
+    """One implementation behind the shared harness: its model and its generate-style calls."""
 
+    def __init__(self, model, prefill, decode, make_cache) -> None:
+        self.model, self.prefill, self.decode, self.make_cache = model, prefill, decode, make_cache
+
+
+def load_ours(checkpoint: Path) -> Side:
     from mlx_model.loading import load_model
 
-    base = rss_bytes()
-    t0 = time.perf_counter()
-    model = load_model(args.checkpoint, lazy=False)
-    load_s = time.perf_counter() - t0
-    vocab = model.config.text_config.vocab_size
-    prompt = prompt_ids(vocab, args.prompt)
-    result = time_generation(
+    model = load_model(checkpoint, lazy=False)
+    return Side(
+        model,
         prefill=lambda ids, cache: model(input_ids=ids, cache=cache, logits_to_keep=1),
         decode=lambda y, cache: model(input_ids=y, cache=cache),
         make_cache=model.make_cache,
-        prompt=prompt,
-        n_decode=args.decode,
-        repeats=args.repeats,
     )
-    result.update(
-        load_s=load_s,
-        model_bytes=model_nbytes(model),
-        rss_after_import=base,
-        peak_rss=peak_rss_bytes(),
-    )
-    return result
 
 
-def worker_peer(args) -> dict:
+def load_peer(checkpoint: Path) -> Side:
     from mlx_model.testing.reference import prepare_torchvision_import
 
     prepare_torchvision_import()  # mlx-vlm imports transformers' processors
     from mlx_vlm.utils import load_model as peer_load
 
-    base = rss_bytes()
-    t0 = time.perf_counter()
-    model = peer_load(Path(args.checkpoint), lazy=False)
-    load_s = time.perf_counter() - t0
-    vocab = model.config.text_config.vocab_size
-    prompt = prompt_ids(vocab, args.prompt)
+    model = peer_load(Path(checkpoint), lazy=False)
 
     def prefill(ids, cache):  # mlx-vlm's generate: get_input_embeddings, then the LM
         return model(ids, pixel_values=None, cache=cache, logits_to_keep=1).logits
@@ -150,21 +168,110 @@ def worker_peer(args) -> dict:
     def decode(y, cache):  # mlx-vlm's generate: decode steps go straight to the LM
         return model.language_model(y, cache=cache, logits_to_keep=1).logits
 
+    return Side(model, prefill, decode, model.language_model.make_cache)
+
+
+def _timed_side(load, args) -> dict:
+    base = rss_bytes()
+    t0 = time.perf_counter()
+    side = load(args.checkpoint)
+    load_s = time.perf_counter() - t0
+    prompt = prompt_ids(side.model.config.text_config.vocab_size, args.prompt)
     result = time_generation(
-        prefill=prefill,
-        decode=decode,
-        make_cache=model.language_model.make_cache,
-        prompt=prompt,
-        n_decode=args.decode,
-        repeats=args.repeats,
+        side.prefill, side.decode, side.make_cache, prompt, args.decode, args.repeats
     )
     result.update(
         load_s=load_s,
-        model_bytes=model_nbytes(model),
+        model_bytes=model_nbytes(side.model),
         rss_after_import=base,
         peak_rss=peak_rss_bytes(),
     )
     return result
+
+
+def worker_ours(args) -> dict:
+    import mlx_model.loading  # noqa: F401  (imports before the RSS baseline)
+
+    return _timed_side(load_ours, args)
+
+
+def worker_peer(args) -> dict:
+    from mlx_model.testing.reference import prepare_torchvision_import
+
+    prepare_torchvision_import()
+    import mlx_vlm.utils  # noqa: F401  (imports before the RSS baseline)
+
+    return _timed_side(load_peer, args)
+
+
+def worker_interleaved(args) -> dict:
+    """Both models in one process: prefills alternated, then decode steps alternated one by one
+    with a weights-only pass.
+
+    The shared machine's speed drifts by 10-20% between processes and even between rounds;
+    steps taken side by side see the same drift, so their per-step ratios are the steadier
+    figure for decode. Each step is timed alone (graph built and evaluated, argmax included).
+    """
+    import mlx.core as mx
+
+    sides = {"ours": load_ours(args.checkpoint), "peer": load_peer(args.checkpoint)}
+    prompt = prompt_ids(sides["ours"].model.config.text_config.vocab_size, args.prompt)
+
+    def prefill_s(name: str) -> float:
+        side = sides[name]
+        cache = side.make_cache()
+        t0 = time.perf_counter()
+        mx.eval(side.prefill(prompt, cache))
+        return time.perf_counter() - t0
+
+    prefills: dict[str, list[float]] = {"ours": [], "peer": []}
+    for i in range(args.interleaved_prefills + 1):  # the first pair warms up
+        for name in ("ours", "peer") if i % 2 == 0 else ("peer", "ours"):
+            t = prefill_s(name)
+            if i:
+                prefills[name].append(t)
+
+    state = {}
+    for name, side in sides.items():
+        cache = side.make_cache()
+        logits = side.prefill(prompt, cache)
+        y = mx.argmax(logits[:, -1, :], axis=-1, keepdims=True).astype(mx.int32)
+        mx.eval(y)
+        state[name] = (cache, y)
+
+    def step(name: str) -> float:
+        cache, y = state[name]
+        t0 = time.perf_counter()
+        logits = sides[name].decode(y, cache)
+        y = mx.argmax(logits[:, -1, :], axis=-1, keepdims=True).astype(mx.int32)
+        mx.eval(y)
+        state[name] = (cache, y)
+        return time.perf_counter() - t0
+
+    steps: dict[str, list[float]] = {"ours": [], "peer": [], "floor": []}
+    for i in range(args.decode + 2):  # two warm-up steps, then the timed ones
+        order = ("ours", "peer") if i % 2 == 0 else ("peer", "ours")  # neither always first
+        times = {name: step(name) for name in order}
+        floor = matmul_floor_s(sides["ours"].model, repeats=0)
+        if i >= 2:
+            for name, t in times.items():
+                steps[name].append(t)
+            steps["floor"].append(floor)
+    ours, peer, floor = (np.array(steps[k]) for k in ("ours", "peer", "floor"))
+    prefill_ours, prefill_peer = np.array(prefills["ours"]), np.array(prefills["peer"])
+    return {
+        "prefills": len(prefill_ours),
+        "prefill_ratio": float(np.median(prefill_peer / prefill_ours)),
+        "ours_prefill_s": float(np.median(prefill_ours)),
+        "peer_prefill_s": float(np.median(prefill_peer)),
+        "steps": len(ours),
+        "ours_step_s": float(np.median(ours)),
+        "peer_step_s": float(np.median(peer)),
+        "floor_s": float(np.median(floor)),
+        "speed_ratio": float(np.median(peer / ours)),  # ours/peer in tokens per second
+        "ours_over_floor": float(np.median(ours / floor)),
+        "peer_over_floor": float(np.median(peer / floor)),
+    }
 
 
 def worker_load4(args) -> dict:
@@ -188,7 +295,12 @@ def worker_load4(args) -> dict:
     }
 
 
-WORKERS = {"ours": worker_ours, "peer": worker_peer, "load4": worker_load4}
+WORKERS = {
+    "ours": worker_ours,
+    "peer": worker_peer,
+    "interleaved": worker_interleaved,
+    "load4": worker_load4,
+}
 
 
 # --------------------------------------------------------------------------- driver
@@ -231,7 +343,7 @@ def make_checkpoints(args) -> tuple[Path, Path]:
 
 def run_worker(kind: str, checkpoint: Path, args, prompt: int, decode: int) -> dict:
     env = dict(os.environ)
-    if kind == "peer":
+    if kind in ("peer", "interleaved"):
         env["PYTHONPATH"] = os.pathsep.join([str(PEER_SITE), str(ROOT)])
     else:
         env["PYTHONPATH"] = str(ROOT)
@@ -248,6 +360,8 @@ def run_worker(kind: str, checkpoint: Path, args, prompt: int, decode: int) -> d
         str(decode),
         "--repeats",
         str(args.repeats),
+        "--interleaved-prefills",
+        str(args.interleaved_prefills),
     ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=ROOT)
     if proc.returncode != 0:
@@ -291,6 +405,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--rounds", type=int, default=3, help="alternating ours/peer processes (bf16 runs)"
     )
+    parser.add_argument(
+        "--interleaved-steps",
+        type=int,
+        default=48,
+        help="bf16 decode steps alternated between the two models in one process",
+    )
+    parser.add_argument(
+        "--interleaved-prefills",
+        type=int,
+        default=6,
+        help="bf16 prefills alternated between the two models in one process",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
     parser.add_argument("--checkpoint", type=Path, help=argparse.SUPPRESS)
@@ -326,6 +452,10 @@ def main(argv: list[str] | None = None) -> int:
                 if key in figures:
                     result = _best_of(figures[key], result)
                 figures[key] = result
+    print(f"  running both in one process, {args.interleaved_steps} alternated decode steps ...")
+    figures["interleaved"] = run_worker(
+        "interleaved", bf16, args, args.prompt, args.interleaved_steps
+    )
     print("  running bf16 -> 4-bit load ...", flush=True)
     figures["load4"] = run_worker("load4", bf16, args, 1, 1)
 
@@ -350,6 +480,21 @@ def main(argv: list[str] | None = None) -> int:
             f"{o['decode_tok_s'] / p['decode_tok_s']:>12.2f}x {o['peak_rss'] / p['peak_rss']:>10.2f}x "
             f"{above:>13.2f}x   (greedy tokens identical: {same})"
         )
+    inter = figures["interleaved"]
+    print(
+        f"\nbf16 prefill of {args.prompt} tokens, both models in one process, {inter['prefills']} "
+        f"alternated pairs (medians): ours {inter['ours_prefill_s'] * 1e3:.1f} ms, peer "
+        f"{inter['peer_prefill_s'] * 1e3:.1f} ms: ours/peer {inter['prefill_ratio']:.2f}x"
+    )
+    print(
+        f"bf16 decode, both models in one process, {inter['steps']} steps alternated one by "
+        f"one (medians): ours {inter['ours_step_s'] * 1e3:.1f} ms, peer "
+        f"{inter['peer_step_s'] * 1e3:.1f} ms per token: ours/peer {inter['speed_ratio']:.2f}x"
+        f"\n  the step's weight matmuls alone {inter['floor_s'] * 1e3:.1f} ms: ours "
+        f"{inter['ours_over_floor']:.2f}x, peer {inter['peer_over_floor']:.2f}x that floor "
+        f"(no implementation on these kernels can beat the peer by more than "
+        f"{inter['peer_over_floor']:.2f}x)"
+    )
     load = figures["load4"]
     ratio = (load["peak_rss"] - load["rss_after_import"]) / load["model_bytes"]
     print(

@@ -60,6 +60,26 @@ def _softcap(x: mx.array, cap: mx.array) -> mx.array:
 # they also fuse that fallback's elementwise steps.
 
 
+def _norm_rope(x, weight, freqs, offset, eps: float):
+    """(B, L, heads, d) -> RMS-normed, RoPE-rotated (B, heads, L, d)."""
+    x = mx.fast.rms_norm(x, weight, eps).transpose(0, 2, 1, 3)
+    d = x.shape[-1]
+    return mx.fast.rope(x, d, traditional=False, base=None, scale=1.0, offset=offset, freqs=freqs)
+
+
+def _keys_values(k_raw, v_raw, k_weight, freqs, offset, eps: float):
+    """Projected keys/values -> normed, rotated keys and normed (unscaled) values."""
+    values = mx.fast.rms_norm(v_raw, None, eps).transpose(0, 2, 1, 3)
+    return _norm_rope(k_raw, k_weight, freqs, offset, eps), values
+
+
+# Decode steps (one token) run these compiled, with the position offset as an array so one
+# trace serves every step; longer chunks run them as they are (a trace per shape would pile
+# up). On the CPU backend this fuses the norm and RoPE fallbacks' elementwise ops.
+_norm_rope_step = mx.compile(_norm_rope)
+_keys_values_step = mx.compile(_keys_values)
+
+
 @partial(mx.compile, shapeless=True)
 def _residual_then_norm(
     x: mx.array, a: mx.array, w_post: mx.array, w_pre: mx.array, eps: float
@@ -193,20 +213,21 @@ class Attention(nn.Module):
     ) -> tuple[mx.array, tuple[mx.array, mx.array]]:
         B, L, _ = x.shape
         d = self.head_dim
-        q = self.q_norm(self.q_proj(x).reshape(B, L, self.n_heads, d)).transpose(0, 2, 1, 3)
-        q = mx.fast.rope(
-            q, d, traditional=False, base=None, scale=1.0, offset=offset, freqs=rope_freqs
-        )
+        if L == 1:
+            norm_rope, keys_values = _norm_rope_step, _keys_values_step
+            offset = mx.array(offset, dtype=mx.int32)
+        else:
+            norm_rope, keys_values = _norm_rope, _keys_values
+        q_raw = self.q_proj(x).reshape(B, L, self.n_heads, d)
+        q = norm_rope(q_raw, self.q_norm.weight, rope_freqs, offset, self.eps)
         if shared_kv is not None:  # KV-shared ("reuse") layer
             keys, values = shared_kv
         else:
             k_raw = self.k_proj(x).reshape(B, L, self.n_kv_heads, d)
             v_raw = k_raw if self.spec.k_eq_v else self.v_proj(x).reshape(B, L, self.n_kv_heads, d)
-            keys = self.k_norm(k_raw).transpose(0, 2, 1, 3)
-            keys = mx.fast.rope(
-                keys, d, traditional=False, base=None, scale=1.0, offset=offset, freqs=rope_freqs
+            keys, values = keys_values(
+                k_raw, v_raw, self.k_norm.weight, rope_freqs, offset, self.eps
             )
-            values = mx.fast.rms_norm(v_raw, None, self.eps).transpose(0, 2, 1, 3)
             if cache is not None:
                 keys, values = cache.update_and_fetch(keys, values)
         out = scaled_dot_product_attention(q, keys, values, cache, scale=1.0, mask=mask)

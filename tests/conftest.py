@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -45,3 +47,23 @@ def tiny_checkpoint_sharded(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_tiny_checkpoint(
         tmp_path_factory.mktemp("tiny-sharded"), seed=0, dtype="float32", shards=3
     )
+
+
+@pytest.fixture(scope="module")
+def loopback_server(tiny_checkpoint: Path) -> Iterator[Any]:
+    """Our OpenAI-compatible server on 127.0.0.1 with `LOOPBACK_API_KEY`, serving the tiny
+    model: stands in for a remote vLLM/Ollama server (one per test module)."""
+    from app.server.testing import LOOPBACK_API_KEY, local_server
+
+    with local_server(tiny_checkpoint, api_key=LOOPBACK_API_KEY) as running:
+        yield running
+
+
+@pytest.fixture
+def loopback_service(loopback_server: Any) -> Iterator[Any]:
+    """The engine service behind `loopback_server`; its scripted turns end with the test."""
+    from app.server.testing import clear_script
+
+    service = loopback_server.state.bridge.service
+    yield service
+    clear_script(service)

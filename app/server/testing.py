@@ -16,6 +16,9 @@ from app.engine_service import EngineService
 from app.server.config import ServerConfig
 from app.server.runner import ServerThread
 
+# The API key of the loopback server that stands in for a remote one in the tests.
+LOOPBACK_API_KEY = "remote-key-0123456789"
+
 
 class ForcedTurns:
     """A `token_override`: turn k emits the ids of `scripts[k]`, then the model's own choice.

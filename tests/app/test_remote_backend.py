@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import socket
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -13,37 +11,22 @@ from PIL import Image
 from app.engine_service import EngineOutput, EngineService, JobDone
 from app.remote_backend import RemoteEngine, RemoteError, remote_engine_factory, to_openai_messages
 from app.server.runner import ServerThread
-from app.server.testing import clear_script, local_server, script_turns
+from app.server.testing import LOOPBACK_API_KEY, script_turns
 from mlx_model.events import Finished, TextDelta, ThinkingDelta, ToolCallEvent, ToolResultEvent
 from mlx_model.tools import ToolRegistry
 
-KEY = "remote-key-0123456789"
-
-
-@pytest.fixture(scope="module")
-def server(tiny_checkpoint: Path) -> Iterator[ServerThread]:
-    with local_server(tiny_checkpoint, api_key=KEY) as running:
-        yield running
-
 
 @pytest.fixture
-def local_service(server: ServerThread) -> Iterator[EngineService]:
-    service = server.state.bridge.service
-    yield service
-    clear_script(service)
-
-
-@pytest.fixture
-def remote(server: ServerThread) -> RemoteEngine:
-    return RemoteEngine.load(server.url, api_key=KEY)
+def remote(loopback_server: ServerThread) -> RemoteEngine:
+    return RemoteEngine.load(loopback_server.url, api_key=LOOPBACK_API_KEY)
 
 
 def text_of(events) -> str:
     return "".join(e.text for e in events if isinstance(e, TextDelta))
 
 
-def test_chat_streams_the_same_events_as_the_local_engine(remote, local_service):
-    script_turns(local_service, ["Hello from far away"])
+def test_chat_streams_the_same_events_as_the_local_engine(remote, loopback_service):
+    script_turns(loopback_service, ["Hello from far away"])
     events = list(remote.stream([{"role": "user", "content": "Hi"}], max_tokens=30))
     assert text_of(events) == "Hello from far away"
     assert sum(isinstance(e, TextDelta) for e in events) > 1
@@ -56,13 +39,13 @@ def test_chat_streams_the_same_events_as_the_local_engine(remote, local_service)
     ]
 
 
-def test_the_engine_service_runs_it_like_the_local_model(server, local_service):
-    service = EngineService(engine_factory=remote_engine_factory(api_key=KEY))
+def test_the_engine_service_runs_it_like_the_local_model(loopback_server, loopback_service):
+    service = EngineService(engine_factory=remote_engine_factory(api_key=LOOPBACK_API_KEY))
     try:
-        load = service.load_model(server.url)
+        load = service.load_model(loopback_server.url)
         load.wait(30)
         assert load.error is None and service.is_loaded
-        script_turns(local_service, ["Via the service"])
+        script_turns(loopback_service, ["Via the service"])
         job = service.generate([{"role": "user", "content": "Hi"}], max_tokens=20)
         events = [e.event for e in job.events(timeout=60) if isinstance(e, EngineOutput)]
         assert text_of(events) == "Via the service"
@@ -71,7 +54,7 @@ def test_the_engine_service_runs_it_like_the_local_model(server, local_service):
         service.shutdown()
 
 
-def test_an_image_travels_as_a_data_url(remote, local_service):
+def test_an_image_travels_as_a_data_url(remote, loopback_service):
     question = {"type": "text", "text": "What is in this image?"}
     plain = list(remote.stream([{"role": "user", "content": [question]}], max_tokens=2))
     image = Image.new("RGB", (40, 30), (0, 128, 255))
@@ -111,14 +94,14 @@ def test_image_paths_and_arrays_become_data_urls(tmp_path):
     assert user["content"][2]["input_audio"]["format"] == "wav"
 
 
-def test_executable_tools_run_here_between_requests(remote, local_service):
+def test_executable_tools_run_here_between_requests(remote, loopback_service):
     def add(a: int, b: int) -> int:
         """Add two integers."""
         return a + b
 
     registry = ToolRegistry()
     registry.register(add)
-    script_turns(local_service, [("tool", "add", {"a": 2, "b": 3}), "The sum is 5"])
+    script_turns(loopback_service, [("tool", "add", {"a": 2, "b": 3}), "The sum is 5"])
     events = list(
         remote.stream([{"role": "user", "content": "Add 2 and 3"}], tools=registry, max_tokens=80)
     )
@@ -133,7 +116,7 @@ def test_executable_tools_run_here_between_requests(remote, local_service):
     assert roles == ["assistant", "tool", "assistant"]
 
 
-def test_plain_schemas_end_the_generation_at_the_call(remote, local_service):
+def test_plain_schemas_end_the_generation_at_the_call(remote, loopback_service):
     schema = {
         "type": "function",
         "function": {
@@ -142,7 +125,7 @@ def test_plain_schemas_end_the_generation_at_the_call(remote, local_service):
             "parameters": {"type": "object", "properties": {"q": {"type": "string"}}},
         },
     }
-    script_turns(local_service, [("tool", "lookup", {"q": "fox"})])
+    script_turns(loopback_service, [("tool", "lookup", {"q": "fox"})])
     events = list(
         remote.stream([{"role": "user", "content": "Find"}], tools=[schema], max_tokens=80)
     )
@@ -150,8 +133,8 @@ def test_plain_schemas_end_the_generation_at_the_call(remote, local_service):
     assert events[-1].stats.stop_reason == "tool_call"
 
 
-def test_thinking_arrives_as_thinking_events(remote, local_service):
-    script_turns(local_service, ["<|channel>thought\nPondering<channel|>Done"])
+def test_thinking_arrives_as_thinking_events(remote, loopback_service):
+    script_turns(loopback_service, ["<|channel>thought\nPondering<channel|>Done"])
     events = list(
         remote.stream([{"role": "user", "content": "Think"}], enable_thinking=True, max_tokens=40)
     )
@@ -159,7 +142,7 @@ def test_thinking_arrives_as_thinking_events(remote, local_service):
     assert text_of(events) == "Done"
 
 
-def test_cancel_stops_the_remote_generation(remote, local_service):
+def test_cancel_stops_the_remote_generation(remote, loopback_service):
     finished_remotely = threading.Event()
     reasons: list[str] = []
 
@@ -168,9 +151,9 @@ def test_cancel_stops_the_remote_generation(remote, local_service):
             reasons.append(event.event.stats.stop_reason)
             finished_remotely.set()
 
-    unsubscribe = local_service.subscribe(on_event)
+    unsubscribe = loopback_service.subscribe(on_event)
     try:
-        script_turns(local_service, [("forever", "hello")])
+        script_turns(loopback_service, [("forever", "hello")])
         events = []
         for event in remote.stream([{"role": "user", "content": "Go"}], max_tokens=3000):
             events.append(event)
@@ -183,15 +166,15 @@ def test_cancel_stops_the_remote_generation(remote, local_service):
         unsubscribe()
 
 
-def test_a_wrong_key_is_reported_as_auth(server):
+def test_a_wrong_key_is_reported_as_auth(loopback_server):
     with pytest.raises(RemoteError) as caught:
-        RemoteEngine.load(server.url, api_key="wrong-key-000")
+        RemoteEngine.load(loopback_server.url, api_key="wrong-key-000")
     assert caught.value.kind == "auth"
 
 
-def test_an_unknown_model_is_reported(server):
+def test_an_unknown_model_is_reported(loopback_server):
     with pytest.raises(RemoteError) as caught:
-        RemoteEngine.load(server.url, model="no-such-model", api_key=KEY)
+        RemoteEngine.load(loopback_server.url, model="no-such-model", api_key=LOOPBACK_API_KEY)
     assert caught.value.kind == "not_found"
 
 

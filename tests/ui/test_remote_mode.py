@@ -2,30 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from PySide6.QtCore import Qt
 
-from app.engine_service import EngineService
 from app.server.runner import ServerThread
-from app.server.testing import clear_script, free_port, local_server, script_turns
-
-KEY = "remote-key-0123456789"
-
-
-@pytest.fixture(scope="module")
-def server(tiny_checkpoint: Path) -> Iterator[ServerThread]:
-    with local_server(tiny_checkpoint, api_key=KEY) as running:
-        yield running
-
-
-@pytest.fixture
-def server_service(server: ServerThread) -> Iterator[EngineService]:
-    service = server.state.bridge.service
-    yield service
-    clear_script(service)
+from app.server.testing import LOOPBACK_API_KEY, free_port, script_turns
 
 
 @pytest.fixture
@@ -47,9 +30,14 @@ def backend_for(qtbot, tmp_path: Path):
         backend.storage.close()
 
 
-def use_remote(qtbot, backend, server: ServerThread, **changes) -> None:
+def use_remote(qtbot, backend, loopback_server: ServerThread, **changes) -> None:
     backend.apply_settings(
-        {"backend": "remote", "remote_url": server.url, "remote_api_key": KEY, **changes}
+        {
+            "backend": "remote",
+            "remote_url": loopback_server.url,
+            "remote_api_key": LOOPBACK_API_KEY,
+            **changes,
+        }
     )
     qtbot.waitUntil(lambda: backend.model_status().state in ("ready", "error"), timeout=30_000)
 
@@ -59,15 +47,15 @@ def answers(window):
 
 
 def test_a_sent_message_streams_the_remote_servers_answer_into_the_window(
-    qtbot, window_for, backend_for, server, server_service
+    qtbot, window_for, backend_for, loopback_server, loopback_service
 ):
     backend = backend_for()
-    use_remote(qtbot, backend, server)
+    use_remote(qtbot, backend, loopback_server)
     window = window_for(backend)
     assert window.pages.currentWidget() is window.chat_page
     deltas = []
     backend.delta.connect(lambda cid, mid, kind, text: deltas.append((kind, text)))
-    script_turns(server_service, ["Hello from the server on loopback"])
+    script_turns(loopback_service, ["Hello from the server on loopback"])
 
     window.composer.input.setPlainText("Hi")
     qtbot.keyClick(window.composer.input, Qt.Key.Key_Return)
@@ -82,31 +70,33 @@ def test_a_sent_message_streams_the_remote_servers_answer_into_the_window(
 
 
 def test_the_status_line_names_the_remote_model_and_server(
-    qtbot, window_for, backend_for, server, server_service
+    qtbot, window_for, backend_for, loopback_server, loopback_service
 ):
     backend = backend_for()
-    use_remote(qtbot, backend, server)
+    use_remote(qtbot, backend, loopback_server)
     window = window_for(backend)
-    served = server_service.model_path
+    served = loopback_service.model_path
     assert served is not None
     label = window.status_line.model_label.text()
     assert Path(served).name in label
-    assert "remote" in label and server.url.split("//")[1].split("/")[0] in label
+    assert "remote" in label and loopback_server.url.split("//")[1].split("/")[0] in label
 
 
-def test_the_remote_url_is_not_remembered_as_the_local_model_folder(qtbot, backend_for, server):
+def test_the_remote_url_is_not_remembered_as_the_local_model_folder(
+    qtbot, backend_for, loopback_server
+):
     backend = backend_for()
-    use_remote(qtbot, backend, server)
+    use_remote(qtbot, backend, loopback_server)
     assert backend.model_status().state == "ready"
     assert backend.settings.model_path == ""
 
 
-def test_switching_the_backend_setting_reloads_the_engine(qtbot, backend_for, server):
+def test_switching_the_backend_setting_reloads_the_engine(qtbot, backend_for, loopback_server):
     backend = backend_for()
     assert backend.model_status().state == "none"
-    use_remote(qtbot, backend, server)
+    use_remote(qtbot, backend, loopback_server)
     assert backend.model_status().state == "ready"
-    assert backend.service.model_path == server.url
+    assert backend.service.model_path == loopback_server.url
 
     backend.apply_settings({"backend": "local"})  # no local model chosen: nothing loaded
     qtbot.waitUntil(lambda: backend.model_status().state == "none", timeout=10_000)
@@ -114,14 +104,14 @@ def test_switching_the_backend_setting_reloads_the_engine(qtbot, backend_for, se
 
 
 def test_a_wrong_api_key_shows_a_clear_error_and_the_app_goes_on(
-    qtbot, window_for, backend_for, server
+    qtbot, window_for, backend_for, loopback_server
 ):
     backend = backend_for()
-    use_remote(qtbot, backend, server, remote_api_key="wrong-key-0123456789")
+    use_remote(qtbot, backend, loopback_server, remote_api_key="wrong-key-0123456789")
     window = window_for(backend)
     status = backend.model_status()
     assert status.state == "error"
-    assert "API key" in status.message and server.url in status.message
+    assert "API key" in status.message and loopback_server.url in status.message
     assert "Model error" in window.status_line.model_label.text()
 
 
@@ -133,8 +123,10 @@ def test_an_unreachable_server_shows_an_error_naming_its_url(qtbot, backend_for)
     assert "127.0.0.1" in backend.model_status().message
 
 
-def test_the_api_key_can_come_from_the_environment(qtbot, backend_for, server, monkeypatch):
-    monkeypatch.setenv("GEMMA_DESK_TEST_REMOTE_KEY", KEY)
+def test_the_api_key_can_come_from_the_environment(
+    qtbot, backend_for, loopback_server, monkeypatch
+):
+    monkeypatch.setenv("GEMMA_DESK_TEST_REMOTE_KEY", LOOPBACK_API_KEY)
     backend = backend_for()
-    use_remote(qtbot, backend, server, remote_api_key="env:GEMMA_DESK_TEST_REMOTE_KEY")
+    use_remote(qtbot, backend, loopback_server, remote_api_key="env:GEMMA_DESK_TEST_REMOTE_KEY")
     assert backend.model_status().state == "ready"
