@@ -248,6 +248,20 @@ def worker_interleaved(args) -> dict:
         state[name] = (cache, y)
         return time.perf_counter() - t0
 
+    def ops_per_step(name: str) -> int:
+        """Nodes in the graph of one decode step (argmax included), from MLX's dot export."""
+        import io
+
+        cache, y = state[name]
+        logits = sides[name].decode(y, cache)
+        y = mx.argmax(logits[:, -1, :], axis=-1, keepdims=True).astype(mx.int32)
+        dot = io.StringIO()
+        mx.export_to_dot(dot, y)
+        mx.eval(y)
+        state[name] = (cache, y)
+        return dot.getvalue().count("shape=rectangle")  # op nodes; arrays are ellipses
+
+    ops = {name: ops_per_step(name) for name in sides}
     steps: dict[str, list[float]] = {"ours": [], "peer": [], "floor": []}
     for i in range(args.decode + 2):  # two warm-up steps, then the timed ones
         order = ("ours", "peer") if i % 2 == 0 else ("peer", "ours")  # neither always first
@@ -271,6 +285,8 @@ def worker_interleaved(args) -> dict:
         "speed_ratio": float(np.median(peer / ours)),  # ours/peer in tokens per second
         "ours_over_floor": float(np.median(ours / floor)),
         "peer_over_floor": float(np.median(peer / floor)),
+        "ours_ops_per_step": ops["ours"],
+        "peer_ops_per_step": ops["peer"],
     }
 
 
@@ -494,6 +510,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{inter['ours_over_floor']:.2f}x, peer {inter['peer_over_floor']:.2f}x that floor "
         f"(no implementation on these kernels can beat the peer by more than "
         f"{inter['peer_over_floor']:.2f}x)"
+        f"\n  ops in one decode step's graph: ours {inter['ours_ops_per_step']}, peer "
+        f"{inter['peer_ops_per_step']}"
     )
     load = figures["load4"]
     ratio = (load["peak_rss"] - load["rss_after_import"]) / load["model_bytes"]
