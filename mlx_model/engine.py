@@ -42,7 +42,13 @@ from .events import (
     ToolCallEvent,
     ToolResultEvent,
 )
-from .prompt_cache import CacheEntry, PromptCacheStore, block_safe_length, prompt_keys
+from .prompt_cache import (
+    CacheEntry,
+    PromptCacheStore,
+    audio_features_and_mask,
+    block_safe_length,
+    prompt_keys,
+)
 from .sampling import SamplingOptions, choose_token, make_token_sampler, seed_random
 from .tools import Tool, ToolRegistry, tool_from_function
 
@@ -822,15 +828,7 @@ def _media_for_chunk(
             out["video_position_ids"] = positions[first:last]
             out["num_frames_per_video"] = [last - first]
     if inputs.get("input_features") is not None:
-        features = np.asarray(inputs["input_features"])
-        if features.ndim == 2:
-            features = features[None]
-        mask = inputs.get("input_features_mask")
-        mask = (
-            np.ones(features.shape[:2], dtype=bool)
-            if mask is None
-            else np.asarray(mask).astype(bool).reshape(features.shape[:2])
-        )
+        features, mask = audio_features_and_mask(inputs)
         rows = features[mask]  # one row per audio token, in order
         token_id = token_ids["audio"]
         before = int((ids[:start] == token_id).sum())

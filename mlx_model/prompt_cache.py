@@ -106,18 +106,22 @@ def prompt_keys(inputs: dict[str, Any], media_token_ids: dict[str, int | None]) 
             items.append((int(valid.sum()), _digest(frame[valid], pos[valid])))
         assign(media_token_ids.get("video"), items)
     if inputs.get("input_features") is not None:
-        features = np.asarray(inputs["input_features"])
-        if features.ndim == 2:
-            features = features[None]
-        mask = inputs.get("input_features_mask")
-        mask = (
-            np.ones(features.shape[:2], dtype=bool)
-            if mask is None
-            else np.asarray(mask).astype(bool).reshape(features.shape[:2])
-        )
+        features, mask = audio_features_and_mask(inputs)
         items = [(int(m.sum()), _digest(f[m])) for f, m in zip(features, mask, strict=True)]
         assign(media_token_ids.get("audio"), items)
     return keys
+
+
+def audio_features_and_mask(inputs: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """The processor's audio output as (clips, frames, dims) features and a (clips, frames)
+    bool mask of the real frames (all real when the processor gave no mask)."""
+    features = np.asarray(inputs["input_features"])
+    if features.ndim == 2:
+        features = features[None]
+    mask = inputs.get("input_features_mask")
+    if mask is None:
+        return features, np.ones(features.shape[:2], dtype=bool)
+    return features, np.asarray(mask).astype(bool).reshape(features.shape[:2])
 
 
 @dataclass
