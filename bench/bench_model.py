@@ -327,24 +327,7 @@ def make_checkpoints(args) -> tuple[Path, Path]:
     from mlx_model.convert import convert
     from mlx_model.testing.checkpoint_factory import TinyModelSizes, write_tiny_checkpoint
 
-    sizes = TinyModelSizes(
-        hidden_size=args.hidden,
-        intermediate_size=4 * args.hidden,
-        num_hidden_layers=args.layers,
-        num_attention_heads=8,
-        num_key_value_heads=4,
-        head_dim=args.hidden // 8,
-        global_head_dim=args.hidden // 4,
-        num_global_key_value_heads=1,
-        sliding_window=args.window,
-        # the 12B's pattern: every 6th layer and the last are full (explicit, since the
-        # factory's shapes do not force the last layer to full when given None)
-        layer_types=[
-            "full_attention" if (i + 1) % 6 == 0 or i == args.layers - 1 else "sliding_attention"
-            for i in range(args.layers)
-        ],
-        vocab_size=args.vocab,
-    )
+    sizes = TinyModelSizes.in_12b_proportions(args.hidden, args.layers, args.vocab, args.window)
     tag = f"h{args.hidden}-l{args.layers}-v{args.vocab}-w{args.window}"
     bf16 = WORK / f"bf16-{tag}"
     q4 = WORK / f"q4-{tag}"

@@ -35,22 +35,7 @@ WORDS = (
 def checkpoint(folder: Path, args: argparse.Namespace) -> Path:
     if (folder / "config.json").is_file():
         return folder
-    sizes = TinyModelSizes(
-        hidden_size=args.hidden,
-        intermediate_size=4 * args.hidden,
-        num_hidden_layers=args.layers,
-        num_attention_heads=8,
-        num_key_value_heads=4,
-        head_dim=args.hidden // 8,
-        global_head_dim=args.hidden // 4,
-        num_global_key_value_heads=1,
-        sliding_window=args.window,
-        layer_types=[
-            "full_attention" if (i + 1) % 6 == 0 or i == args.layers - 1 else "sliding_attention"
-            for i in range(args.layers)
-        ],
-        vocab_size=args.vocab,
-    )
+    sizes = TinyModelSizes.in_12b_proportions(args.hidden, args.layers, args.vocab, args.window)
     return write_tiny_checkpoint(folder, seed=0, dtype=args.dtype, sizes=sizes)
 
 

@@ -207,15 +207,14 @@ class Attention(nn.Module):
         x: mx.array,
         mask: mx.array | str | None,
         rope_freqs: mx.array,
-        offset: int,
+        offset: int | mx.array,
         cache: Any = None,
         shared_kv: tuple[mx.array, mx.array] | None = None,
     ) -> tuple[mx.array, tuple[mx.array, mx.array]]:
         B, L, _ = x.shape
         d = self.head_dim
-        if L == 1:
+        if L == 1:  # `offset` is then an array (see `hidden_states`)
             norm_rope, keys_values = _norm_rope_step, _keys_values_step
-            offset = mx.array(offset, dtype=mx.int32)
         else:
             norm_rope, keys_values = _norm_rope, _keys_values
         q_raw = self.q_proj(x).reshape(B, L, self.n_heads, d)
@@ -428,6 +427,9 @@ class Model(nn.Module):
             cache = [None] * sum(s is not None for s in lm._cache_slot)
         offset, sliding_past = _cache_offsets(cache, text)
         masks = self._make_masks(L, offset, sliding_past, mm_token_type_ids, B)
+        # One-token steps give RoPE the position as an array, made once for all layers: the
+        # compiled step functions then reuse one trace for every position.
+        rope_offset = mx.array(offset, dtype=mx.int32) if L == 1 else offset
 
         shared: dict[str, tuple[mx.array, mx.array]] = {}
         for layer, spec, slot in zip(lm.layers, text.layers, lm._cache_slot, strict=True):
@@ -435,7 +437,7 @@ class Model(nn.Module):
                 h,
                 masks[spec.layer_type],
                 lm._rope_freqs[spec.layer_type],
-                offset,
+                rope_offset,
                 cache=cache[slot] if slot is not None else None,
                 shared_kv=shared.get(spec.layer_type) if spec.kv_sharing == "reuse" else None,
             )

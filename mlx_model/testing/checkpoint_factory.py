@@ -114,6 +114,30 @@ class TinyModelSizes:
     final_logit_softcapping: float = 30.0
     attention_k_eq_v: bool = True
 
+    @classmethod
+    def in_12b_proportions(
+        cls, hidden: int, layers: int, vocab: int, window: int
+    ) -> TinyModelSizes:
+        """Benchmark sizes shaped like the 12B: 8 query heads, 4 KV heads on sliding layers and
+        one wider shared KV head on full ones, MLP 4x hidden, and its layer pattern (every 6th
+        layer and the last are full; given explicitly, as None does not force the last)."""
+        return cls(
+            hidden_size=hidden,
+            intermediate_size=4 * hidden,
+            num_hidden_layers=layers,
+            num_attention_heads=8,
+            num_key_value_heads=4,
+            head_dim=hidden // 8,
+            global_head_dim=hidden // 4,
+            num_global_key_value_heads=1,
+            sliding_window=window,
+            layer_types=[
+                "full_attention" if (i + 1) % 6 == 0 or i == layers - 1 else "sliding_attention"
+                for i in range(layers)
+            ],
+            vocab_size=vocab,
+        )
+
 
 @dataclass
 class TokenIds:
