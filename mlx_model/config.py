@@ -23,13 +23,16 @@ SLIDING = "sliding_attention"
 FULL = "full_attention"
 LAYER_TYPES = (SLIDING, FULL)
 
-# Semantics of the bidirectional vision overlay (see docs/MODEL.md, "Masks"):
-# "all_layers"   = (a) transformers' normal forward/generate path (and mlx-vlm): the overlay is
-#                  ORed onto both the full and the sliding masks (a block ignores the window).
-# "sliding_only" = (b) transformers' static-cache path: full layers stay causal, sliding layers
-#                  use window AND (causal OR same_block).
-VISION_OVERLAY_MODES = ("all_layers", "sliding_only")
-DEFAULT_VISION_OVERLAY_MODE = "all_layers"
+# Semantics of the bidirectional vision overlay when the checkpoint asks for one
+# (`use_bidirectional_attention: "vision"`; see docs/MODEL.md, "Masks"):
+# "sliding_only" = Google's (google-deepmind/gemma `gemma4/_config.py`, vLLM, and transformers'
+#                  `create_masks_for_vision_model`): full layers stay causal, sliding layers use
+#                  window AND (causal OR same_block). The default.
+# "all_layers"   = transformers' forward/generate path (and mlx-vlm): the overlay is ORed onto both
+#                  the full and the sliding masks (a block ignores the window). Opt-in.
+# Without "vision" in the config there is no overlay at all (plain causal), in either mode.
+VISION_OVERLAY_MODES = ("sliding_only", "all_layers")
+DEFAULT_VISION_OVERLAY_MODE = "sliding_only"
 
 _SUPPORTED_ROPE_TYPES = ("default", "proportional")
 _SUPPORTED_ACTIVATIONS = ("gelu_pytorch_tanh", "gelu_tanh", "gelu_approx")
@@ -133,12 +136,13 @@ class TextConfig:
     sliding_window: int = 1024
     layer_types: list[str] | None = None
     final_logit_softcapping: float | None = None
-    use_bidirectional_attention: str | None = "vision"
+    # Absent means none (Google's config default; transformers' class default is "vision").
+    use_bidirectional_attention: str | None = None
     attention_k_eq_v: bool = False
     num_kv_shared_layers: int = 0
     use_double_wide_mlp: bool = False
     per_layer_config: dict[int, dict[str, int]] | None = None
-    # Not in config.json: which transformers mask semantics the vision overlay follows.
+    # Not in config.json: which semantics the vision overlay follows (see above).
     vision_overlay_mode: str = DEFAULT_VISION_OVERLAY_MODE
     layers: list[LayerSpec] = field(init=False, repr=False)
 
@@ -320,6 +324,14 @@ class TextConfig:
     def embed_scale(self) -> float:
         """sqrt(hidden_size); the model rounds it to the embedding weight's dtype."""
         return math.sqrt(self.hidden_size)
+
+    @property
+    def vision_overlay(self) -> str | None:
+        """Where image/video blocks attend bidirectionally: None (plain causal everywhere: the
+        config has no `"vision"`), "sliding_only" (the default) or "all_layers" (the switch)."""
+        if self.use_bidirectional_attention != "vision":
+            return None
+        return self.vision_overlay_mode
 
     @property
     def is_causal(self) -> bool:

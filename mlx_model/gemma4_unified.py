@@ -3,9 +3,9 @@
 Mirrors transformers' `Gemma4UnifiedForConditionalGeneration` (see docs/MODEL.md for the mapping):
 text decoder with sliding/full layers, k_eq_v full layers, proportional RoPE, per-layer scalar,
 tied LM head and final softcapping; raw 48x48 pixel patches and raw 640-sample audio frames are
-projected into the placeholder slots; the bidirectional overlay inside each image/video block
-follows transformers' normal forward path (semantics (a)), switchable to (b) with
-`TextConfig.vision_overlay_mode`.
+projected into the placeholder slots. Image/video blocks attend bidirectionally as the checkpoint
+config says, with Google's semantics by default (sliding layers only; full layers stay causal);
+transformers' forward-path semantics (every layer) is `TextConfig.vision_overlay_mode="all_layers"`.
 """
 
 from __future__ import annotations
@@ -610,7 +610,7 @@ class Model(nn.Module):
             return {FULL: None, SLIDING: None}  # decode: the rotating buffer is exactly the window
 
         blocks = None
-        if mm_token_type_ids is not None and text.use_bidirectional_attention == "vision":
+        if mm_token_type_ids is not None and text.vision_overlay is not None:
             types = np.atleast_2d(_to_np(mm_token_type_ids))
             if types.shape[-1] != L:  # ids of the whole sequence, read by absolute position
                 if types.shape[-1] < offset + L:
@@ -642,14 +642,17 @@ class Model(nn.Module):
             masks[FULL] = "causal"
             masks[SLIDING] = "causal" if sliding_past + L <= W else base(sliding_past, W)
             return masks
-        semantics_a = text.vision_overlay_mode == "all_layers"
-        masks[FULL] = base(offset, None) | overlay(offset) if semantics_a else "causal"
-        if semantics_a:
+        if text.vision_overlay == "all_layers":  # transformers' forward path
+            masks[FULL] = base(offset, None) | overlay(offset)
             masks[SLIDING] = base(sliding_past, W) | overlay(sliding_past)
-        else:  # (b): window AND (causal OR same_block)
+        else:  # Google's: full layers causal; sliding: window AND (causal OR same_block)
+            masks[FULL] = "causal"
             qpos = mx.arange(offset, offset + L)[:, None]
             kpos = mx.arange(offset - sliding_past, offset + L)[None]
-            masks[SLIDING] = (base(sliding_past, None) | overlay(sliding_past)) & (kpos > qpos - W)
+            # Google's window is two-sided, |k - q| < W: inside a block longer than the
+            # window, a token does not see block keys W or more ahead either.
+            window = (kpos > qpos - W) & (kpos < qpos + W)
+            masks[SLIDING] = (base(sliding_past, None) | overlay(sliding_past)) & window
         return masks
 
     # -- weights -----------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Import transformers' PyTorch reference (the parity oracle) beside a CPU-only torch.
+"""transformers' PyTorch Gemma 4 unified as the parity oracle: importing it beside a CPU-only
+torch, and Google's image/video attention masks built with its mask functions.
 
 PyPI's torchvision wheels are CUDA builds whose compiled ops do not load next to the
 CPU torch wheel; transformers' image and video processors import torchvision but use
@@ -7,6 +8,8 @@ registers fake kernels for at import (`nms`, `qnms`) lets it import cleanly.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 _prepared = False
 
@@ -27,3 +30,38 @@ def prepare_torchvision_import() -> None:
         # Keep the Library object alive: dropping it would unregister the schemas.
         globals()["_torchvision_library"] = library
     _prepared = True
+
+
+def vision_model_masks(model: Any, mm_token_type_ids: Any) -> dict[str, Any]:
+    """Google's image/video attention masks for one whole sequence, as transformers builds them
+    in `create_masks_for_vision_model` (full layers causal; sliding layers window AND (causal OR
+    same block)), with Google's two-sided window: google-deepmind/gemma's sliding mask is
+    |k - q| < W, so inside a block longer than the window a token does not see block keys W or
+    more ahead. transformers bounds only the past; for blocks up to W long the two agree.
+
+    Pass the result as `attention_mask=` to the model's forward.
+    """
+    import torch
+
+    types_ = torch.as_tensor(mm_token_type_ids)
+    if types_.ndim == 1:
+        types_ = types_[None]
+    batch, length = types_.shape
+    text = model.config.get_text_config()
+    masks = type(model).create_masks_for_generate(
+        model.config,
+        inputs_embeds=torch.zeros(batch, length, 1, dtype=model.dtype),
+        attention_mask=None,
+        cache=None,
+        position_ids=torch.arange(length)[None].expand(batch, -1),
+        mm_token_type_ids=types_,
+    )
+    q = torch.arange(length)[:, None]
+    k = torch.arange(length)[None]
+    ahead = k < q + text.sliding_window
+    sliding = masks["sliding_attention"]
+    if sliding.dtype == torch.bool:
+        masks["sliding_attention"] = sliding & ahead
+    else:  # an additive float mask
+        masks["sliding_attention"] = sliding.masked_fill(~ahead, torch.finfo(sliding.dtype).min)
+    return masks

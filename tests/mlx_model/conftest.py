@@ -3,6 +3,8 @@ and builders of prompts in transformers' input format (the processor is tested e
 
 from __future__ import annotations
 
+import json
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,7 @@ import pytest
 from mlx_model.gemma4_unified import Model
 from mlx_model.loading import load_model
 from mlx_model.testing.checkpoint_factory import token_ids_of
+from mlx_model.testing.reference import vision_model_masks
 
 
 def load_our_model(folder: Path, **config_overrides: Any) -> Model:
@@ -25,7 +28,7 @@ def load_reference(folder: Path, dtype: str = "float32"):
     import torch
     from transformers import Gemma4UnifiedForConditionalGeneration
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)  # tiny models: more threads only add OpenMP hand-off time
     model = Gemma4UnifiedForConditionalGeneration.from_pretrained(
         folder, dtype=getattr(torch, dtype)
     )
@@ -35,6 +38,24 @@ def load_reference(folder: Path, dtype: str = "float32"):
 @pytest.fixture(scope="session")
 def our_model(tiny_checkpoint: Path) -> Model:
     return load_our_model(tiny_checkpoint)
+
+
+@pytest.fixture(scope="session")
+def our_model_all_layers(tiny_checkpoint: Path) -> Model:
+    """The switch: transformers' forward-path image/video attention (every layer)."""
+    return load_our_model(tiny_checkpoint, vision_overlay_mode="all_layers")
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint_causal(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same checkpoint with `use_bidirectional_attention: null` (as Google's E2B/E4B)."""
+    folder = tmp_path_factory.mktemp("tiny-causal")
+    for item in tiny_checkpoint.iterdir():
+        shutil.copy(item, folder / item.name)
+    config = json.loads((folder / "config.json").read_text())
+    config["text_config"]["use_bidirectional_attention"] = None
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
 
 
 @pytest.fixture(scope="session")
@@ -185,13 +206,29 @@ def prompt_builder(our_model: Model, ids, request):
 # --------------------------------------------------------------------------- comparisons
 
 
-def reference_logits(hf_model, prompt_inputs: dict[str, np.ndarray], **extra) -> np.ndarray:
+def reference_logits(
+    hf_model, prompt_inputs: dict[str, np.ndarray], semantics: str = "sliding_only"
+) -> np.ndarray:
+    """transformers' logits for a whole prompt (float64 for a float64 model, else float32).
+
+    `semantics` names the image/video attention the reference uses: "sliding_only" (our
+    default, Google's: transformers' `create_masks_for_vision_model` masks with Google's
+    two-sided window) or "all_layers" (transformers' own forward path).
+    """
     import torch
 
     inputs = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in prompt_inputs.items()}
+    for key in ("pixel_values", "pixel_values_videos", "input_features"):
+        if key in inputs:
+            inputs[key] = inputs[key].to(hf_model.dtype)
+    extra = {}
+    if semantics == "sliding_only" and "mm_token_type_ids" in inputs:
+        extra["attention_mask"] = vision_model_masks(hf_model, inputs["mm_token_type_ids"])
+    elif semantics not in ("sliding_only", "all_layers"):
+        raise ValueError(f"unknown semantics {semantics!r}")
     with torch.no_grad():
         out = hf_model(**inputs, use_cache=False, **extra).logits
-    return out.float().numpy()
+    return out.double().numpy() if out.dtype == torch.float64 else out.float().numpy()
 
 
 def relative_error(ours: Any, ref: np.ndarray) -> float:

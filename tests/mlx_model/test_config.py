@@ -98,6 +98,29 @@ def test_all_bidirectional_mode_halves_the_window_like_transformers(config_12b):
     assert ours.layers[0].sliding_window == hf.sliding_window == 1024 // 2 + 1
 
 
+def test_vision_attention_comes_from_the_checkpoint_config(config_12b):
+    """`"vision"` -> Google's semantics (sliding layers only); null -> plain causal
+    everywhere; transformers' forward-path semantics only when asked for."""
+    assert config_12b["text_config"]["use_bidirectional_attention"] == "vision"
+    assert ModelConfig.from_dict(config_12b).text_config.vision_overlay == "sliding_only"
+    switched = ModelConfig.from_dict(config_12b, vision_overlay_mode="all_layers")
+    assert switched.text_config.vision_overlay == "all_layers"
+    for absent in (None, "missing"):
+        text = copy.deepcopy(config_12b)
+        if absent is None:
+            text["text_config"]["use_bidirectional_attention"] = None
+        else:
+            del text["text_config"]["use_bidirectional_attention"]
+        assert ModelConfig.from_dict(text).text_config.vision_overlay is None
+        switched = ModelConfig.from_dict(text, vision_overlay_mode="all_layers")
+        assert switched.text_config.vision_overlay is None
+
+
+def test_unknown_vision_overlay_mode_is_refused(config_12b):
+    with pytest.raises(ConfigError, match="vision_overlay_mode"):
+        ModelConfig.from_dict(config_12b, vision_overlay_mode="everywhere")
+
+
 def test_k_eq_v_off_keeps_kv_heads_on_full_layers(config_12b):
     config_12b["text_config"]["attention_k_eq_v"] = False
     ours = ModelConfig.from_dict(config_12b).text_config

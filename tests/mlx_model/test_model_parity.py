@@ -1,8 +1,12 @@
 """Parity of the MLX network with transformers' Gemma4UnifiedForConditionalGeneration.
 
-Same tiny random checkpoint, same inputs in transformers' format; the gate is the relative
-Frobenius error of the logits over the whole prompt (<= 1e-4 in float32) plus identical argmax,
-for the prompt and for the cached decode steps that follow it.
+Same tiny random checkpoint, same inputs in transformers' format. Against transformers in
+float32 the gate is the relative Frobenius error of the logits over the whole prompt
+(<= 1e-4) plus identical argmax, for the prompt and for the cached decode steps that follow.
+
+Image/video attention: the default is Google's (full layers causal, bidirectional blocks in
+sliding layers only), checked against transformers' `create_masks_for_vision_model` masks;
+the `vision_overlay_mode="all_layers"` switch is checked against transformers' forward path.
 """
 
 from __future__ import annotations
@@ -25,9 +29,13 @@ DECODE_STEPS = 6
 
 def _cases(window: int):
     """name -> builder callback; image blocks and prompts are sized against the window."""
+    side = int(window**0.5) + 1  # a side x side image is one block longer than the window
     return {
         "text_only": lambda b: b.text(2 * window + 5),
-        "one_image": lambda b: b.text(5).image(rows=4, cols=6, budget=30).text(6),
+        "one_image": lambda b: b.text(5).image(rows=2, cols=5, budget=12).text(6),
+        "image_longer_than_the_window": lambda b: (
+            b.text(5).image(rows=side, cols=side + 1, budget=side * (side + 1)).text(6)
+        ),
         "two_images_different_aspect_ratios": lambda b: (
             b.text(3)
             .image(rows=2, cols=5, budget=12)
@@ -37,12 +45,14 @@ def _cases(window: int):
         ),
         "audio": lambda b: b.text(4).audio(frames=9).text(3).audio(frames=5).text(2),
         "video": lambda b: b.text(3).video(frames=3, rows=2, cols=3, budget=8).text(4),
-        "mixed_image_audio_text": lambda b: (
+        "mixed_image_audio_video": lambda b: (
             b.text(4)
             .image(rows=3, cols=3, budget=10)
             .text(2)
             .audio(frames=7)
             .text(3)
+            .video(frames=2, rows=2, cols=2, budget=4)
+            .text(2)
             .image(rows=1, cols=4, budget=10)
             .text(2)
         ),
@@ -50,6 +60,7 @@ def _cases(window: int):
 
 
 CASES = list(_cases(16))
+VISION_CASES = [c for c in CASES if c not in ("text_only", "audio")]
 
 
 def _prompt(prompt_builder, window: int, case: str, seed: int):
@@ -58,12 +69,30 @@ def _prompt(prompt_builder, window: int, case: str, seed: int):
     return builder.build()
 
 
+def test_image_case_really_has_a_block_longer_than_the_window(prompt_builder, window):
+    prompt = _prompt(prompt_builder, window, "image_longer_than_the_window", seed=0)
+    assert sum(t == 1 for t in prompt.token_types) > window
+
+
 @pytest.mark.parametrize("case", CASES)
 def test_prompt_logits_match_transformers(our_model, hf_model, prompt_builder, window, case):
+    """The default (Google's semantics) against transformers' vision-model masks."""
     prompt = _prompt(prompt_builder, window, case, seed=CASES.index(case))
     ref = reference_logits(hf_model, prompt.inputs())
     ours = our_model(**prompt.inputs())
     assert ours.shape == ref.shape
+    err = relative_error(ours, ref)
+    assert err <= F32_TOL, f"{case}: relative error {err:.2e}"
+    assert argmax_agreement(ours, ref) == 1.0
+
+
+@pytest.mark.parametrize("case", VISION_CASES)
+def test_all_layers_switch_matches_transformers_forward_path(
+    our_model_all_layers, hf_model, prompt_builder, window, case
+):
+    prompt = _prompt(prompt_builder, window, case, seed=CASES.index(case))
+    ref = reference_logits(hf_model, prompt.inputs(), semantics="all_layers")
+    ours = our_model_all_layers(**prompt.inputs())
     err = relative_error(ours, ref)
     assert err <= F32_TOL, f"{case}: relative error {err:.2e}"
     assert argmax_agreement(ours, ref) == 1.0
@@ -113,32 +142,67 @@ def test_text_decoding_far_past_the_window_matches_transformers(
     assert argmax_agreement(np.stack(outs), ref[0, len(prompt) :]) == 1.0
 
 
-def test_semantics_b_switch_matches_transformers_static_cache_masks(
-    tiny_checkpoint, hf_model, prompt_builder, window
+def test_default_masks_are_transformers_vision_model_masks_with_googles_window(
+    our_model, hf_model, prompt_builder, window
 ):
-    """`vision_overlay_mode="sliding_only"` reproduces transformers' other mask construction
-    (`create_masks_for_vision_model`: no overlay on full layers, window kept on the past)."""
+    """Full layers causal; sliding layers (q - W < k < q + W) AND (causal OR same block):
+    transformers' `create_masks_for_vision_model` bounds only the past, Google's window is
+    two-sided, so they differ exactly on block keys W or more ahead of the query."""
     import torch
+    from transformers.models.gemma4_unified import modeling_gemma4_unified as reference
 
-    ours_b = load_our_model(tiny_checkpoint, vision_overlay_mode="sliding_only")
-    prompt = prompt_builder(11).text(3).image(rows=4, cols=5, budget=20).text(4).build()
-    assert window < 4 * 5  # a block longer than the window is where (a) and (b) differ
-    inputs = prompt.inputs()
-    hidden = hf_model.config.text_config.hidden_size
-    masks = type(hf_model).create_masks_for_generate(
+    prompt = _prompt(prompt_builder, window, "image_longer_than_the_window", seed=0)
+    types = prompt.inputs()["mm_token_type_ids"]
+    n = len(prompt)
+    ours = our_model._make_masks(n, 0, 0, types, 1)
+    assert ours["full_attention"] == "causal"
+    ours_sliding = np.array(ours["sliding_attention"]).reshape(n, n)
+
+    theirs = reference.Gemma4UnifiedForConditionalGeneration.create_masks_for_generate(
         hf_model.config,
-        inputs_embeds=torch.zeros(1, len(prompt), hidden),
+        inputs_embeds=torch.zeros(1, n, 1),
         attention_mask=None,
-        past_key_values=None,
-        position_ids=torch.arange(len(prompt))[None],
-        mm_token_type_ids=torch.from_numpy(inputs["mm_token_type_ids"]),
+        cache=None,
+        position_ids=torch.arange(n)[None],
+        mm_token_type_ids=torch.from_numpy(types),
     )
-    ref_b = reference_logits(hf_model, inputs, attention_mask=masks)
-    ref_a = reference_logits(hf_model, inputs)
-    assert relative_error(ref_a, ref_b) > 1e-3  # the two semantics really differ here
-    ours = ours_b(**inputs)
-    assert relative_error(ours, ref_b) <= F32_TOL
-    assert argmax_agreement(ours, ref_b) == 1.0
+    full = theirs["full_attention"]
+    assert full is None or bool((full.reshape(n, n) == torch.ones(n, n).tril().bool()).all())
+    theirs_sliding = theirs["sliding_attention"].reshape(n, n).numpy()
+    q, k = np.arange(n)[:, None], np.arange(n)[None]
+    assert (ours_sliding == (theirs_sliding & (k < q + window))).all()
+    assert (ours_sliding != theirs_sliding).any()  # the block is longer than the window
+
+
+def test_the_two_semantics_differ_on_every_image(
+    our_model, our_model_all_layers, prompt_builder, window
+):
+    """Not only when a block is longer than the window: full layers differ on any image."""
+    prompt = _prompt(prompt_builder, window, "one_image", seed=0)
+    assert sum(t == 1 for t in prompt.token_types) < window
+    default = our_model(**prompt.inputs())
+    forward_path = our_model_all_layers(**prompt.inputs())
+    assert relative_error(default, np.array(forward_path)) > 1e-2
+
+
+def test_checkpoint_without_vision_attention_is_causal_everywhere(
+    tiny_checkpoint_causal, prompt_builder, window
+):
+    """`use_bidirectional_attention: null` (Google's E2B/E4B): no block attends ahead, in
+    either semantics; transformers' forward path agrees."""
+    ours = load_our_model(tiny_checkpoint_causal)
+    assert ours.config.text_config.vision_overlay is None
+    hf = load_reference(tiny_checkpoint_causal)
+    prompt = _prompt(prompt_builder, window, "mixed_image_audio_video", seed=5)
+    n = len(prompt)
+    masks = ours._make_masks(n, 0, 0, prompt.inputs()["mm_token_type_ids"], 1)
+    assert masks["full_attention"] == "causal"
+    ref = reference_logits(hf, prompt.inputs(), semantics="all_layers")
+    assert relative_error(ours(**prompt.inputs()), ref) <= F32_TOL
+    no_types = {k: v for k, v in prompt.inputs().items() if k != "mm_token_type_ids"}
+    assert relative_error(ours(**no_types), ref) <= F32_TOL
+    switched = load_our_model(tiny_checkpoint_causal, vision_overlay_mode="all_layers")
+    assert switched.config.text_config.vision_overlay is None
 
 
 def test_bfloat16_checkpoint_is_as_accurate_as_transformers_in_bfloat16(
