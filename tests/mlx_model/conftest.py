@@ -239,3 +239,20 @@ def relative_error(ours: Any, ref: np.ndarray) -> float:
 def argmax_agreement(ours: Any, ref: np.ndarray) -> float:
     ours = np.array(ours.astype(mx.float32)) if isinstance(ours, mx.array) else ours
     return float((ours.argmax(-1) == ref.argmax(-1)).mean())
+
+
+@pytest.fixture(scope="session")
+def tiny_processor(tiny_checkpoint: Path):
+    from mlx_model.processing import Processor
+
+    return Processor.from_pretrained(tiny_checkpoint)
+
+
+@pytest.fixture(scope="session")
+def grammar_vocabulary(tiny_processor, our_model: Model):
+    """The tiny tokenizer's vocabulary as the grammar engine sees it (model-sized masks)."""
+    from mlx_model.constrained import GrammarVocabulary
+
+    return GrammarVocabulary.for_tokenizer(
+        tiny_processor.tokenizer, our_model.config.text_config.vocab_size
+    )
