@@ -308,6 +308,7 @@ class ModelDownloader:
         self._response_lock = threading.Lock()
         self._response = None
         self._plan: DownloadPlan | None = None
+        self._commit: str | None = None
 
     # ---------------------------------------------------------------- public API
 
@@ -338,6 +339,7 @@ class ModelDownloader:
         try:
             info = api.model_info(self.entry.repo_id, revision=self.entry.revision)
             commit = info.sha or self.entry.revision
+            self._commit = commit
             tree = list(api.list_repo_tree(self.entry.repo_id, revision=commit, recursive=True))
         except Exception as exc:
             raise self._hub_error(exc) from exc
@@ -410,7 +412,7 @@ class ModelDownloader:
     # ---------------------------------------------------------------- per file
 
     def _fetch(self, remote: RemoteFile, plan: DownloadPlan) -> None:
-        final = self.dest / remote.path
+        final = self._final_path(remote)
         if (
             self._state["verified"].get(remote.path) == remote.checksum_id
             and final.is_file()
@@ -458,8 +460,7 @@ class ModelDownloader:
                         f"Downloading {remote.path} failed after {failures} attempts: {exc.reason}"
                     ) from None
                 self._retry_pause(remote, attempt, exc.reason, failures)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(part, final)
+        self._place(remote, part, final)
         self._state["verified"][remote.path] = remote.checksum_id
         self._save_state()
 
@@ -617,11 +618,19 @@ class ModelDownloader:
 
     # ---------------------------------------------------------------- state and checks
 
+    def _final_path(self, remote: RemoteFile) -> Path:
+        return self.dest / remote.path
+
+    def _place(self, remote: RemoteFile, part: Path, final: Path) -> None:
+        """Move a verified file into place."""
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(part, final)
+
     def _part_path(self, remote: RemoteFile) -> Path:
         return self.state_dir / "partial" / (remote.path + PART_SUFFIX)
 
     def _present_bytes(self, remote: RemoteFile, state: dict) -> int:
-        final = self.dest / remote.path
+        final = self._final_path(remote)
         if state["verified"].get(remote.path) == remote.checksum_id and final.is_file():
             return remote.size
         part = self._part_path(remote)
