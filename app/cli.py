@@ -19,6 +19,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("app.server.command", "serve an OpenAI-compatible API on this machine"),
     "convert": ("mlx_model.convert", "write a quantized copy of a checkpoint"),
     "plan": ("mlx_model.memory_plan", "show the memory plan for a checkpoint"),
+    "models": ("app.models.command", "list the models on this Mac, or download one"),
     "make-test-checkpoint": (
         "mlx_model.testing.checkpoint_factory",
         "write a tiny random Gemma 4 unified checkpoint (for trying the app offline)",

@@ -502,9 +502,14 @@ def _engine_info(engine: Any) -> dict[str, Any]:
 def default_engine_factory(
     path: str, *, progress: ProgressCallback | None = None, **options: Any
 ) -> Any:
-    """`mlx_model.engine.Engine.load(path, **options)`, passing `progress` if it takes one."""
-    from mlx_model import import_serialized
+    """`mlx_model.engine.Engine.load(path, **options)`, passing `progress` if it takes one.
 
+    `path` may also be a Hugging Face repo id already in the standard cache.
+    """
+    from mlx_model import import_serialized
+    from mlx_model.hub import resolve_checkpoint
+
+    path = str(resolve_checkpoint(path))
     load = import_serialized("mlx_model.engine").Engine.load
     try:
         params = inspect.signature(load).parameters

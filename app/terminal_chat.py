@@ -59,7 +59,9 @@ class MemoryHistory:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, type=Path, help="checkpoint folder")
+    parser.add_argument(
+        "--model", required=True, help="checkpoint folder or Hugging Face repo id (cached)"
+    )
     parser.add_argument("--image", action="append", default=[], type=Path)
     parser.add_argument("--audio", type=Path)
     parser.add_argument("--video", type=Path)

@@ -13,7 +13,9 @@ from mlx_model.events import GenerationError, TextDelta, ThinkingDelta
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, type=Path, help="checkpoint folder")
+    parser.add_argument(
+        "--model", required=True, help="checkpoint folder or Hugging Face repo id (cached)"
+    )
     parser.add_argument("--prompt", required=True, help="the user message")
     parser.add_argument("--system", help="a system prompt")
     parser.add_argument(
@@ -53,13 +55,14 @@ def user_message(
 
 def load_engine(args: argparse.Namespace):
     from mlx_model.engine import Engine
+    from mlx_model.hub import resolve_checkpoint
 
     options: dict[str, Any] = {}
     if getattr(args, "bits", None):
         options["bits"] = args.bits
     if getattr(args, "context", None):
         options["context_length"] = args.context
-    return Engine.load(args.model, **options)
+    return Engine.load(resolve_checkpoint(args.model), **options)
 
 
 def run(args: argparse.Namespace) -> int:

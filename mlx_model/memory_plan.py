@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -529,8 +530,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "checkpoint",
         nargs="?",
-        type=Path,
-        help="checkpoint folder (default: the built-in Gemma 4 12B reference config)",
+        help="checkpoint folder or Hugging Face repo id in the local cache "
+        "(default: the built-in Gemma 4 12B reference config)",
     )
     parser.add_argument(
         "--bits",
@@ -552,7 +553,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    config, dtype_bytes, what = read_checkpoint_config(args.checkpoint)
+    from .hub import CheckpointNotFound, resolve_checkpoint
+
+    try:
+        folder = None if args.checkpoint is None else resolve_checkpoint(args.checkpoint)
+        config, dtype_bytes, what = read_checkpoint_config(folder)
+    except (CheckpointNotFound, ConfigError) as exc:
+        print(f"gemma-desk plan: {exc}", file=sys.stderr)
+        return 2
+    if folder is not None and str(folder) != str(args.checkpoint):
+        what = f"{args.checkpoint} ({folder})"
     model = instantiate_lazily(config)
     budget = int(args.budget_gb * GB) if args.budget_gb else None
     bits = None if args.bits == 16 else args.bits

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from app.models.catalog import (
@@ -114,11 +114,15 @@ def _weight_files(folder: Path) -> list[str]:
 
 
 def _read_origin(folder: Path) -> str | None:
+    """The repo a folder came from: our download marker, or a Hugging Face cache snapshot."""
+    from mlx_model.hub import snapshot_repo
+
     marker = folder / DOWNLOAD_STATE_DIR / COMPLETE_MARKER
     try:
         return json.loads(marker.read_text())["repo_id"]
     except (OSError, KeyError, ValueError):
-        return None
+        found = snapshot_repo(folder)
+        return found[0] if found else None
 
 
 def import_folder(
@@ -189,6 +193,54 @@ def installed_models(models_dir: str | os.PathLike[str]) -> list[LocalModel]:
             seen.add(model.path)
             found.append(model)
     return found
+
+
+def cached_models(cache_dir: str | os.PathLike[str] | None = None) -> list[LocalModel]:
+    """Gemma 4 checkpoints in the Hugging Face cache (what mlx-lm, mlx-vlm or `hf download`
+    fetched; `HF_HUB_CACHE` / `HF_HOME`), one per repo at the revision `main` points to,
+    named by repo id. Incomplete snapshots and other models are skipped."""
+    from mlx_model.hub import cached_snapshot, hub_cache_dir
+
+    root = Path(cache_dir) if cache_dir is not None else hub_cache_dir()
+    found: list[LocalModel] = []
+    if not root.is_dir():
+        return found
+    for storage in sorted(root.iterdir()):
+        if not storage.name.startswith("models--") or "--" not in storage.name[8:]:
+            continue
+        repo_id = storage.name[len("models--") :].replace("--", "/", 1)
+        snapshot = cached_snapshot(repo_id, cache_dir=root)
+        if snapshot is None or _model_type(snapshot) not in SUPPORTED_MODEL_TYPES:
+            continue
+        try:
+            model = validate_folder(snapshot)
+        except InvalidModelFolder:
+            continue
+        found.append(replace(model, repo_id=repo_id))
+    return found
+
+
+def available_models(
+    models_dir: str | os.PathLike[str] | None, cache_dir: str | os.PathLike[str] | None = None
+) -> list[LocalModel]:
+    """Every model the app can load: its own downloads and imports, then the Hugging Face
+    cache's Gemma 4 checkpoints (the model picker and `gemma-desk models` list these)."""
+    models = installed_models(models_dir) if models_dir is not None else []
+    seen = {m.path for m in models}
+    for model in cached_models(cache_dir):
+        if model.path not in seen:
+            seen.add(model.path)
+            models.append(model)
+    return models
+
+
+def _model_type(folder: Path) -> str:
+    try:
+        return str(
+            json.loads((folder / "config.json").read_text(encoding="utf-8")).get("model_type")
+        )
+    except (OSError, ValueError, AttributeError):
+        return ""
 
 
 def _read_links(models_dir: Path) -> list[str]:

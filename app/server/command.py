@@ -14,7 +14,9 @@ API_KEY_ENV = "GEMMA_DESK_API_KEY"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, help="checkpoint folder to serve")
+    parser.add_argument(
+        "--model", required=True, help="checkpoint folder or Hugging Face repo id (cached) to serve"
+    )
     parser.add_argument(
         "--host",
         default=DEFAULT_HOST,
@@ -33,7 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "required when --host is not a loopback address",
     )
     parser.add_argument(
-        "--model-id", default="", help="model id clients use (default: the folder's name)"
+        "--model-id",
+        default="",
+        help="model id clients use (default: the repo id or the folder's name)",
     )
     parser.add_argument(
         "--allow-folder",

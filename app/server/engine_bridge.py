@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import threading
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 from app.engine_service import EngineOutput, EngineService, JobDone, JobFailed, ServiceStatus
@@ -111,7 +110,10 @@ class RunningGeneration:
 
 
 def model_id_for(path: str | None, configured: str = "") -> str:
-    """The id clients use for the served model: the configured one or the folder's name."""
+    """The id clients use for the served model: the configured one, else the repo id or the
+    folder's name (`app.models.names.served_model_name`)."""
     if configured:
         return configured
-    return Path(path).name if path else ""
+    from app.models.names import served_model_name
+
+    return served_model_name(path) if path else ""

@@ -112,3 +112,33 @@ def fake_factory(**defaults: Any):
 def tiny_engine_options() -> dict[str, Any]:
     """Generation options that keep the real tiny model fast and deterministic."""
     return {"temperature": 0.0}
+
+
+def put_in_hub_cache(folder: Path, cache: Path, repo_id: str, commit: str = "a" * 40) -> Path:
+    """Lay `folder` out as huggingface_hub caches a download (blobs, snapshot links, refs/main)."""
+    import hashlib
+    import os
+
+    storage = cache / ("models--" + repo_id.replace("/", "--"))
+    snapshot = storage / "snapshots" / commit
+    (storage / "blobs").mkdir(parents=True, exist_ok=True)
+    snapshot.mkdir(parents=True, exist_ok=True)
+    for file in sorted(folder.iterdir()):
+        if not file.is_file():
+            continue
+        blob = storage / "blobs" / hashlib.sha256(file.read_bytes()).hexdigest()
+        blob.write_bytes(file.read_bytes())
+        os.symlink(os.path.relpath(blob, snapshot), snapshot / file.name)
+    (storage / "refs").mkdir(exist_ok=True)
+    (storage / "refs" / "main").write_text(commit)
+    return snapshot
+
+
+@pytest.fixture
+def hub_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty Hugging Face cache that huggingface_hub and `mlx_model.hub` use for this test."""
+    cache = tmp_path / "hf-home" / "hub"
+    cache.mkdir(parents=True)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    return cache
