@@ -78,9 +78,11 @@ def convert(
         _write_weights(tmp, weights, max_shard_bytes)
         del weights
         config = dict(loaded.raw_config)
-        config.pop("quantization_config", None)
-        # per-module entries use the same (mlx-vlm) names as the tensors
-        config["quantization"] = {disk_name(k): v for k, v in loaded.quantization.items()}
+        # per-module entries use the same (mlx-vlm) names as the tensors; mlx-lm and mlx-vlm
+        # write the block under both keys (transformers reads `quantization_config`)
+        quantization = {disk_name(k): v for k, v in loaded.quantization.items()}
+        config["quantization"] = quantization
+        config["quantization_config"] = dict(quantization)
         (tmp / "config.json").write_text(json.dumps(config, indent=2))
         _copy_side_files(src, tmp)
         if dst.exists():

@@ -46,6 +46,7 @@ def test_config_records_the_quantization(tiny_checkpoint_bf16, tmp_path):
     folder = convert(tiny_checkpoint_bf16, tmp_path / "q4", bits=4, group_size=32)
     config = json.loads((folder / "config.json").read_text())
     assert config["quantization"] == {"group_size": 32, "bits": 4, "mode": "affine"}
+    assert config["quantization_config"] == config["quantization"]  # as mlx-lm/mlx-vlm write
     assert config["model_type"] == "gemma4_unified"
 
 
