@@ -1,4 +1,4 @@
-"""MCP client: the user's MCP servers (stdio commands or streamable HTTP URLs) as chat tools.
+"""MCP client: the user's MCP servers (stdio commands, streamable HTTP or SSE URLs) as chat tools.
 
 `MCPManager` connects to each configured server with the official `mcp` SDK on its own
 asyncio thread, lists the server's tools and offers them as `mlx_model.tools.Tool`s (their
@@ -14,6 +14,13 @@ synchronously from the engine's function-calling loop:
 
 Tool names are the server's own; one that is already taken gets the server name in front
 (`server_tool`).
+
+A server entry may be written as other apps write it (`app.mcp_config` reads whole
+Claude Desktop / VS Code / Cursor files): `args` beside `command`, a `"type"` of `stdio`,
+`http` / `streamable-http` or `sse` (a URL ending in `/sse` means SSE when no type is
+given), `"disabled": true`. A stdio command that is not on this process's PATH (an app
+started from the Finder has a minimal one) is looked up through the user's login shell,
+whose PATH the server process then gets too (`app.shell_env`).
 """
 
 from __future__ import annotations
@@ -29,12 +36,19 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from mlx_model.tools import Tool, ToolError, ToolRegistry
 
 log = logging.getLogger(__name__)
 
 _NAME = re.compile(r"[A-Za-z_][\w-]*")
+TRANSPORTS = ("stdio", "http", "sse")
+# "type" values other apps write, to ours.
+_TRANSPORT_NAMES = {
+    "stdio": "stdio", "local": "stdio", "http": "http", "streamable-http": "http",
+    "streamable_http": "http", "streamablehttp": "http", "sse": "sse",
+}  # fmt: skip
 
 
 class MCPConfigError(ValueError):
@@ -55,12 +69,20 @@ class MCPServerConfig:
     timeout_s: float = 30.0  # per call
     connect_timeout_s: float = 30.0
     enabled: bool = True
+    kind: str = ""  # "stdio", "http" (streamable HTTP) or "sse"; "" = from command / url
 
     def validate(self) -> MCPServerConfig:
         if not self.name or not _NAME.fullmatch(self.name):
             raise MCPConfigError(f"MCP server name {self.name!r}: use letters, digits, _ or -.")
         if bool(self.command) == bool(self.url):
             raise MCPConfigError(f"MCP server {self.name!r}: give either a command or a URL.")
+        if self.kind and self.kind not in TRANSPORTS:
+            raise MCPConfigError(
+                f"MCP server {self.name!r}: type {self.kind!r} is not one of {', '.join(TRANSPORTS)}."
+            )
+        if self.kind and (self.kind == "stdio") != bool(self.command):
+            needs = "a command" if self.kind == "stdio" else "a URL"
+            raise MCPConfigError(f"MCP server {self.name!r}: type {self.kind!r} needs {needs}.")
         if self.url and not self.url.startswith(("http://", "https://")):
             raise MCPConfigError(f"MCP server {self.name!r}: the URL must start with http(s)://.")
         if self.timeout_s <= 0 or self.connect_timeout_s <= 0:
@@ -69,7 +91,12 @@ class MCPServerConfig:
 
     @property
     def transport(self) -> str:
-        return "stdio" if self.command else "http"
+        """`stdio`, `http` (streamable HTTP) or `sse`."""
+        if self.kind:
+            return self.kind
+        if self.command:
+            return "stdio"
+        return "sse" if urlsplit(self.url).path.rstrip("/").endswith("/sse") else "http"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -83,13 +110,27 @@ class MCPServerConfig:
             "timeout_s": self.timeout_s,
             "connect_timeout_s": self.connect_timeout_s,
             "enabled": self.enabled,
+            "type": self.kind,
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> MCPServerConfig:
+        """An entry in our form or as other apps write one (`args`, `type`, `disabled`)."""
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        if "command" in known:
-            known["command"] = tuple(known["command"] or ())
+        command = data.get("command") or ()
+        command = [command] if isinstance(command, str) else list(command)
+        command += list(data.get("args") or ())
+        known["command"] = tuple(str(part) for part in command)
+        kind = data.get("type", data.get("kind"))
+        if kind:
+            if str(kind).lower() not in _TRANSPORT_NAMES:
+                raise MCPConfigError(
+                    f"MCP server {data.get('name')!r}: unknown type {kind!r} "
+                    f"(use {', '.join(TRANSPORTS)})."
+                )
+            known["kind"] = _TRANSPORT_NAMES[str(kind).lower()]
+        if data.get("disabled") is True:
+            known["enabled"] = False
         return cls(**known).validate()
 
 
@@ -410,11 +451,20 @@ def _transport(config: MCPServerConfig) -> Any:
     if config.command:
         from mcp import StdioServerParameters
 
+        command, env = _stdio_command(config)
         return StdioServerParameters(
-            command=config.command[0],
-            args=list(config.command[1:]),
-            env=dict(config.env) or None,
-            cwd=config.cwd,
+            command=command, args=list(config.command[1:]), env=env or None, cwd=config.cwd
+        )
+    if config.transport == "sse":
+        from mcp.client.sse import sse_client
+
+        # The session stays open between calls (each call has its own time limit), so
+        # the stream is not given up while it is quiet.
+        return sse_client(
+            config.url,
+            headers=dict(config.headers) or None,
+            timeout=config.connect_timeout_s,
+            sse_read_timeout=24 * 3600,
         )
     if config.headers:
         import httpx2
@@ -425,6 +475,22 @@ def _transport(config: MCPServerConfig) -> Any:
             http_client=httpx2.AsyncClient(headers=config.headers, timeout=config.timeout_s),
         )
     return config.url
+
+
+def _stdio_command(config: MCPServerConfig) -> tuple[str, dict[str, str]]:
+    """The program to start and its extra environment; a program that is not on this
+    process's PATH is found through the user's login shell, and gets that PATH too."""
+    import shutil
+
+    from app.shell_env import find_program, merged_path
+
+    program, env = config.command[0], dict(config.env)
+    if shutil.which(program, path=env.get("PATH")) is None:
+        found = find_program(program)
+        if found is not None:
+            program = found
+            env.setdefault("PATH", merged_path())
+    return program, env
 
 
 def _result_value(result: Any, server: str, tool: str) -> Any:
