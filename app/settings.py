@@ -17,7 +17,8 @@ folder's database. To keep a secret out of it, write `env:NAME` instead: the key
 read from the environment variable NAME when the app connects (`Settings.remote_key()`).
 `mcp_servers` holds each MCP server in the compact form `normalize_mcp_server` gives
 (what `app.mcp_client.MCPServerConfig.from_dict` accepts, with `args` folded into
-`command` and defaults left out).
+`command` and defaults left out). It may also be given as Claude Desktop, Cursor or
+VS Code write it (`{"mcpServers": {...}}`, `{"servers": {...}}`; `app.mcp_config`).
 """
 
 from __future__ import annotations
@@ -172,6 +173,8 @@ _MCP_FIELDS: dict[str, tuple[type | tuple[type, ...], str]] = {
     "timeout_s": ((int, float), "a number of seconds"),
     "connect_timeout_s": ((int, float), "a number of seconds"),
     "enabled": (bool, "true or false"),
+    "type": (str, "stdio, http or sse"),
+    "disabled": (bool, "true or false"),
 }
 
 
@@ -221,6 +224,13 @@ def normalize_mcp_server(entry: Any) -> dict[str, Any]:
 
 
 def _normalize_mcp_servers(value: Any) -> tuple[dict[str, Any], ...]:
+    if isinstance(value, dict):  # as Claude Desktop / Cursor / VS Code write it
+        from app.mcp_config import server_entries
+
+        try:
+            value = server_entries(value)
+        except MCPConfigError as exc:
+            raise SettingsError(f"Setting 'mcp_servers': {exc}") from None
     if not isinstance(value, (list, tuple)):
         raise SettingsError(f"Setting 'mcp_servers' must be a list of servers; got {value!r}.")
     servers: list[dict[str, Any]] = []

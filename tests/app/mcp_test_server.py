@@ -2,7 +2,8 @@
 
 Tools: `add(a, b)` and `word_count(text)`. The environment variable `MCP_TEST_ON_CALL`
 makes every call misbehave: `exit` ends the process mid-call, `hang` never answers.
-`--http PORT` serves streamable HTTP on 127.0.0.1 instead of stdio.
+`--http PORT` serves streamable HTTP on 127.0.0.1 instead of stdio, `--sse PORT` the SSE
+transport (`/sse` for the event stream, `/messages/` for posts).
 """
 
 from __future__ import annotations
@@ -42,5 +43,7 @@ if __name__ == "__main__":
 
     if len(sys.argv) == 3 and sys.argv[1] == "--http":  # streamable HTTP on 127.0.0.1:PORT
         server.run("streamable-http", host="127.0.0.1", port=int(sys.argv[2]))
+    elif len(sys.argv) == 3 and sys.argv[1] == "--sse":  # SSE on 127.0.0.1:PORT/sse
+        server.run("sse", host="127.0.0.1", port=int(sys.argv[2]))
     else:
         server.run("stdio")
