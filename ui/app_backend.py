@@ -765,11 +765,13 @@ class AppBackend(Backend):
 
     def download_offer(self) -> DownloadOffer | None:
         from app.models.catalog import GEMMA_4_12B_IT, estimate_with_memory_plan, memory_plan_for
-        from app.models.download import default_models_dir
+        from mlx_model.hub import repo_storage_dir
 
         entry = GEMMA_4_12B_IT
-        models_dir = default_models_dir(self.storage.paths.root)
-        probe = models_dir if models_dir.exists() else self.storage.paths.root
+        destination = repo_storage_dir(entry.repo_id)  # the Hugging Face cache, shared with mlx-lm
+        probe = destination
+        while not probe.exists() and probe.parent != probe:
+            probe = probe.parent
         free = shutil.disk_usage(probe).free
         try:
             size = estimate_with_memory_plan(entry).stored_bytes
@@ -781,7 +783,7 @@ class AppBackend(Backend):
             size, rows, verdict, fits = 0, [], f"Memory plan unavailable: {exc}", True
         bits = entry.effective_bits
         name = f"{entry.name} ({bits}-bit when loaded)" if bits else entry.name
-        return DownloadOffer(name, entry.repo_id, size, free, str(models_dir / entry.folder_name),
+        return DownloadOffer(name, entry.repo_id, size, free, str(destination),
                              rows, verdict, fits)  # fmt: skip
 
     def start_download(self) -> None:
@@ -791,9 +793,8 @@ class AppBackend(Backend):
             DownloadFailed,
             DownloadFinished,
             DownloadProgress,
-            ModelDownloader,
-            default_models_dir,
         )
+        from app.models.hub_download import HubCacheDownloader
 
         def on_event(event) -> None:  # downloading thread; signals queue to the UI thread
             if isinstance(event, DownloadProgress):
@@ -805,9 +806,8 @@ class AppBackend(Backend):
             elif isinstance(event, DownloadCancelled):
                 self.download_finished.emit("", "Download cancelled; it resumes where it stopped.")
 
-        self._downloader = ModelDownloader(
-            GEMMA_4_12B_IT, default_models_dir(self.storage.paths.root), on_event=on_event
-        )
+        # Into the Hugging Face cache, where mlx-lm / mlx-vlm users may already have it.
+        self._downloader = HubCacheDownloader(GEMMA_4_12B_IT, on_event=on_event)
         downloader = self._downloader
 
         def run() -> None:
