@@ -10,7 +10,6 @@ import pytest
 from app.documents import BinaryFileError, DocumentTooLargeError, load_document
 from app.documents.text import html_to_text
 
-
 LEGACY_SOURCE = """# Fonctions utilitaires pour la gestion des commandes et des clients.
 # Écrit par François Lefèvre, été 2019. Révisé en décembre.
 
