@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from .tokenizer import StreamingDetokenizer, Tokenizer
 from .video import (
     DEFAULT_FPS,
     LongVideoPolicy,
+    VideoClip,
     extract_audio_track,
     format_timestamp,
     frame_features,
@@ -185,7 +186,9 @@ class Processor:
         `image_budget` (70/140/280/560/1120) applies to images without their own
         `"max_soft_tokens"` key. `long_audio` ("error" | "trim" | "split") is the policy for
         clips over 30 s unless a block carries its own `"long_audio"`; `long_video`
-        ("error" | "trim") likewise for videos over 60 s. A video block with
+        ("error" | "trim") likewise for videos over 60 s. A video block's `"video"` may also
+        be a decoded `VideoClip` (RGB frames already sampled, e.g. one segment of a long
+        video): its frames are resized and patchified for the block's budget. A video block with
         `"include_audio": True` adds its sound track as audio right after it.
         With `return_prompt=True` the expanded prompt string is returned under `"prompt"`.
         """
@@ -286,20 +289,23 @@ class Processor:
                 raise ChatFormatError("This checkpoint's tokenizer has no video token.")
             path = video_source_path(block)
             budget = validate_budget(int(block.get("max_soft_tokens", cfg.video_budget)))
-            clip = load_video(
-                path,
-                fps=float(block.get("fps", video_fps)),
-                policy=block.get("long_video", long_video),
-                transform=frame_features(
-                    budget, cfg.video_patch_size, cfg.video_pooling_kernel_size
-                ),
-            )
+            transform = frame_features(budget, cfg.video_patch_size, cfg.video_pooling_kernel_size)
+            if isinstance(path, VideoClip):  # frames already sampled (a long video's segment)
+                clip = replace(path, frames=[transform(frame) for frame in path.frames])
+                path = None
+            else:
+                clip = load_video(
+                    path,
+                    fps=float(block.get("fps", video_fps)),
+                    policy=block.get("long_video", long_video),
+                    transform=transform,
+                )
             pixels = np.stack([f.pixel_values for f in clip.frames])
             positions = np.stack([f.position_ids for f in clip.frames])
             per_frame = clip.frames[0].num_soft_tokens
             videos.append(_Video(pixels, positions, per_frame, clip.timestamps))
             out = [{"type": "video"}]
-            if block.get("include_audio"):
+            if block.get("include_audio") and path is not None:
                 clips = extract_audio_track(
                     path,
                     cfg.sampling_rate,

@@ -1,0 +1,171 @@
+"""Long videos: one-minute segments sampled by the checkpoint's rule, timestamps, sound clips,
+and the pure choice of frame rate and budget."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from app.recordings import iter_clips
+from app.recordings.video import (
+    choose_fidelity,
+    frame_tokens,
+    iter_segments,
+    long_video_content,
+    plan_segments,
+    probe_video,
+    video_tokens,
+)
+from mlx_model.processing.image import SUPPORTED_BUDGETS, resize_for_budget
+from mlx_model.processing.video import sample_indices
+from tests.app.recording_sources import write_tone_video
+
+
+@pytest.fixture(scope="module")
+def five_minute_video(tmp_path_factory):
+    return write_tone_video(tmp_path_factory.mktemp("video") / "demo.mkv", 300.0, fps=2)
+
+
+def test_segments_are_a_minute_each_sampled_by_the_clip_rule():
+    segments = plan_segments(9000, 30.0)  # 5 minutes at 30 fps
+
+    assert len(segments) == 5
+    assert [(s.start_s, s.end_s) for s in segments] == [
+        (60.0 * k, 60.0 * (k + 1)) for k in range(5)
+    ]
+    for k, segment in enumerate(segments):
+        assert np.array_equal(segment.frame_indices, 1800 * k + sample_indices(1800, 30.0, 1.0))
+    assert segments[1].timestamps[:2] == [60.0, 61.0]
+
+
+def test_a_short_last_segment_is_sampled_as_its_own_clip():
+    segments = plan_segments(int(150.5 * 24), 24.0)
+
+    assert [len(s.frame_indices) for s in segments] == [60, 60, 30]
+    assert segments[-1].end_s == pytest.approx(150.5)
+
+
+def test_five_minute_video_with_sound_goes_in_as_five_segments_with_timestamps(
+    five_minute_video, tiny_checkpoint
+):
+    from mlx_model.processing import Processor
+
+    processor = Processor.from_pretrained(tiny_checkpoint)
+    cfg = processor.config
+    info = probe_video(five_minute_video)
+    assert info.has_audio and info.duration_s == pytest.approx(300.0)
+    segments = plan_segments(info.total_frames, info.native_fps)
+    decoded = list(iter_segments(five_minute_video, segments, budget=cfg.video_budget))
+    audio = list(iter_clips(five_minute_video, clip_seconds=cfg.max_audio_seconds))
+    content = long_video_content(decoded, audio, name="demo.mkv")
+
+    out = processor.apply_chat_template(
+        [{"role": "user", "content": [*content, {"type": "text", "text": "What happens?"}]}],
+        return_prompt=True,
+    )
+
+    assert len(decoded) == 5 and len(audio) == 10
+    assert out["num_frames_per_video"].tolist() == [60] * 5
+    prompt = out["prompt"]
+    stamps = [
+        f"{m:02d}:{s:02d} {processor.tokenizer.special.boi_token}"
+        for m in range(5)
+        for s in range(60)
+    ]
+    positions = [prompt.index(stamp) for stamp in stamps]
+    assert positions == sorted(positions)
+    for k in range(5):
+        assert f"Segment {k + 1} (0{k}:00–0{k + 1}:00):" in prompt
+    assert prompt.index("Sound from 04:30:") > prompt.index("Segment 5 (04:00–05:00):")
+    assert out["input_features"].shape[0] == 10
+
+
+def test_segment_frames_are_the_seconds_they_are_stamped_with(five_minute_video):
+    segments = plan_segments(600, 2.0)
+    third = next(
+        d for d in iter_segments(five_minute_video, segments, budget=70) if d.segment.index == 2
+    )
+
+    for frame, t in zip(third.clip.frames, third.clip.timestamps, strict=True):
+        expected = 20 + 20 * (int(t) % 11)
+        assert abs(float(frame.mean()) - expected) < 8
+
+
+def test_frames_are_decoded_at_the_size_the_processor_would_use(five_minute_video):
+    info = probe_video(five_minute_video)
+    (first,) = list(
+        iter_segments(
+            five_minute_video, plan_segments(info.total_frames, info.native_fps)[:1], budget=70
+        )
+    )
+
+    frame = first.clip.frames[0]
+    original = np.zeros((info.height, info.width, 3), np.uint8)
+    assert frame.shape == resize_for_budget(original, 70).shape
+    assert resize_for_budget(frame, 70).shape == frame.shape  # resizing again changes nothing
+
+
+def test_fidelity_keeps_the_checkpoint_rate_when_it_fits():
+    per_frame = lambda budget: budget  # noqa: E731 - a square-ish frame uses its whole budget
+    total, fps = 30 * 60 * 30, 30.0  # 30 minutes at 30 fps
+    full = video_tokens(plan_segments(total, fps), 70)
+
+    choice = choose_fidelity(
+        total_frames=total,
+        native_fps=fps,
+        available_tokens=full,
+        tokens_per_frame=per_frame,
+        default_budget=70,
+        budgets=SUPPORTED_BUDGETS,
+    )
+
+    assert (choice.fps, choice.budget, choice.reduced) == (1.0, 70, False)
+
+
+def test_fidelity_lowers_the_budget_before_the_frame_rate():
+    per_frame = lambda budget: budget  # noqa: E731
+    total, fps = 10 * 60 * 25, 25.0
+    at_140 = video_tokens(plan_segments(total, fps), 140)
+    at_70 = video_tokens(plan_segments(total, fps), 70)
+
+    choice = choose_fidelity(
+        total_frames=total,
+        native_fps=fps,
+        available_tokens=at_140 - 1,
+        tokens_per_frame=per_frame,
+        default_budget=140,
+        budgets=SUPPORTED_BUDGETS,
+    )
+
+    assert (choice.fps, choice.budget, choice.tokens) == (1.0, 70, at_70)
+    assert (
+        choice.message(1.0, 140)
+        == "The video was sampled with image budget 70 instead of 140 to fit the context."
+    )
+
+
+def test_fidelity_takes_fewer_frames_then_gives_up():
+    per_frame = lambda budget: budget  # noqa: E731
+    total, fps = 60 * 60 * 30, 30.0  # an hour
+    audio = 60 * 1_520
+
+    half = choose_fidelity(
+        total_frames=total, native_fps=fps, available_tokens=300_000, tokens_per_frame=per_frame,
+        default_budget=70, budgets=SUPPORTED_BUDGETS, audio_tokens=audio,
+    )  # fmt: skip
+    none = choose_fidelity(
+        total_frames=total, native_fps=fps, available_tokens=90_000, tokens_per_frame=per_frame,
+        default_budget=70, budgets=SUPPORTED_BUDGETS, audio_tokens=audio,
+    )  # fmt: skip
+
+    assert (half.fps, half.budget) == (0.5, 70) and half.tokens <= 300_000
+    assert "1 frame every 2 s" in half.message(1.0, 70)
+    assert none is None  # describe it segment by segment
+
+
+def test_frame_tokens_follow_the_processor_resize():
+    from mlx_model.processing.image import preprocess_image
+
+    frame = np.zeros((720, 1280, 3), np.uint8)
+
+    assert frame_tokens(720, 1280, 70) == preprocess_image(frame, 70).num_soft_tokens
