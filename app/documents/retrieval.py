@@ -24,6 +24,9 @@ _STOPWORDS = """a an and are as at be but by can could did do does for from had 
 STOPWORDS = frozenset(_STOPWORDS.split())
 
 
+NEIGHBOURS = 2  # chunks on either side of a match added while the budget allows
+
+
 @dataclass(frozen=True)
 class Passage:
     """A chunk chosen for the prompt and where it ranked (0 = most relevant)."""
@@ -155,19 +158,32 @@ def fit_or_retrieve(
             Passage(d, i, 0) for d, doc in enumerate(documents) for i in range(len(doc.chunks))
         ]
     chosen: list[Passage] = []
+    taken: set[tuple[int, int]] = set()
     used_tokens = 0
-    overhead: dict[int, bool] = {}
-    for passage in ranked:
+
+    def take(passage: Passage) -> None:
+        nonlocal used_tokens
         doc = documents[passage.document]
         chunk = doc.chunks[passage.chunk]
         cost = count(f"--- {chunk.label} ---\n{chunk.text}\n") + 1
-        if passage.document not in overhead:
+        if not any(p.document == passage.document for p in chosen):
             cost += count(f"{doc.header}\n{_excerpt_note(doc)}\n{doc.footer}\n") + 8
-        if used_tokens + cost > budget_tokens:
-            continue
-        overhead[passage.document] = True
-        chosen.append(passage)
-        used_tokens += cost
+        if used_tokens + cost <= budget_tokens:
+            chosen.append(passage)
+            taken.add((passage.document, passage.chunk))
+            used_tokens += cost
+
+    for passage in ranked:
+        take(passage)
+    # Room left: the passages around the matches (a table or an argument often runs on),
+    # nearest first, around the best-ranked match first.
+    matches = list(chosen)
+    for distance in range(1, NEIGHBOURS + 1):
+        for passage in matches:
+            for index in (passage.chunk - distance, passage.chunk + distance):
+                size = len(documents[passage.document].chunks)
+                if 0 <= index < size and (passage.document, index) not in taken:
+                    take(Passage(passage.document, index, len(chosen)))
     while True:
         selection = _selection(documents, chosen, total, count, matched)
         if selection.tokens <= budget_tokens or not chosen:

@@ -79,3 +79,16 @@ def test_passages_keep_document_order_and_markers(tmp_path, count_words):
 def test_page_runs_are_written_compactly():
     assert format_pages([17, 4, 18, 19]) == "pages 4, 17–19"
     assert format_pages([3]) == "page 3"
+
+
+def test_room_left_goes_to_the_pages_around_the_match(long_pdf, count_words):
+    path, fact_page, _ = long_pdf
+    doc = load_document(path)
+    nearby = doc.chunks[fact_page - 3 : fact_page + 2]  # pages 215-219
+    budget = sum(count_words(c.text) + 10 for c in nearby) + 60
+
+    selection = fit_or_retrieve([doc], "Nightingale vault code", budget, count_words)
+
+    pages = selection.pages["manual.pdf"]
+    assert {fact_page - 1, fact_page, fact_page + 1} <= set(pages)
+    assert set(pages) <= set(range(fact_page - 2, fact_page + 3))
