@@ -78,6 +78,7 @@ class Document:
     encoding: str | None = None  # text files: the encoding it was decoded from
     files: list[str] = field(default_factory=list)  # codebase: the files included
     skipped: list[str] = field(default_factory=list)  # codebase: files left out, with why
+    _counts: dict[Any, int] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def size_label(self) -> str:
@@ -106,8 +107,14 @@ class Document:
         return render_blocks(self, self.chunks, self.images)
 
     def token_count(self, count: TokenCounter) -> int:
-        """Tokens this document takes in the prompt: its text plus its page images."""
-        return count(self.prompt_text()) + sum(image_tokens(i) for i in self.images)
+        """Tokens this document takes in the prompt: its text plus its page images.
+
+        Remembered per counter, so the chip, the plan and retrieval count a long document once.
+        """
+        if count not in self._counts:
+            text = count(self.prompt_text())
+            self._counts[count] = text + sum(image_tokens(i) for i in self.images)
+        return self._counts[count]
 
 
 def image_tokens(image: PageImage) -> int:
