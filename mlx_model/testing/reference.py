@@ -1,5 +1,5 @@
 """transformers' PyTorch Gemma 4 unified as the parity oracle: importing it beside a CPU-only
-torch, and Google's image/video attention masks built with its mask functions.
+torch, an exact float64 run, and the attention masks of each vision semantics.
 
 PyPI's torchvision wheels are CUDA builds whose compiled ops do not load next to the
 CPU torch wheel; transformers' image and video processors import torchvision but use
@@ -9,6 +9,7 @@ registers fake kernels for at import (`nms`, `qnms`) lets it import cleanly.
 
 from __future__ import annotations
 
+import types
 from typing import Any
 
 _prepared = False
@@ -30,6 +31,35 @@ def prepare_torchvision_import() -> None:
         # Keep the Library object alive: dropping it would unregister the schemas.
         globals()["_torchvision_library"] = library
     _prepared = True
+
+
+def compute_in_float64(model: Any) -> Any:
+    """Make a float64 transformers model compute in float64 throughout (in place).
+
+    Its RMSNorms upcast with `.float()` and its RoPE builds cos/sin in float32, so a float64
+    model still rounds there to float32; with both kept in the input dtype the model gives the
+    exact answer for its weights, against which float32 implementations are measured.
+    """
+    import torch
+    from transformers.models.gemma4_unified import modeling_gemma4_unified as reference
+
+    def rms_norm(self, x):
+        out = self._norm(x)
+        return out * self.weight.to(x.dtype) if self.with_scale else out
+
+    def rotary(self, x, position_ids, layer_type):
+        inv_freq = getattr(self, f"{layer_type}_inv_freq").to(torch.float64)
+        scaling = getattr(self, f"{layer_type}_attention_scaling")
+        freqs = position_ids[..., None].to(torch.float64) * inv_freq
+        emb = torch.cat((freqs, freqs), dim=-1)
+        return (emb.cos() * scaling).to(x.dtype), (emb.sin() * scaling).to(x.dtype)
+
+    for module in model.modules():
+        if isinstance(module, reference.Gemma4UnifiedRMSNorm):
+            module.forward = types.MethodType(rms_norm, module)
+        elif isinstance(module, reference.Gemma4UnifiedTextRotaryEmbedding):
+            module.forward = types.MethodType(rotary, module)
+    return model
 
 
 def vision_model_masks(model: Any, mm_token_type_ids: Any) -> dict[str, Any]:

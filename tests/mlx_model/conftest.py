@@ -16,7 +16,7 @@ import pytest
 from mlx_model.gemma4_unified import Model
 from mlx_model.loading import load_model
 from mlx_model.testing.checkpoint_factory import token_ids_of
-from mlx_model.testing.reference import vision_model_masks
+from mlx_model.testing.reference import compute_in_float64, vision_model_masks
 
 
 def load_our_model(folder: Path, **config_overrides: Any) -> Model:
@@ -25,6 +25,7 @@ def load_our_model(folder: Path, **config_overrides: Any) -> Model:
 
 
 def load_reference(folder: Path, dtype: str = "float32"):
+    """transformers' model; "float64" computes in float64 throughout (the exact answer)."""
     import torch
     from transformers import Gemma4UnifiedForConditionalGeneration
 
@@ -32,6 +33,8 @@ def load_reference(folder: Path, dtype: str = "float32"):
     model = Gemma4UnifiedForConditionalGeneration.from_pretrained(
         folder, dtype=getattr(torch, dtype)
     )
+    if dtype == "float64":
+        compute_in_float64(model)
     return model.eval()
 
 
@@ -61,6 +64,11 @@ def tiny_checkpoint_causal(tiny_checkpoint: Path, tmp_path_factory: pytest.TempP
 @pytest.fixture(scope="session")
 def hf_model(tiny_checkpoint: Path):
     return load_reference(tiny_checkpoint)
+
+
+@pytest.fixture(scope="session")
+def hf_model_f64(tiny_checkpoint: Path):
+    return load_reference(tiny_checkpoint, "float64")
 
 
 @pytest.fixture(scope="session")
