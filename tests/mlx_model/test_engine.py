@@ -19,6 +19,8 @@ from mlx_model.events import (
 )
 from mlx_model.testing.checkpoint_factory import token_ids_of
 
+from .conftest import reference_logits
+
 GREEDY = {"temperature": 0.0}
 
 
@@ -35,17 +37,6 @@ def _fresh(engine):
     engine.token_override = None
 
 
-@pytest.fixture(scope="module")
-def hf_model(tiny_checkpoint):
-    import torch
-    from transformers import Gemma4UnifiedForConditionalGeneration
-
-    torch.set_num_threads(2)
-    return Gemma4UnifiedForConditionalGeneration.from_pretrained(
-        tiny_checkpoint, dtype=torch.float32
-    ).eval()
-
-
 def _image(seed=0, size=(48, 80)):
     from PIL import Image
 
@@ -54,16 +45,19 @@ def _image(seed=0, size=(48, 80)):
 
 
 def _reference_greedy(hf_model, inputs, max_new_tokens, eos_ids):
-    import torch
-
-    tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in inputs.items()}
-    out = hf_model.generate(
-        **tensors, max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=sorted(eos_ids)
-    )
-    new = out[0, tensors["input_ids"].shape[1] :].tolist()
-    for i, token in enumerate(new):
+    """transformers' greedy decoding, the whole sequence each step, with Google's image/video
+    attention (its `generate` with a dynamic cache applies its forward-path semantics)."""
+    step = dict(inputs)
+    new: list[int] = []
+    for _ in range(max_new_tokens):
+        token = int(reference_logits(hf_model, step)[0, -1].argmax())
+        new.append(token)
         if token in eos_ids:
-            return new[: i + 1]
+            break
+        step["input_ids"] = np.concatenate([step["input_ids"], [[token]]], axis=1)
+        step["mm_token_type_ids"] = np.concatenate(
+            [step["mm_token_type_ids"], np.zeros((1, 1), np.int64)], axis=1
+        )
     return new
 
 
@@ -74,7 +68,7 @@ TEXT_MESSAGES = [
 
 
 @pytest.mark.parametrize("with_image", [False, True], ids=["text", "image"])
-def test_greedy_generation_equals_transformers_generate(engine, hf_model, with_image):
+def test_greedy_generation_equals_transformers_greedy_decoding(engine, hf_model, with_image):
     messages = TEXT_MESSAGES
     if with_image:  # a 70-token image: longer than the sliding window and the prefill chunk
         messages = [
