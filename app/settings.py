@@ -59,6 +59,8 @@ class Settings:
     precision: Precision = "auto"  # "auto": as stored in the checkpoint
     context_length: int = 8192  # tokens of KV cache to plan for
     kv_cache_bits: int | None = None  # None = full precision KV cache; 4 or 8 quantize it
+    # Render with the checkpoint's own chat template even when it is an outdated Gemma 4 one
+    use_checkpoint_template: bool = False
     # Generation (None = the checkpoint's generation_config.json default)
     temperature: float | None = None
     top_p: float | None = None
@@ -105,7 +107,12 @@ class Settings:
     def load_options(self) -> dict[str, Any]:
         """Keyword options for `Engine.load` (via `EngineService.load_model`)."""
         bits = {"8bit": 8, "4bit": 4}.get(self.precision)
-        return {"bits": bits, "context_length": self.context_length, "kv_bits": self.kv_cache_bits}
+        return {
+            "bits": bits,
+            "context_length": self.context_length,
+            "kv_bits": self.kv_cache_bits,
+            "use_checkpoint_template": self.use_checkpoint_template,
+        }
 
     def sampling_overrides(self) -> dict[str, Any]:
         """The sampling fields the user set (for `SamplingOptions.replace`), None ones left out."""

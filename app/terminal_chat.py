@@ -77,6 +77,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int)
     parser.add_argument("--bits", type=int, choices=[4, 8])
     parser.add_argument("--context", type=int)
+    parser.add_argument(
+        "--use-checkpoint-template",
+        action="store_true",
+        help="render with the checkpoint's own chat template even when it is an outdated "
+        "Gemma 4 one (default: Google's canonical chat format)",
+    )
 
 
 def run(

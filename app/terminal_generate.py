@@ -32,6 +32,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bits", type=int, choices=[4, 8], help="quantize the weights on load")
     parser.add_argument("--context", type=int, help="context length to plan for (tokens)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(
+        "--use-checkpoint-template",
+        action="store_true",
+        help="render with the checkpoint's own chat template even when it is an outdated "
+        "Gemma 4 one (default: Google's canonical chat format)",
+    )
 
 
 def user_message(
@@ -62,6 +68,8 @@ def load_engine(args: argparse.Namespace):
         options["bits"] = args.bits
     if getattr(args, "context", None):
         options["context_length"] = args.context
+    if getattr(args, "use_checkpoint_template", False):
+        options["use_checkpoint_template"] = True
     return Engine.load(resolve_checkpoint(args.model), **options)
 
 

@@ -201,6 +201,7 @@ class Engine:
         group_size: int = 64,
         embedding_bits: int | None = None,
         progress: Callable[[float, str], None] | None = None,
+        use_checkpoint_template: bool = False,
         **plan_options: Any,
     ) -> Engine:
         """Plan memory, load the checkpoint folder and its processor, return a ready engine.
@@ -210,6 +211,8 @@ class Engine:
         fit raises `MemoryPlanError` proposing what would. `apply_limits` sets MLX's memory
         limits from the plan (the app does; tests sharing a process may not want to).
         `progress(fraction, message)` is told each step (for the app's load bar).
+        `use_checkpoint_template` renders with the checkpoint's own chat template even when it
+        is a known outdated Gemma 4 one (default: Google's canonical format then).
         """
 
         def report(fraction: float, message: str) -> None:
@@ -243,7 +246,7 @@ class Engine:
             path, bits=bits, group_size=group_size, embedding_bits=embedding_bits, dtype=dtype
         )
         report(0.9, "Loading the tokenizer and processors")
-        processor = Processor.from_pretrained(path)
+        processor = Processor.from_pretrained(path, use_checkpoint_template=use_checkpoint_template)
         generation_config = read_generation_config(path)
         model_config = _read_json(path / "config.json")
         return cls(
@@ -453,9 +456,11 @@ class Engine:
         yield Finished(stats=stats, token_ids=tuple(all_tokens))
 
         if settle_cache and entry is not None and stats.stop_reason != "cancelled":
-            self._settle(
-                entry, conversation + appended[-1:], schemas, enable_thinking, image_budget
-            )
+            reply = appended[-1:]
+            if reply and not reply[0].get("tool_calls"):
+                # The next prompt has a user message after this reply: its thought is dropped.
+                reply = [{k: v for k, v in reply[0].items() if k != "reasoning_content"}]
+            self._settle(entry, conversation + reply, schemas, enable_thinking, image_budget)
 
     # -- rendering ------------------------------------------------------------------------------
 

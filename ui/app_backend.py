@@ -70,7 +70,13 @@ TRANSCRIBE_PROMPT = (
 )
 PRECISION_BITS = {"auto": None, "bf16": None, "8bit": 8, "4bit": 4}
 SETTING_SECTIONS = {
-    "Model": ("model_path", "precision", "context_length", "kv_cache_bits"),
+    "Model": (
+        "model_path",
+        "precision",
+        "context_length",
+        "kv_cache_bits",
+        "use_checkpoint_template",
+    ),
     "Generation": (
         "temperature",
         "top_p",
@@ -91,6 +97,7 @@ SETTING_SECTIONS = {
 }
 SETTING_LABELS = {
     "model_path": "Model folder", "kv_cache_bits": "KV cache bits (empty: full precision)",
+    "use_checkpoint_template": "Use the checkpoint's own chat template",
     "top_p": "Top-p", "top_k": "Top-k", "min_p": "Min-p", "max_tokens": "Maximum answer tokens",
     "thinking": "Let the model think first", "vision_budget": "Default image detail (tokens)",
     "mic_device": "Microphone", "camera_device": "Camera", "server_enabled": "Local API server",
@@ -113,6 +120,9 @@ SETTING_HELP = {
     "to a server that is not trusted.",
     "dictation_mode": "Push-to-talk puts a transcript in the message field instead of "
     "attaching the recording.",
+    "use_checkpoint_template": "Off: a checkpoint that ships an outdated Gemma 4 chat template "
+    "is talked to in Google's current format. On: its own template is used as it is. Applies "
+    "when the model is next loaded.",
 }
 APPROVAL_TIMEOUT_S = 300.0  # an unanswered tool approval counts as "no"
 
@@ -668,7 +678,9 @@ class AppBackend(Backend):
     def _load_local(self, path: str) -> None:
         s = self.settings
         options = {"bits": PRECISION_BITS.get(s.precision), "context_length": s.context_length,
-                   "kv_bits": s.kv_cache_bits, **self.load_options}  # fmt: skip
+                   "kv_bits": s.kv_cache_bits,
+                   "use_checkpoint_template": s.use_checkpoint_template,
+                   **self.load_options}  # fmt: skip
         job = self.service.load_model(path, **options)
         self._load_jobs.add(job.id)
         self.status = ModelStatus("loading", Path(path).name, "", str(path))

@@ -58,6 +58,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--context-length", type=int, default=None, help="tokens of KV cache to plan for"
     )
+    parser.add_argument(
+        "--use-checkpoint-template",
+        action="store_true",
+        help="render with the checkpoint's own chat template even when it is an outdated "
+        "Gemma 4 one (default: Google's canonical chat format)",
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
@@ -92,6 +98,8 @@ def run(args: argparse.Namespace) -> int:
     service = EngineService()
     try:
         options = {} if args.context_length is None else {"context_length": args.context_length}
+        if args.use_checkpoint_template:
+            options["use_checkpoint_template"] = True
         print(f"Loading {args.model} ...", file=sys.stderr)
         job = service.load_model(args.model, **options)
         job.wait()

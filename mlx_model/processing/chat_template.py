@@ -1,20 +1,30 @@
 """Chat-template selection and rendering (the Gemma 4 turn format).
 
-The checkpoint's own `chat_template.jinja` wins, then a `chat_template` in its
-`tokenizer_config.json`, then our `chat_template.jinja` beside this file, which renders
-the published format. Rendering uses the same Jinja sandbox settings as transformers
-(`trim_blocks`, `lstrip_blocks`, `loopcontrols`, its `tojson`), so a template renders
-the same text here as under `AutoProcessor.apply_chat_template`.
+Which template renders a checkpoint's conversations (`select_chat_template`):
+
+- ours (`chat_template.jinja` beside this file), which renders Google's canonical Gemma 4
+  chat format (2026-07-09) byte for byte, when the checkpoint ships no template, ships
+  Google's canonical one, or ships a known outdated Gemma 4 template (identified by the
+  sha256 of its text as shipped; logged once);
+- the checkpoint's own (`chat_template.jinja`, else `chat_template` in `tokenizer_config.json`)
+  when it is anything else (a fine-tune's own format), or when the caller forces it
+  (`use_checkpoint_template=True`, the `--use-checkpoint-template` flag).
+
+Nothing is written into the model folder. Rendering uses the same Jinja sandbox settings as
+transformers (`trim_blocks`, `lstrip_blocks`, `loopcontrols`, its `tojson`), so a template
+renders the same text here as under `AutoProcessor.apply_chat_template`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-from dataclasses import asdict, is_dataclass
+import logging
+from dataclasses import asdict, dataclass, is_dataclass
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import jinja2
 import jinja2.ext
@@ -22,22 +32,51 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from .errors import ChatFormatError
 
+log = logging.getLogger(__name__)
+
 DEFAULT_TEMPLATE_PATH = Path(__file__).with_name("chat_template.jinja")
 _REASONING_FIELDS = ("reasoning_content", "thinking", "reasoning")
 
+# sha256 of Google's canonical Gemma 4 chat template (google/gemma-4-{12B,26B-A4B,31B}-it,
+# published 2026-07-09, 18,683 bytes).
+CANONICAL_TEMPLATE_SHA256 = "ae53464bf3be25802b3a5b37def7fd89667067d7577049b3b2d74c4d8de4c6d4"
+# Earlier Gemma 4 templates still shipped by some conversions (mlx-community's among them).
+STALE_TEMPLATE_SHA256 = {
+    "94899c0f917d93f6fe81c95744d1e8ddab2d21d39228d2e4aec1fb2a25bff413": "2026-04-30",
+    "36e3a42e5cf14cd0020e72d92e1fdd9970f59b82170e421f0cbe1bb42bead3f0": "2026-05-28",
+}
+_logged_stale: set[str] = set()
+
+TemplateSource = Literal["ours", "checkpoint"]
+
+
+@dataclass(frozen=True)
+class ChatTemplateChoice:
+    """The template that renders a checkpoint's conversations, and why."""
+
+    text: str
+    source: TemplateSource
+    reason: Literal["absent", "canonical", "stale", "custom", "forced"]
+    checkpoint_sha256: str | None = None  # of the checkpoint's template as shipped
+
 
 def default_chat_template() -> str:
-    """Our template for the published Gemma 4 format."""
+    """Our template: Google's canonical Gemma 4 chat format."""
     return DEFAULT_TEMPLATE_PATH.read_text(encoding="utf-8")
 
 
-def load_chat_template(
+def template_sha256(text: str | bytes) -> str:
+    """sha256 of a template's text as shipped (UTF-8)."""
+    return hashlib.sha256(text.encode("utf-8") if isinstance(text, str) else text).hexdigest()
+
+
+def checkpoint_chat_template(
     checkpoint: str | Path, tokenizer_config: dict[str, Any] | None = None
-) -> str:
-    """The template a checkpoint asks for: its `chat_template.jinja`, its tokenizer config's, else ours."""
+) -> str | None:
+    """The template a checkpoint ships: its `chat_template.jinja`, else its tokenizer config's."""
     path = Path(checkpoint) / "chat_template.jinja"
     if path.is_file():
-        return path.read_text(encoding="utf-8")
+        return path.read_bytes().decode("utf-8")
     template = (tokenizer_config or {}).get("chat_template")
     if isinstance(template, str) and template.strip():
         return template
@@ -45,7 +84,48 @@ def load_chat_template(
         for entry in template:
             if isinstance(entry, dict) and entry.get("name") == "default":
                 return entry["template"]
-    return default_chat_template()
+    return None
+
+
+def select_chat_template(
+    checkpoint: str | Path,
+    tokenizer_config: dict[str, Any] | None = None,
+    *,
+    use_checkpoint_template: bool = False,
+) -> ChatTemplateChoice:
+    """Choose the template for a checkpoint (see the module docstring)."""
+    shipped = checkpoint_chat_template(checkpoint, tokenizer_config)
+    if shipped is None:
+        return ChatTemplateChoice(default_chat_template(), "ours", "absent")
+    sha = template_sha256(shipped)
+    if use_checkpoint_template:
+        return ChatTemplateChoice(shipped, "checkpoint", "forced", sha)
+    if sha == CANONICAL_TEMPLATE_SHA256:
+        return ChatTemplateChoice(default_chat_template(), "ours", "canonical", sha)
+    if sha in STALE_TEMPLATE_SHA256:
+        if sha not in _logged_stale:
+            _logged_stale.add(sha)
+            log.warning(
+                "%s ships an outdated Gemma 4 chat template (%s, sha256 %s...); using Google's "
+                "canonical chat format instead (--use-checkpoint-template keeps the checkpoint's)",
+                checkpoint,
+                STALE_TEMPLATE_SHA256[sha],
+                sha[:8],
+            )
+        return ChatTemplateChoice(default_chat_template(), "ours", "stale", sha)
+    return ChatTemplateChoice(shipped, "checkpoint", "custom", sha)
+
+
+def load_chat_template(
+    checkpoint: str | Path,
+    tokenizer_config: dict[str, Any] | None = None,
+    *,
+    use_checkpoint_template: bool = False,
+) -> str:
+    """The text of `select_chat_template`'s choice."""
+    return select_chat_template(
+        checkpoint, tokenizer_config, use_checkpoint_template=use_checkpoint_template
+    ).text
 
 
 def _raise_exception(message: str) -> None:

@@ -55,7 +55,7 @@ def format_argument(value: Any, escape_keys: bool = True, escape: str = '<|"|>')
     if isinstance(value, (list, tuple)):
         return "[" + ",".join(format_argument(v, escape_keys, escape) for v in value) + "]"
     if value is None:
-        return "None"  # what Jinja prints for none; the parser reads None and null
+        return "null"  # as the template renders none; the parser reads null and None
     if isinstance(value, float) and not math.isfinite(value):
         raise ValueError("Tool-call numbers must be finite.")
     return str(value)

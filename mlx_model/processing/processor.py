@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from .audio import AudioFeatures, LongAudioPolicy, batch_features, frame_audio, load_audio
-from .chat_template import load_chat_template, render_chat_template
+from .chat_template import ChatTemplateChoice, render_chat_template, select_chat_template
 from .errors import ChatFormatError, UnsupportedMediaError
 from .image import SUPPORTED_BUDGETS, ImageFeatures, preprocess_image, validate_budget
 from .output_parser import OutputParser
@@ -118,21 +118,37 @@ class _Video:
 class Processor:
     """Turns chat messages with media into `input_ids`, `pixel_values`, `input_features`, ..."""
 
-    def __init__(self, tokenizer: Tokenizer, config: ProcessorConfig, chat_template: str):
+    def __init__(
+        self,
+        tokenizer: Tokenizer,
+        config: ProcessorConfig,
+        chat_template: str,
+        template_choice: ChatTemplateChoice | None = None,
+    ):
         self.tokenizer = tokenizer
         self.config = config
         self.chat_template = chat_template
+        self.template_choice = template_choice
         s = tokenizer.special
         self.image_token_id = tokenizer.require_id(s.image_token)
         self.video_token_id = tokenizer.token_to_id(s.video_token)
         self.audio_token_id = tokenizer.token_to_id(s.audio_token)
 
     @classmethod
-    def from_pretrained(cls, path: str | Path) -> Processor:
-        """Load tokenizer, preprocessing configs and chat template from a checkpoint folder."""
+    def from_pretrained(
+        cls, path: str | Path, *, use_checkpoint_template: bool = False
+    ) -> Processor:
+        """Load tokenizer, preprocessing configs and chat template from a checkpoint folder.
+
+        The chat template is Google's canonical Gemma 4 format unless the checkpoint ships a
+        template of its own that is not a known outdated Gemma 4 one, or
+        `use_checkpoint_template` forces the checkpoint's (see `select_chat_template`).
+        """
         tokenizer = Tokenizer.from_pretrained(path)
-        template = load_chat_template(path, tokenizer.config)
-        return cls(tokenizer, ProcessorConfig.from_pretrained(path), template)
+        choice = select_chat_template(
+            path, tokenizer.config, use_checkpoint_template=use_checkpoint_template
+        )
+        return cls(tokenizer, ProcessorConfig.from_pretrained(path), choice.text, choice)
 
     # -- conveniences for the engine ---------------------------------------------------
 
@@ -157,6 +173,7 @@ class Processor:
         add_generation_prompt: bool = True,
         enable_thinking: bool = False,
         tools: list[dict[str, Any]] | None = None,
+        preserve_thinking: bool = False,
     ) -> str:
         """The prompt text with one unexpanded placeholder per media item."""
         return render_chat_template(
@@ -166,6 +183,7 @@ class Processor:
             add_generation_prompt=add_generation_prompt,
             enable_thinking=enable_thinking,
             special_tokens=self.tokenizer.special_tokens_map(),
+            preserve_thinking=preserve_thinking,
         )
 
     def apply_chat_template(
@@ -180,6 +198,7 @@ class Processor:
         long_video: LongVideoPolicy = "error",
         video_fps: float = DEFAULT_FPS,
         return_prompt: bool = False,
+        preserve_thinking: bool = False,
     ) -> dict[str, Any]:
         """Messages (Hugging Face chat shape) -> dict of NumPy arrays with transformers' key names.
 
@@ -191,6 +210,7 @@ class Processor:
         video): its frames are resized and patchified for the block's budget. A video block with
         `"include_audio": True` adds its sound track as audio right after it.
         With `return_prompt=True` the expanded prompt string is returned under `"prompt"`.
+        `preserve_thinking` keeps the thoughts of earlier tool-calling model turns.
         """
         default_budget = (
             validate_budget(image_budget) if image_budget is not None else self.config.image_budget
@@ -217,7 +237,9 @@ class Processor:
                 message = {**message, "content": blocks}
             rendered_messages.append(message)
 
-        prompt = self.render(rendered_messages, add_generation_prompt, enable_thinking, tools)
+        prompt = self.render(
+            rendered_messages, add_generation_prompt, enable_thinking, tools, preserve_thinking
+        )
         prompt = self._expand(prompt, images, videos, audios)
         bos = self.tokenizer.special.bos_token
         input_ids = self.tokenizer.encode(prompt, add_special_tokens=not prompt.startswith(bos))

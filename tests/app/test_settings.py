@@ -118,7 +118,12 @@ def test_reset_restores_defaults(tmp_path: Path) -> None:
 
 def test_load_and_sampling_options_follow_the_settings() -> None:
     s = Settings(precision="4bit", context_length=4096, kv_cache_bits=8, temperature=0.2, seed=3)
-    assert s.load_options() == {"bits": 4, "context_length": 4096, "kv_bits": 8}
+    assert s.load_options() == {
+        "bits": 4,
+        "context_length": 4096,
+        "kv_bits": 8,
+        "use_checkpoint_template": False,
+    }
     assert s.sampling_overrides() == {"temperature": 0.2, "seed": 3}
 
 

@@ -104,3 +104,32 @@ def test_chat_shows_thinking_dimmed_on_a_terminal(tiny_checkpoint, monkeypatch):
     args = _chat_args(tiny_checkpoint, "--think")
     terminal_chat.run(args, stdin=io.StringIO("Hello\n/exit\n"), stdout=out)
     assert f"{terminal_chat.DIM}hmm{terminal_chat.RESET}\nyes" in out.getvalue()
+
+
+def test_generate_uses_the_canonical_format_unless_told_to_keep_an_outdated_template(
+    tiny_checkpoint, tmp_path, monkeypatch, capsys
+):
+    import hashlib
+
+    from mlx_model.processing import chat_template
+
+    outdated = (
+        "{{ bos_token }}<|turn>user\n{{ messages[0]['content'] }}<turn|>\n<|turn>model\n{# old #}"
+    )
+    for item in tiny_checkpoint.iterdir():
+        (tmp_path / item.name).symlink_to(item)
+    (tmp_path / "chat_template.jinja").unlink()
+    (tmp_path / "chat_template.jinja").write_text(outdated)
+    sha = hashlib.sha256(outdated.encode()).hexdigest()
+    monkeypatch.setitem(chat_template.STALE_TEMPLATE_SHA256, sha, "2026-05-28")
+    base = ["generate", "--model", str(tmp_path), "--prompt", "Hello", "--max-tokens", "1",
+            "--temperature", "0", "--json"]  # fmt: skip
+    assert main(base) == 0
+    canonical = json.loads(capsys.readouterr().out)["stats"]["prefilled_tokens"]
+    assert main([*base, "--use-checkpoint-template"]) == 0
+    own = json.loads(capsys.readouterr().out)["stats"]["prefilled_tokens"]
+    # the canonical prompt ends with the empty thought channel the outdated one lacks
+    from mlx_model.processing import Tokenizer
+
+    channel = Tokenizer.from_pretrained(tiny_checkpoint).encode("<|channel>thought\n<channel|>")
+    assert canonical == own + len(channel)
