@@ -49,7 +49,13 @@ from .prompt_cache import (
     block_safe_length,
     prompt_keys,
 )
-from .sampling import SamplingOptions, choose_token, make_token_sampler, seed_random
+from .sampling import (
+    SamplingOptions,
+    TokenSuppressor,
+    choose_token,
+    make_token_sampler,
+    seed_random,
+)
 from .tools import Tool, ToolRegistry, tool_from_function
 
 ContextPolicy = Literal["error", "drop_oldest"]
@@ -150,6 +156,7 @@ class Engine:
         kv_bits: int | None = None,
         plan: Any = None,
         memory_guard: Any = None,
+        suppress_tokens: Sequence[int] | None = None,
     ):
         self.model = model
         self.processor = processor
@@ -168,6 +175,8 @@ class Engine:
         self.plan = plan
         self.memory_guard = memory_guard
         self.vocab_size = int(text_config.vocab_size)
+        # The checkpoint's `suppress_tokens`, masked out of every token choice (first included).
+        self.token_suppressor = TokenSuppressor(suppress_tokens or (), self.vocab_size)
         self.prompt_cache = PromptCacheStore(
             lambda: model.make_cache(kv_bits=kv_bits),
             max_entries=max_cached_conversations,
@@ -222,7 +231,7 @@ class Engine:
         from .loading import load_model
         from .memory_plan import apply_memory_limits, plan_memory, read_checkpoint_config
         from .processing import Processor
-        from .sampling import eos_token_ids, read_generation_config
+        from .sampling import eos_token_ids, read_generation_config, suppress_token_ids
 
         path = Path(path)
         report(0.0, "Planning memory")
@@ -262,6 +271,7 @@ class Engine:
             kv_bits=kv_bits,
             plan=plan,
             memory_guard=guard,
+            suppress_tokens=suppress_token_ids(generation_config),
         )
 
     # -- public surface -----------------------------------------------------------------------
@@ -609,7 +619,10 @@ class Engine:
             turn.decode_s = time.perf_counter() - turn.first_token_at
 
     def _choose(self, logits, history, sampler, processors, generated) -> mx.array:
-        y = choose_token(logits[:, -1, :], history, sampler, processors)
+        last = logits[:, -1, :]
+        if self.token_suppressor:
+            last = self.token_suppressor.apply(last)
+        y = choose_token(last, history, sampler, processors)
         if self.token_override is not None:
             forced = self.token_override(list(generated))
             if forced is not None:

@@ -4,6 +4,7 @@
 Gemma 4 model card: temperature 1.0, top-p 0.95, top-k 64); `options.replace(...)` applies a
 request's overrides; `make_token_sampler(options)` turns them into mlx-lm's sampler and
 logits processors. Temperature 0 (or `do_sample: false` in the checkpoint) is greedy.
+`TokenSuppressor` masks the checkpoint's `suppress_tokens` before any sampler sees the logits.
 """
 
 from __future__ import annotations
@@ -93,6 +94,50 @@ def read_generation_config(path: str | Path) -> dict[str, Any]:
         return {}
     with open(file, encoding="utf-8") as f:
         return json.load(f)
+
+
+def suppress_token_ids(generation_config: dict[str, Any]) -> list[int]:
+    """The ids `generation_config.json` says never to generate (`suppress_tokens`)."""
+    value = generation_config.get("suppress_tokens")
+    if value is None:
+        return []
+    if isinstance(value, int):
+        value = [value]
+    if not isinstance(value, list) or not all(
+        isinstance(v, int) and not isinstance(v, bool) for v in value
+    ):
+        raise ValueError(
+            f"generation_config.json: `suppress_tokens` must be a list of ids, got {value!r}"
+        )
+    return sorted(set(value))
+
+
+class TokenSuppressor:
+    """A logits processor that makes the given token ids impossible (-inf), as transformers'
+    `SuppressTokensLogitsProcessor`, vLLM and llama.cpp do for `suppress_tokens`.
+
+    Built once per checkpoint; works on logits `[..., vocab]` of any dtype (the result is
+    float32) in every sampling mode, greedy included, and in any path that scores tokens
+    (a speculative verifier included). Call it as an mlx-lm logits processor
+    (`processor(tokens, logits)`) or with `apply(logits)`.
+    """
+
+    def __init__(self, token_ids: Sequence[int], vocab_size: int):
+        ids = sorted({int(t) for t in token_ids if 0 <= int(t) < vocab_size})
+        self.token_ids: tuple[int, ...] = tuple(ids)
+        mask = mx.zeros((vocab_size,), dtype=mx.float32)
+        if ids:
+            mask[mx.array(ids)] = -mx.inf
+        self._mask = mask
+
+    def __bool__(self) -> bool:
+        return bool(self.token_ids)
+
+    def apply(self, logits: mx.array) -> mx.array:
+        return logits.astype(mx.float32) + self._mask
+
+    def __call__(self, tokens: mx.array | None, logits: mx.array) -> mx.array:
+        return self.apply(logits)
 
 
 def eos_token_ids(generation_config: dict[str, Any], model_config: dict[str, Any]) -> set[int]:

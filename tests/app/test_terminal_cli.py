@@ -133,3 +133,24 @@ def test_generate_uses_the_canonical_format_unless_told_to_keep_an_outdated_temp
 
     channel = Tokenizer.from_pretrained(tiny_checkpoint).encode("<|channel>thought\n<channel|>")
     assert canonical == own + len(channel)
+
+
+def test_generate_never_emits_a_token_the_generation_config_suppresses(
+    tiny_checkpoint, greedy_reference, tmp_path, capsys
+):
+    """The checkpoint suppresses the token greedy decoding would emit first."""
+    first = greedy_reference.token_ids[0]
+    for item in tiny_checkpoint.iterdir():
+        if item.name != "generation_config.json":
+            (tmp_path / item.name).symlink_to(item)
+    generation = json.loads((tiny_checkpoint / "generation_config.json").read_text())
+    (tmp_path / "generation_config.json").write_text(
+        json.dumps({**generation, "suppress_tokens": [first]})
+    )
+    prompt = ["--prompt", "Hello, how are you today?", "--max-tokens", "6", "--json"]
+    assert main(["generate", "--model", str(tmp_path), *prompt, "--temperature", "0"]) == 0
+    greedy = json.loads(capsys.readouterr().out)["token_ids"]
+    assert greedy[0] != first and first not in greedy
+    for seed in range(3):  # the checkpoint's own sampling settings
+        assert main(["generate", "--model", str(tmp_path), *prompt, "--seed", str(seed)]) == 0
+        assert first not in json.loads(capsys.readouterr().out)["token_ids"]

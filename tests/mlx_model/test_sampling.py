@@ -10,10 +10,12 @@ import pytest
 from mlx_model.sampling import (
     MODEL_CARD_DEFAULTS,
     SamplingOptions,
+    TokenSuppressor,
     choose_token,
     eos_token_ids,
     make_token_sampler,
     seed_random,
+    suppress_token_ids,
 )
 
 
@@ -97,3 +99,45 @@ def test_repetition_penalty_demotes_recent_tokens():
     logits = _logits([1.0, 2.0, 1.5])
     assert choose_token(logits, [], sampler, processors).item() == 1
     assert choose_token(logits, [1], sampler, processors).item() == 2
+
+
+def test_suppress_tokens_are_read_from_the_generation_config():
+    assert suppress_token_ids({"suppress_tokens": [7, 3, 7]}) == [3, 7]
+    assert suppress_token_ids({"suppress_tokens": 5}) == [5]
+    assert suppress_token_ids({}) == [] == suppress_token_ids({"suppress_tokens": None})
+    with pytest.raises(ValueError, match="suppress_tokens"):
+        suppress_token_ids({"suppress_tokens": ["<eos>"]})
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        SamplingOptions(temperature=0.0),
+        SamplingOptions(temperature=1.0, top_p=1.0, top_k=0),
+        SamplingOptions(temperature=2.0, top_k=3, top_p=1.0),
+        SamplingOptions(temperature=1.0, top_p=0.5, top_k=0),
+        SamplingOptions(temperature=1.0, min_p=0.2, top_k=0, top_p=1.0),
+        SamplingOptions(temperature=1.0, repetition_penalty=1.3),
+    ],
+    ids=["greedy", "plain", "top_k", "top_p", "min_p", "repetition_penalty"],
+)
+def test_suppressed_tokens_are_never_chosen_in_any_sampling_mode(options):
+    vocab = 32
+    logits = mx.zeros((1, vocab)) + mx.arange(vocab) * 0.01
+    logits[0, 5] = 9.0  # the suppressed ids are by far the likeliest
+    logits[0, 9] = 8.5
+    suppressor = TokenSuppressor([5, 9, 999], vocab)
+    assert suppressor.token_ids == (5, 9)  # ids outside the vocabulary are ignored
+    sampler, processors = make_token_sampler(options, vocab)
+    seed_random(0)
+    unsuppressed = {
+        int(choose_token(logits, [1, 2], sampler, processors).item()) for _ in range(50)
+    }
+    assert unsuppressed & {5, 9}
+    chosen = {
+        int(choose_token(suppressor.apply(logits), [1, 2], sampler, processors).item())
+        for _ in range(200)
+    }
+    assert not chosen & {5, 9}
+    as_processor = choose_token(logits, mx.array([1]), sampler, [suppressor, *processors])
+    assert int(as_processor.item()) not in (5, 9)
