@@ -580,7 +580,7 @@ class Engine:
             yield PrefillProgress(done=total, total=total)
         turn.prefill_s = time.perf_counter() - t0
 
-        output = _OutputParser(self.processor, prompt.text, stop)
+        output = _OutputParser(self.processor, prompt.ids, stop)
         history = mx.array(prompt.ids.astype(np.int32)) if processors else None
         generated: list[int] = []
         y = self._choose(logits, history, sampler, processors, generated)
@@ -722,12 +722,14 @@ class _OutputParser:
     """Generated ids -> answer/thinking/tool-call events, with stop strings and stop reason.
 
     Wraps the processor's streaming detokenizer and incremental `OutputParser`; adds the
-    caller's stop strings (answer text is held back while it could still become one).
+    caller's stop strings (answer text is held back while it could still become one). Only
+    control token ids are markers: text the model spelled with ordinary tokens is fed as plain.
     """
 
-    def __init__(self, processor: Any, prompt_text: str | None, stop: list[str]):
+    def __init__(self, processor: Any, prompt: Any, stop: list[str]):
         self._detok = processor.detokenizer()
-        self._parser = processor.output_parser(prompt_text)
+        self._parser = processor.output_parser(prompt)
+        self._control = processor.tokenizer.special_ids
         self._stop = [s for s in stop if s]
         self._held = ""
         self.text = ""
@@ -738,7 +740,14 @@ class _OutputParser:
     def feed(self, token_id: int) -> list[EngineEvent]:
         if self.stop_reason is not None:
             return []
-        events = self._convert(self._parser.feed(self._detok.add_token(token_id)))
+        delta = self._detok.add_token(token_id)
+        control = self._control.get(token_id)
+        if control is not None and delta.endswith(control):
+            parsed = self._parser.feed(delta[: -len(control)], plain=True)
+            parsed += self._parser.feed(control)
+        else:
+            parsed = self._parser.feed(delta, plain=True)
+        events = self._convert(parsed)
         if self.stop_reason is None and self._parser.stop_reason is not None:
             self.stop_reason = self._parser.stop_reason
         return events
@@ -747,7 +756,7 @@ class _OutputParser:
         if self.stop_reason == "stop_string":
             return []
         tail = self._detok.finalize()
-        events = self._convert(self._parser.feed(tail) if tail else [])
+        events = self._convert(self._parser.feed(tail, plain=True) if tail else [])
         events += self._convert(self._parser.finish(reason))
         if self._held and self.stop_reason != "stop_string":
             events.append(TextDelta(self._held))

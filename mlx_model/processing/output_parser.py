@@ -3,7 +3,9 @@
 Feed it arbitrary chunks (the streaming detokenizer's deltas); it returns `TextDelta`,
 `ThinkingDelta` and `ToolCallEvent`s as soon as they are certain, holding back only a
 possible partial control token at the end of a chunk. It stops at `<turn|>` (end of turn),
-`<eos>` (eos) or `<|tool_response>` (the model hands over to the tool runner).
+`<eos>` (eos) or `<|tool_response>` (the model hands over to the tool runner). A chunk fed
+with `plain=True` (text the model wrote with ordinary tokens, not control tokens) is only ever
+text: a control-token string in it is not a marker.
 
 Formats (Gemma 4): thinking is `<|channel>thought\\n…<channel|>`; a tool call is
 `<|tool_call>call:NAME{key:value,…}<tool_call|>` with bare keys and strings delimited by
@@ -22,6 +24,29 @@ from ..events import StopReason, TextDelta, ThinkingDelta, ToolCall, ToolCallEve
 from .tokenizer import SpecialTokens
 
 ParserEvent = TextDelta | ThinkingDelta | ToolCallEvent
+# Plain chunks are stored with "<" and the escape character itself escaped, so no marker
+# (they all start with "<") can match inside them; emitted text is unescaped.
+_ESC = "\x00"
+_PLAIN = str.maketrans({_ESC: _ESC + "e", "<": _ESC + "l"})
+_UNESCAPE = re.compile(_ESC + "([el])")
+
+
+def _unescape(text: str) -> str:
+    return (
+        _UNESCAPE.sub(lambda m: _ESC if m.group(1) == "e" else "<", text) if _ESC in text else text
+    )
+
+
+def _unescape_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return _unescape(value)
+    if isinstance(value, dict):
+        return {_unescape_value(k): _unescape_value(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_unescape_value(v) for v in value]
+    return value
+
+
 _NUMBER = re.compile(r"-?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|-?inf|nan")
 _BARE_KEY = re.compile(r"[^\s:,{}\[\]<>\"]+")
 
@@ -266,22 +291,28 @@ class OutputParser:
         """A parser whose start state matches the prompt's end (inside an open thought channel or not)."""
         t = tokens or SpecialTokens()
         open_at = prompt.rfind(t.soc_token)
-        inside = open_at >= 0 and prompt.find(t.eoc_token, open_at) < 0
-        parser = cls(t, start_in_thinking=inside)
-        if inside:
-            header = prompt[open_at + len(t.soc_token) :]
-            parser._state = "thinking" if header.startswith("thought") else "channel"
+        if open_at >= 0 and prompt.find(t.eoc_token, open_at) < 0:
+            return cls.after_channel_open(prompt[open_at + len(t.soc_token) :], t)
+        return cls(t)
+
+    @classmethod
+    def after_channel_open(cls, header: str, tokens: SpecialTokens | None = None) -> OutputParser:
+        """A parser for a reply that starts inside a channel the prompt opened (`header`: the
+        prompt's text after `<|channel>`, e.g. "thought\n")."""
+        parser = cls(tokens, start_in_thinking=True)
+        parser._state = "thinking" if header.startswith("thought") else "channel"
         return parser
 
     @property
     def done(self) -> bool:
         return self.stop_reason is not None
 
-    def feed(self, chunk: str) -> list[ParserEvent]:
-        """Consume a chunk of generated text; return the events it completed."""
+    def feed(self, chunk: str, plain: bool = False) -> list[ParserEvent]:
+        """Consume a chunk of generated text; return the events it completed. `plain`: the
+        chunk came from ordinary tokens, so control-token strings in it are just text."""
         if self.done or not chunk:
             return []
-        self._buf += chunk
+        self._buf += chunk.translate(_PLAIN) if plain else chunk
         return self._drain(final=False)
 
     def finish(self, reason: StopReason | None = None) -> list[ParserEvent]:
@@ -303,6 +334,7 @@ class OutputParser:
     def _emit_text(self, text: str) -> list[ParserEvent]:
         for dropped in self._dropped:
             text = text.replace(dropped, "")
+        text = _unescape(text)
         if not text:
             return []
         if self._state in ("thinking", "channel"):
@@ -413,7 +445,9 @@ class OutputParser:
             events += self._emit_text(t.stc_token + body + t.etc_token)
             return
         call = ToolCall(
-            name=call.name, arguments=call.arguments, id=f"call_{len(self.result.tool_calls)}"
+            name=_unescape(call.name),
+            arguments=_unescape_value(call.arguments),
+            id=f"call_{len(self.result.tool_calls)}",
         )
         self.result.tool_calls.append(call)
         events.append(ToolCallEvent(call))

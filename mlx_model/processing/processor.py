@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from .chat_template import ChatTemplateChoice, render_chat_template, select_chat
 from .errors import ChatFormatError, UnsupportedMediaError
 from .image import SUPPORTED_BUDGETS, ImageFeatures, preprocess_image, validate_budget
 from .output_parser import OutputParser
+from .plain_text import ContentGuard
 from .tokenizer import StreamingDetokenizer, Tokenizer
 from .video import (
     DEFAULT_FPS,
@@ -155,11 +157,24 @@ class Processor:
     def detokenizer(self) -> StreamingDetokenizer:
         return self.tokenizer.detokenizer()
 
-    def output_parser(self, prompt: str | None = None) -> OutputParser:
-        """A parser for the model's reply to `prompt` (starts inside thinking if the prompt opened it)."""
+    def output_parser(self, prompt: str | Sequence[int] | None = None) -> OutputParser:
+        """A parser for the model's reply to `prompt` (starts inside thinking if the prompt
+        opened it). Given the prompt's token ids, only real control tokens count."""
+        special = self.tokenizer.special
         if prompt is None:
-            return OutputParser(self.tokenizer.special)
-        return OutputParser.for_prompt(prompt, self.tokenizer.special)
+            return OutputParser(special)
+        if isinstance(prompt, str):
+            return OutputParser.for_prompt(prompt, special)
+        ids = [int(i) for i in prompt]
+        soc, eoc = (
+            self.tokenizer.token_to_id(special.soc_token),
+            self.tokenizer.token_to_id(special.eoc_token),
+        )
+        last_soc = max((i for i, t in enumerate(ids) if t == soc), default=-1)
+        last_eoc = max((i for i, t in enumerate(ids) if t == eoc), default=-1)
+        if last_soc < 0 or last_eoc > last_soc:
+            return OutputParser(special)
+        return OutputParser.after_channel_open(self.tokenizer.decode(ids[last_soc + 1 :]), special)
 
     @property
     def eos_token_ids(self) -> tuple[int, ...]:
@@ -176,10 +191,31 @@ class Processor:
         preserve_thinking: bool = False,
     ) -> str:
         """The prompt text with one unexpanded placeholder per media item."""
+        guard = self._guard()
+        return guard.restore(
+            self._render_guarded(
+                guard, messages, add_generation_prompt, enable_thinking, tools, preserve_thinking
+            )
+        )
+
+    def _guard(self) -> ContentGuard:
+        return ContentGuard(self.tokenizer.special_pattern)
+
+    def _render_guarded(
+        self,
+        guard: ContentGuard,
+        messages: list[dict[str, Any]],
+        add_generation_prompt: bool,
+        enable_thinking: bool,
+        tools: list[dict[str, Any]] | None,
+        preserve_thinking: bool,
+    ) -> str:
+        """The template's rendering with control strings in the content hidden by `guard`."""
+        s = self.tokenizer.special
         return render_chat_template(
             self.chat_template,
-            messages,
-            tools=tools,
+            guard.protect_messages(messages, s.soc_token, s.eoc_token),
+            tools=guard.protect(tools) if tools is not None else None,
             add_generation_prompt=add_generation_prompt,
             enable_thinking=enable_thinking,
             special_tokens=self.tokenizer.special_tokens_map(),
@@ -237,12 +273,23 @@ class Processor:
                 message = {**message, "content": blocks}
             rendered_messages.append(message)
 
-        prompt = self.render(
-            rendered_messages, add_generation_prompt, enable_thinking, tools, preserve_thinking
+        # Content is tokenized as plain text: only the template's structure (and the media
+        # expansion) produces control tokens.
+        guard = self._guard()
+        prompt = self._render_guarded(
+            guard,
+            rendered_messages,
+            add_generation_prompt,
+            enable_thinking,
+            tools,
+            preserve_thinking,
         )
         prompt = self._expand(prompt, images, videos, audios)
         bos = self.tokenizer.special.bos_token
-        input_ids = self.tokenizer.encode(prompt, add_special_tokens=not prompt.startswith(bos))
+        input_ids = self.tokenizer.encode_segments(
+            guard.segments(prompt), add_special_tokens=not prompt.startswith(bos)
+        )
+        prompt = guard.restore(prompt)
         ids = np.asarray([input_ids], dtype=np.int64)
         out: dict[str, Any] = {"input_ids": ids, "mm_token_type_ids": self._token_types(ids)}
         if images:

@@ -1,15 +1,20 @@
 """Checkpoint tokenizer: `tokenizer.json` through `tokenizers`, special tokens read from the config.
 
 Token *strings* of the Gemma 4 format are published (`<|turn>`, `<|image|>`, ...); their *ids*
-always come from the checkpoint's vocabulary. `StreamingDetokenizer` turns generated ids into
-text deltas that never end inside a multi-byte character; control tokens are single ids, so
-they arrive whole.
+always come from the checkpoint's vocabulary. `encode` maps control-token strings in its text to
+their ids; `encode_plain` never does; `encode_segments` does so only in the template's structure
+(see `plain_text.ContentGuard`). `StreamingDetokenizer` turns generated ids into text deltas that
+never end inside a multi-byte character; control tokens are single ids, so they arrive whole.
 """
 
 from __future__ import annotations
 
 import json
+import re
+import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, fields
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -174,6 +179,70 @@ class Tokenizer:
     def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
         """Token ids of `text`; control-token strings in it map to their single ids."""
         return self.backend.encode(text, add_special_tokens=add_special_tokens).ids
+
+    @cached_property
+    def special_ids(self) -> dict[int, str]:
+        """id -> string of every special (control) token of the vocabulary."""
+        return {
+            int(i): t.content
+            for i, t in self.backend.get_added_tokens_decoder().items()
+            if t.special
+        }
+
+    @cached_property
+    def special_pattern(self) -> re.Pattern[str] | None:
+        """A regex matching any special token's string (longest first); None without any."""
+        strings = sorted(set(self.special_ids.values()), key=len, reverse=True)
+        return re.compile("|".join(re.escape(s) for s in strings)) if strings else None
+
+    @cached_property
+    def _plain_backend(self) -> _BackendTokenizer:
+        plain = _BackendTokenizer.from_str(self.backend.to_str())
+        plain.encode_special_tokens = True  # control-token strings are ordinary text here
+        return plain
+
+    _plain_lock = threading.Lock()
+
+    def encode_plain(self, text: str) -> list[int]:
+        """Token ids of `text` as plain text: a control-token string in it is not a control token."""
+        if not text:
+            return []
+        with self._plain_lock:
+            backend = self._plain_backend
+        return backend.encode(text, add_special_tokens=False).ids
+
+    def encode_segments(
+        self, segments: Iterable[tuple[str, bool]], add_special_tokens: bool = False
+    ) -> list[int]:
+        """Token ids of `(text, is_content)` pieces: control-token strings become control tokens
+        only in pieces that are not content. Adjacent text is tokenized together, so without
+        control strings in the content the ids equal `encode` of the joined text."""
+        ids = self.encode("", add_special_tokens=True) if add_special_tokens else []
+        added = self.backend.get_added_tokens_decoder()
+        pending: list[str] = []
+
+        def flush() -> None:
+            ids.extend(self.encode_plain("".join(pending)))
+            pending.clear()
+
+        for text, is_content in segments:
+            if is_content or self.special_pattern is None:
+                pending.append(text)
+                continue
+            pos = 0
+            for match in self.special_pattern.finditer(text):
+                token_id = self.backend.token_to_id(match.group())
+                token = added.get(token_id)
+                before = text[pos : match.start()]
+                pending.append(before.rstrip() if token is not None and token.lstrip else before)
+                flush()
+                ids.append(token_id)
+                pos = match.end()
+                if token is not None and token.rstrip:
+                    pos = len(text) - len(text[pos:].lstrip())
+            pending.append(text[pos:])
+        flush()
+        return ids
 
     def decode(self, ids: list[int], skip_special_tokens: bool = False) -> str:
         """Text of `ids`; control tokens are kept as their strings unless skipped."""

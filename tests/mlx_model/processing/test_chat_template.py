@@ -251,10 +251,3 @@ def test_order_content_puts_images_first_and_audio_last():
 def test_unknown_content_type_is_rejected(processor):
     with pytest.raises(ChatFormatError):
         processor.apply_chat_template([{"role": "user", "content": [{"type": "hologram"}]}])
-
-
-def test_placeholder_typed_by_the_user_is_rejected(processor):
-    with pytest.raises(ChatFormatError):
-        processor.apply_chat_template(
-            [{"role": "user", "content": [{"type": "text", "text": "<|image|>"}]}]
-        )
