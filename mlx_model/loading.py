@@ -21,6 +21,7 @@ that names the file or the config field.
 from __future__ import annotations
 
 import json
+import logging
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -193,6 +194,25 @@ def read_weights(
     return weights, origin, locations
 
 
+# Unused tensors some conversions carry over from the Gemma 3n layout (vLLM skips them too):
+# the unified model's multimodal embedders have only their projection.
+VESTIGIAL_PREFIXES = ("embed_vision.embedding.", "embed_audio.embedding.")
+log = logging.getLogger(__name__)
+
+
+def drop_vestigial(weights: dict[str, mx.array], folder: Path) -> dict[str, mx.array]:
+    """`weights` (sanitized names) without the vestigial multimodal tensors; one log line."""
+    skipped = sorted(k for k in weights if k.startswith(VESTIGIAL_PREFIXES))
+    if skipped:
+        log.info(
+            "%s: skipping %d unused tensor(s) of an older layout (%s)",
+            folder,
+            len(skipped),
+            ", ".join(skipped),
+        )
+    return {k: v for k, v in weights.items() if k not in skipped}
+
+
 # --------------------------------------------------------------------------- checks
 
 
@@ -259,7 +279,7 @@ def load_checkpoint(
 
     model = Model(config)
     by_id = {id(v): (k, origin[k]) for k, v in weights.items()}
-    weights = model.sanitize(weights)
+    weights = drop_vestigial(model.sanitize(weights), folder)
     source = {k: by_id.get(id(v), (k, folder)) for k, v in weights.items()}
     # Tensors sanitize passed through untouched can be streamed from their file.
     on_disk = {k: locations[source[k][0]] for k in weights if source[k][0] in locations}

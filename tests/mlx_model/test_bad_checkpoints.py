@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import re
 import shutil
 from pathlib import Path
 
@@ -130,6 +132,39 @@ def test_unexpected_tensor_names_tensor_and_file(tiny_checkpoint, tmp_path):
     with pytest.raises(
         CheckpointError, match=r"model\.safetensors: unexpected tensor `model\.extra_head\.weight`"
     ):
+        load_model(folder)
+
+
+def test_vestigial_multimodal_embedding_tensors_are_skipped_with_one_log_line(
+    tiny_checkpoint, tmp_path, caplog
+):
+    folder = copy_of(tiny_checkpoint, tmp_path)
+    rewrite_weights(
+        folder / "model.safetensors",
+        lambda w: w.update(
+            {
+                "model.embed_vision.embedding.weight": mx.zeros((8, 4)),
+                "model.embed_audio.embedding.weight": mx.zeros((8, 4)),
+            }
+        ),
+    )
+    with caplog.at_level(logging.INFO, logger="mlx_model.loading"):
+        model = load_model(folder, lazy=False)
+    lines = [r.getMessage() for r in caplog.records if "unused tensor" in r.getMessage()]
+    assert len(lines) == 1 and "embed_vision.embedding.weight" in lines[0]
+    assert "embed_audio.embedding.weight" in lines[0]
+    reference = load_model(tiny_checkpoint, lazy=False)
+    ids = mx.array([[5, 6, 7]])
+    assert mx.array_equal(model(ids), reference(ids))
+
+
+@pytest.mark.parametrize(
+    "name", ["model.embed_vision.embedding_norm.weight", "model.embed_audio.extra.weight"]
+)
+def test_other_unexpected_multimodal_tensors_still_fail(tiny_checkpoint, tmp_path, name):
+    folder = copy_of(tiny_checkpoint, tmp_path)
+    rewrite_weights(folder / "model.safetensors", lambda w: w.update({name: mx.zeros((2, 2))}))
+    with pytest.raises(CheckpointError, match=rf"unexpected tensor `{re.escape(name)}`"):
         load_model(folder)
 
 
