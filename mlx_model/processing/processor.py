@@ -27,7 +27,8 @@ from .output_parser import OutputParser
 from .plain_text import ContentGuard
 from .tokenizer import StreamingDetokenizer, Tokenizer
 from .video import (
-    DEFAULT_FPS,
+    DEFAULT_NUM_FRAMES,
+    FrameSampling,
     LongVideoPolicy,
     VideoClip,
     extract_audio_track,
@@ -48,6 +49,8 @@ class ProcessorConfig:
     video_patch_size: int = 16
     video_pooling_kernel_size: int = 3
     video_budget: int = 70
+    # Frames of one clip: the video processor config's (transformers' default: 32 uniformly).
+    video_sampling: FrameSampling = FrameSampling(num_frames=DEFAULT_NUM_FRAMES)
     sampling_rate: int = 16_000
     samples_per_token: int = 640
     audio_seq_length: int = 750  # max audio tokens per clip (30 s at 40 ms)
@@ -101,6 +104,7 @@ class ProcessorConfig:
                 )
             ),
             video_budget=int(video.get("max_soft_tokens", d.video_budget)),
+            video_sampling=FrameSampling.from_video_processor_config(video),
             sampling_rate=int(audio.get("sampling_rate", d.sampling_rate)),
             samples_per_token=int(
                 audio.get("audio_samples_per_token", audio.get("feature_size", d.samples_per_token))
@@ -232,7 +236,7 @@ class Processor:
         *,
         long_audio: LongAudioPolicy = "error",
         long_video: LongVideoPolicy = "error",
-        video_fps: float = DEFAULT_FPS,
+        video_fps: float | None = None,
         return_prompt: bool = False,
         preserve_thinking: bool = False,
     ) -> dict[str, Any]:
@@ -241,8 +245,10 @@ class Processor:
         `image_budget` (70/140/280/560/1120) applies to images without their own
         `"max_soft_tokens"` key. `long_audio` ("error" | "trim" | "split") is the policy for
         clips over 30 s unless a block carries its own `"long_audio"`; `long_video`
-        ("error" | "trim") likewise for videos over 60 s. A video block's `"video"` may also
-        be a decoded `VideoClip` (RGB frames already sampled, e.g. one segment of a long
+        ("error" | "trim") likewise for videos over 60 s. A video's frames are sampled as the
+        checkpoint's video processor config says (`num_frames` uniformly); a block's
+        `"num_frames"` or `"fps"`, or `video_fps`, override that. A video block's `"video"` may
+        also be a decoded `VideoClip` (RGB frames already sampled, e.g. one segment of a long
         video): its frames are resized and patchified for the block's budget. A video block with
         `"include_audio": True` adds its sound track as audio right after it.
         With `return_prompt=True` the expanded prompt string is returned under `"prompt"`.
@@ -325,7 +331,7 @@ class Processor:
         audios: list[AudioFeatures],
         long_audio: LongAudioPolicy,
         long_video: LongVideoPolicy,
-        video_fps: float,
+        video_fps: float | None,
     ) -> list[dict[str, Any]]:
         cfg = self.config
         kind = block.get("type") if isinstance(block, dict) else None
@@ -365,7 +371,7 @@ class Processor:
             else:
                 clip = load_video(
                     path,
-                    fps=float(block.get("fps", video_fps)),
+                    sampling=self._frame_sampling(block, video_fps),
                     policy=block.get("long_video", long_video),
                     transform=transform,
                 )
@@ -405,6 +411,15 @@ class Processor:
         raise ChatFormatError(
             f"Unknown content block type {kind!r}; use text, image, audio or video."
         )
+
+    def _frame_sampling(self, block: dict[str, Any], video_fps: float | None) -> FrameSampling:
+        """A block's own `num_frames`/`fps`, else the call's `video_fps`, else the checkpoint's."""
+        if block.get("num_frames") is not None:
+            return FrameSampling(num_frames=int(block["num_frames"]))
+        fps = block.get("fps", video_fps)
+        if fps is not None:
+            return FrameSampling(fps=float(fps))
+        return self.config.video_sampling
 
     def _expand(
         self,

@@ -1,12 +1,13 @@
-"""Video: decode MP4/MOV/M4V/WebM with PyAV, sample 1 frame per second, at most 60 s.
+"""Video: decode MP4/MOV/M4V/WebM with PyAV, sample frames of one clip of at most 60 s.
 
-Frame indices follow transformers' `default_sample_indices_fn` with `fps=1`:
-n = max(1, int(T / native_fps · fps)) and index_i = i · T // n; each frame's timestamp is
-index / native_fps, shown to the model as `MM:SS`. (transformers' own default is 32 frames
-uniformly, which needs ≥32 frames and ignores the clip length; we pass fps=1 to it in
-parity tests.) Frames are resized and patchified like images with the video budget (70 by
-default, from the checkpoint's video processor config). The clip's audio track can be
-extracted as an ordinary audio input.
+Which frames (`FrameSampling`): as the checkpoint's video processor config says, with
+transformers' `default_sample_indices_fn` arithmetic — `num_frames` uniformly (the Gemma 4
+default, 32), or `fps` frames per second: n = max(1, int(T / native_fps · fps)); then
+index_i = i · T // n. A clip with fewer frames than asked gives every frame (transformers
+raises). Each frame's timestamp is index / native_fps, shown to the model as `MM:SS`. Without a
+checkpoint (`load_video` alone) the default is 1 frame per second. Frames are resized and
+patchified like images with the video budget (70 by default, from the same config). The clip's
+audio track can be extracted as an ordinary audio input.
 
 Decoding skips work but never changes pixels: a demux-only pass indexes the packets, and
 decoding restarts at the clean key packet before a sampled frame (IDR, VP9 key frame,
@@ -40,7 +41,8 @@ from .image import ImageFeatures, patchify, resize_for_budget
 
 LongVideoPolicy = Literal["error", "trim"]
 MAX_VIDEO_SECONDS = 60.0
-DEFAULT_FPS = 1.0
+DEFAULT_FPS = 1.0  # without a checkpoint's config
+DEFAULT_NUM_FRAMES = 32  # transformers' Gemma 4 video processor default
 MAX_FILE_BYTES = 4 * 1024 * 1024 * 1024
 MAX_FRAME_PIXELS = 8192 * 8192
 VIDEO_EXTENSIONS = {".mp4", ".mov", ".m4v", ".webm", ".mkv", ".avi"}
@@ -69,11 +71,44 @@ class VideoClip:
         return [int(i) / self.native_fps for i in self.frame_indices]
 
 
+@dataclass(frozen=True)
+class FrameSampling:
+    """How many frames one clip gives: `num_frames` spread uniformly, or `fps` per second."""
+
+    num_frames: int | None = None
+    fps: float | None = None
+
+    def __post_init__(self) -> None:
+        if (self.num_frames is None) == (self.fps is None):
+            raise ValueError("FrameSampling takes exactly one of num_frames and fps.")
+        if self.num_frames is not None and self.num_frames < 1:
+            raise ValueError(f"num_frames must be at least 1, got {self.num_frames}")
+        if self.fps is not None and not self.fps > 0:
+            raise ValueError(f"fps must be above 0, got {self.fps}")
+
+    @classmethod
+    def from_video_processor_config(cls, config: dict[str, Any]) -> FrameSampling:
+        """As transformers' video processor samples with this config: `num_frames` (its
+        default, 32, when the config does not set it) wins; `fps` applies only when the config
+        sets `num_frames` to null."""
+        num_frames = config.get("num_frames", DEFAULT_NUM_FRAMES)
+        if num_frames is None and config.get("fps") is not None:
+            return cls(fps=float(config["fps"]))
+        return cls(num_frames=int(num_frames if num_frames is not None else DEFAULT_NUM_FRAMES))
+
+    def indices(self, total_frames: int, native_fps: float) -> np.ndarray:
+        """Indices into the clip's `total_frames` frames (transformers' arithmetic)."""
+        if self.num_frames is not None:
+            n = self.num_frames
+        else:
+            n = max(1, int(total_frames / native_fps * self.fps))
+        n = min(n, total_frames)  # fewer frames than asked: every frame
+        return np.arange(n, dtype=np.int64) * total_frames // n
+
+
 def sample_indices(total_frames: int, native_fps: float, fps: float = DEFAULT_FPS) -> np.ndarray:
     """Frame indices for `fps` frames per second (transformers' `default_sample_indices_fn`)."""
-    n = max(1, int(total_frames / native_fps * fps))
-    n = min(n, total_frames)
-    return np.arange(n, dtype=np.int64) * total_frames // n
+    return FrameSampling(fps=fps).indices(total_frames, native_fps)
 
 
 def format_timestamp(seconds: float) -> str:
@@ -373,16 +408,22 @@ def _decode_at(
 def load_video(
     path: str | os.PathLike,
     *,
-    fps: float = DEFAULT_FPS,
+    fps: float | None = None,
+    sampling: FrameSampling | None = None,
     max_seconds: float = MAX_VIDEO_SECONDS,
     policy: LongVideoPolicy = "error",
     transform: Callable[[np.ndarray], Any] | None = None,
 ) -> VideoClip:
-    """Decode the frames of `path` sampled at `fps`; longer than `max_seconds` raises unless `policy="trim"`.
+    """Decode the frames of `path` chosen by `sampling` (or `fps` frames per second; default
+    1); longer than `max_seconds` raises unless `policy="trim"`.
 
     `transform`, when given, maps each kept RGB frame (e.g. to its budget size) as it is
     decoded; `frames` then holds the transformed frames.
     """
+    if sampling is None:
+        sampling = FrameSampling(fps=DEFAULT_FPS if fps is None else fps)
+    elif fps is not None:
+        raise ValueError("Give load_video either fps or sampling, not both.")
     import av
 
     if policy not in ("error", "trim"):
@@ -419,7 +460,7 @@ def load_video(
                 )
             total = int(math.floor(max_seconds * native_fps))
             duration = total / native_fps
-        wanted = sample_indices(total, native_fps, fps)
+        wanted = sampling.indices(total, native_fps)
         stream.codec_context.thread_type = "AUTO"
         try:
             if index is None:  # decode order may differ from display order by a few frames
@@ -430,7 +471,7 @@ def load_video(
                 if len(frames) < len(wanted) and seen > 0:
                     # The header over-counted frames: resample over the frames that really exist.
                     total = seen
-                    wanted = sample_indices(total, native_fps, fps)
+                    wanted = sampling.indices(total, native_fps)
                     container.seek(0)
                     frames, seen = _decode_at(container, stream, wanted, transform)
         except av.error.FFmpegError as exc:

@@ -15,7 +15,8 @@ import pytest
 import soundfile as sf
 from PIL import Image, ImageOps
 
-from mlx_model.processing.video import load_video
+from mlx_model.processing import Processor
+from mlx_model.processing.video import FrameSampling, load_video
 from tests.mlx_model.processing.processing_media import (
     jpeg_with_orientation,
     save_image,
@@ -168,16 +169,8 @@ def test_audio_inputs_match_reference(processor, hf_processor, tmp_path, seconds
     assert ours["input_features"].shape[1] == int(np.ceil(seconds * 16_000 / 640))
 
 
-def test_twelve_second_video_matches_reference(processor, hf_processor, tmp_path):
-    from transformers.video_utils import VideoMetadata, default_sample_indices_fn
-
-    path = write_video(tmp_path / "clip.mp4", seconds=12, fps=10, size=(160, 96))
-    clip = load_video(path)
-    metadata = VideoMetadata(total_num_frames=clip.total_frames, fps=clip.native_fps, duration=12.0)
-    # Our 1 fps sampling is the reference sampler called with fps=1 (its default is 32 frames).
-    np.testing.assert_array_equal(clip.frame_indices, default_sample_indices_fn(metadata, fps=1))
-    metadata.frames_indices = clip.frame_indices
-    messages = [
+def _video_messages(path) -> list[dict]:
+    return [
         {
             "role": "user",
             "content": [
@@ -186,24 +179,61 @@ def test_twelve_second_video_matches_reference(processor, hf_processor, tmp_path
             ],
         }
     ]
+
+
+@pytest.mark.parametrize("seconds", [12, 60])
+def test_a_video_is_sampled_as_transformers_samples_it_with_the_checkpoint_config(
+    processor, hf_processor, tmp_path, seconds
+):
+    """transformers' video processor picks the frames itself from the whole clip, with the
+    checkpoint's processor config (32 frames spread uniformly); ours picks the same ones."""
+    from transformers.video_utils import VideoMetadata
+
+    fps = 10 if seconds <= 12 else 2
+    path = write_video(tmp_path / "clip.mp4", seconds=seconds, fps=fps, size=(96, 64))
+    every_frame = load_video(path, sampling=FrameSampling(fps=fps))
+    assert len(every_frame.frames) == seconds * fps
+    metadata = VideoMetadata(total_num_frames=seconds * fps, fps=float(fps), duration=seconds)
+    messages = _video_messages(path)
     ours = processor.apply_chat_template(messages, return_prompt=True)
-    prompt = processor.render(messages)
     ref = hf_processor(
-        text=prompt,
-        videos=[clip.frames],
+        text=processor.render(messages),
+        videos=[every_frame.frames],
         video_metadata=[metadata],
-        do_sample_frames=False,
         return_tensors="np",
     )
+    assert processor.config.video_sampling == FrameSampling(num_frames=32)
+    assert ours["num_frames_per_video"].tolist() == [32] == list(ref["num_frames_per_video"])
     assert_ids_match(ours, ref)
-    assert (
-        ours["num_frames_per_video"].tolist()
-        == [12]
-        == list(np.asarray(ref["num_frames_per_video"]))
-    )
     np.testing.assert_array_equal(ours["video_position_ids"], ref["video_position_ids"])
     assert_pixels_close(ours["pixel_values_videos"], ref["pixel_values_videos"])
-    assert "00:11 <|image>" in ours["prompt"]
+    last = 31 * (seconds * fps) // 32 / fps  # the last sampled frame's time, in seconds
+    assert f"{int(last // 60):02d}:{int(last % 60):02d} <|image>" in ours["prompt"]
+
+
+def test_a_clip_with_fewer_frames_than_the_config_asks_gives_every_frame(processor, tmp_path):
+    """transformers raises here (32 frames from a 2 s, 10 fps clip); we take all 20."""
+    path = write_video(tmp_path / "short.mp4", seconds=2, fps=10, size=(96, 64))
+    ours = processor.apply_chat_template(_video_messages(path))
+    assert ours["num_frames_per_video"].tolist() == [20]
+
+
+def test_a_config_with_fps_instead_of_num_frames_samples_per_second(tiny_checkpoint, tmp_path):
+    import json
+    import shutil
+
+    for item in tiny_checkpoint.iterdir():
+        if item.suffix != ".safetensors":
+            shutil.copy(item, tmp_path / item.name)
+    config = json.loads((tmp_path / "processor_config.json").read_text())
+    config["video_processor"].update(num_frames=None, fps=2)
+    (tmp_path / "processor_config.json").write_text(json.dumps(config))
+    processor = Processor.from_pretrained(tmp_path)
+    assert processor.config.video_sampling == FrameSampling(fps=2.0)
+    path = write_video(tmp_path / "clip.mp4", seconds=6, fps=10, size=(96, 64))
+    assert processor.apply_chat_template(_video_messages(path))[
+        "num_frames_per_video"
+    ].tolist() == [12]
 
 
 TOOLS = [
