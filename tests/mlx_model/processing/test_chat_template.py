@@ -141,24 +141,6 @@ def test_the_stale_template_of_a_tokenizer_config_is_recognised_by_the_string_sh
     assert select_chat_template(folder, {"chat_template": stale}).reason == "stale"
 
 
-def test_a_read_only_model_folder_is_never_written(tiny_checkpoint, tmp_path, monkeypatch):
-    stale = "{{ bos_token }}STALE"
-    monkeypatch.setitem(
-        chat_template_module.STALE_TEMPLATE_SHA256,
-        hashlib.sha256(stale.encode()).hexdigest(),
-        "2026-05-28",
-    )
-    folder = tmp_path / "snapshot"
-    folder.mkdir()
-    _checkpoint_with_template(tiny_checkpoint, folder, stale)
-    folder.chmod(0o555)
-    try:
-        processor = Processor.from_pretrained(folder)
-        assert processor.template_choice.source == "ours"
-    finally:
-        folder.chmod(0o755)
-
-
 def test_a_fine_tunes_own_template_is_used(tiny_checkpoint, tmp_path):
     folder = _checkpoint_with_template(
         tiny_checkpoint, tmp_path, "{{ bos_token }}CUSTOM{{ messages[0]['content'] }}"
