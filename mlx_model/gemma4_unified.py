@@ -16,8 +16,8 @@ from typing import Any
 import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
-from mlx_lm.models.base import scaled_dot_product_attention
 
+from .attention import AttentionMask, AttentionOptions, attention
 from .cache import block_ids_from_token_types, sliding_cache_past
 from .cache import make_cache as _make_cache
 from .config import FULL, SLIDING, LayerSpec, ModelConfig, TextConfig, VisionConfig
@@ -262,7 +262,7 @@ class Attention(nn.Module):
             )
             if cache is not None:
                 keys, values = cache.update_and_fetch(keys, values)
-        out = scaled_dot_product_attention(q, keys, values, cache, scale=1.0, mask=mask)
+        out = attention(q, keys, values, mask, scale=1.0, cache=cache)
         out = out.transpose(0, 2, 1, 3).reshape(B, L, self.n_heads * d)
         return self.o_proj(out), (keys, values)
 
@@ -343,6 +343,8 @@ class Model(nn.Module):
         self.config = config
         self.model_type = config.model_type
         text = config.text_config
+        # How attention bounds its memory (`mlx_model.attention`); a runtime setting, not a weight.
+        self.attention_options = AttentionOptions()
         self.language_model = LanguageModel(text)
         if not config.tie_word_embeddings:
             self.lm_head = nn.Linear(text.hidden_size, text.vocab_size, bias=False)
@@ -631,8 +633,9 @@ class Model(nn.Module):
 
     def _make_masks(
         self, L: int, offset: int, sliding_past: int, mm_token_type_ids: Any, batch: int
-    ) -> dict[str, mx.array | str | None]:
-        """One mask per layer type for this forward (None/"causal" where no array is needed)."""
+    ) -> dict[str, AttentionMask | mx.array | None]:
+        """One mask per layer type for this forward: an `AttentionMask` (built lazily, by the
+        attention path that runs) for causal configs, None on one-token steps."""
         text = self.config.text_config
         W = text.attention_window
         if not text.is_causal:  # "all": bidirectional (used by drafter-style configs only)
@@ -656,37 +659,22 @@ class Model(nn.Module):
             if (ids >= 0).any():
                 blocks = mx.array(ids.astype(np.int32))  # (B or 1, L)
 
-        def base(past: int, window: int | None) -> mx.array:
-            qpos = mx.arange(offset, offset + L)[:, None]
-            kpos = mx.arange(offset - past, offset + L)[None]
-            m = kpos <= qpos
-            if window is not None:
-                m = m & (kpos > qpos - window)
-            return m
-
-        def overlay(past: int) -> mx.array:
-            same = (blocks[:, :, None] == blocks[:, None, :]) & (blocks[:, :, None] >= 0)
-            if past:
-                same = mx.concatenate([mx.zeros((same.shape[0], L, past), dtype=mx.bool_), same], 2)
-            return same[:, None]  # (B, 1, L, K)
-
-        masks: dict[str, mx.array | str | None] = {}
-        if blocks is None:
-            masks[FULL] = "causal"
-            masks[SLIDING] = "causal" if sliding_past + L <= W else base(sliding_past, W)
-            return masks
-        if text.vision_overlay == "all_layers":  # transformers' forward path
-            masks[FULL] = base(offset, None) | overlay(offset)
-            masks[SLIDING] = base(sliding_past, W) | overlay(sliding_past)
-        else:  # Google's: full layers causal; sliding: window AND (causal OR same_block)
-            masks[FULL] = "causal"
-            qpos = mx.arange(offset, offset + L)[:, None]
-            kpos = mx.arange(offset - sliding_past, offset + L)[None]
-            # Google's window is two-sided, |k - q| < W: inside a block longer than the
-            # window, a token does not see block keys W or more ahead either.
-            window = (kpos > qpos - W) & (kpos < qpos + W)
-            masks[SLIDING] = (base(sliding_past, None) | overlay(sliding_past)) & window
-        return masks
+        options = self.attention_options
+        full = AttentionMask(offset, L, 0, options=options)
+        sliding = AttentionMask(offset, L, offset - sliding_past, window=W, options=options)
+        if blocks is not None:
+            if text.vision_overlay == "all_layers":  # transformers' forward path: ORed onto both
+                full = AttentionMask(offset, L, 0, blocks=blocks, overlay="or", options=options)
+                sliding = AttentionMask(
+                    offset, L, offset - sliding_past, window=W, blocks=blocks, overlay="or",
+                    options=options,
+                )  # fmt: skip
+            else:  # Google's: full layers causal; sliding: |k - q| < W AND (causal OR same_block)
+                sliding = AttentionMask(
+                    offset, L, offset - sliding_past, window=W, window_ahead=True, blocks=blocks,
+                    overlay="within_window", options=options,
+                )  # fmt: skip
+        return {FULL: full, SLIDING: sliding}
 
     # -- weights -----------------------------------------------------------------------------
 
