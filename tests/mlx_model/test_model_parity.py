@@ -215,8 +215,8 @@ def test_default_masks_are_transformers_vision_model_masks_with_googles_window(
     types = prompt.inputs()["mm_token_type_ids"]
     n = len(prompt)
     ours = our_model._make_masks(n, 0, 0, types, 1)
-    assert ours["full_attention"] == "causal"
-    ours_sliding = np.array(ours["sliding_attention"]).reshape(n, n)
+    assert ours["full_attention"].whole() == "causal"
+    ours_sliding = np.array(ours["sliding_attention"].whole()).reshape(n, n)
 
     theirs = reference.Gemma4UnifiedForConditionalGeneration.create_masks_for_generate(
         hf_model.config,
@@ -256,7 +256,7 @@ def test_checkpoint_without_vision_attention_is_causal_everywhere(
     prompt = _prompt(prompt_builder, window, "mixed_image_audio_video", seed=5)
     n = len(prompt)
     masks = ours._make_masks(n, 0, 0, prompt.inputs()["mm_token_type_ids"], 1)
-    assert masks["full_attention"] == "causal"
+    assert masks["full_attention"].whole() == "causal"
     ref = reference_logits(hf, prompt.inputs(), semantics="all_layers")
     assert relative_error(ours(**prompt.inputs()), ref) <= F32_TOL
     no_types = {k: v for k, v in prompt.inputs().items() if k != "mm_token_type_ids"}
