@@ -143,7 +143,9 @@ def attention_path(
             return AttentionPath("fused", None, False, mask_bytes)
         if not fused and plain.temp_bytes <= options.budget_bytes:
             return plain
-    block = options.block or block_size(options.budget_bytes, batch * heads * queries)
+    block = options.block or block_size(
+        options.budget_bytes, batch * heads * queries, batch * queries
+    )
     block = min(block, keys)
     live = BLOCKED_LIVE_BLOCKS * batch * heads * queries * block * 4
     return AttentionPath(
@@ -151,11 +153,99 @@ def attention_path(
     )
 
 
-def block_size(budget_bytes: int, rows: int) -> int:
-    """Keys per block so that the blocked path's temporaries over `rows` (batch x heads x
-    queries) score rows stay within `budget_bytes` (at least `BLOCK_ALIGN`)."""
-    keys = int(budget_bytes // (BLOCKED_LIVE_BLOCKS * rows * 4))
+def block_size(budget_bytes: int, rows: int, mask_rows: int = 0) -> int:
+    """Keys per block so that the blocked path's temporaries stay within `budget_bytes`: float32
+    scores and exponentials of `rows` (batch x heads x queries) rows, and a mask of
+    `mask_rows` (batch x queries) rows. At least `BLOCK_ALIGN` keys."""
+    per_key = BLOCKED_LIVE_BLOCKS * rows * 4 + mask_rows * MASK_BUILD_BYTES
+    keys = int(budget_bytes // per_key)
     return max(BLOCK_ALIGN, keys // BLOCK_ALIGN * BLOCK_ALIGN)
+
+
+# --------------------------------------------------------------------------- planning
+
+
+@dataclass(frozen=True)
+class LayerAttention:
+    """The attention of one kind of layer at its largest: the path and temporaries the plan counts."""
+
+    layer_type: str
+    head_dim: int
+    heads: int
+    kv_heads: int
+    queries: int
+    keys: int
+    path: AttentionPath
+    kept_mask_bytes: int  # a plain-path mask shared by the forward's layers of this type
+
+    def describe(self) -> str:
+        kind = {
+            "fused": "MLX fused kernel, scores not materialized",
+            "plain": f"MLX unfused, {self.heads} x {self.queries} x {self.keys} scores",
+            "blocked": f"key blocks of {self.path.block}, scores not materialized",
+        }[self.path.kind]
+        return f"{self.layer_type.split('_')[0]} layers, head dim {self.head_dim}: {kind}"
+
+
+def plan_attention(
+    text_config: Any,
+    *,
+    context: int,
+    chunk: int,
+    dtype_bytes: int,
+    backend: Backend,
+    kv_bits: int | None = None,
+    verify_positions: int = 16,
+    options: AttentionOptions | None = None,
+) -> tuple[int, list[LayerAttention]]:
+    """(bytes, per layer kind) of attention temporaries at `context` with prefill `chunk`.
+
+    Each kind of layer (type, heads, head dim) is planned at its worst step: a prefill chunk
+    against the context (full layers: every key; sliding: the window plus the chunk), one
+    decode step, or a verification step of `verify_positions` queries; layers run one at a time,
+    so the bytes are the largest such step plus the plain-path masks a forward keeps.
+    """
+    options = options or AttentionOptions()
+    window = text_config.attention_window
+    overlay = text_config.vision_overlay
+    kinds: dict[tuple, Any] = {}
+    for spec in text_config.layers:
+        kinds.setdefault(
+            (spec.layer_type, text_config.num_attention_heads, spec.num_key_value_heads,
+             spec.head_dim, spec.is_sliding),
+            spec,
+        )  # fmt: skip
+    worst = 0
+    kept = 0
+    lines: list[LayerAttention] = []
+    for (layer_type, heads, kv_heads, head_dim, sliding), _spec in kinds.items():
+        quantized = kv_bits is not None and not sliding
+        steps = []
+        for queries in sorted({min(chunk, context), min(verify_positions, context), 1}):
+            keys = min(context, window - 1 + queries) if sliding else context
+            array_mask = (
+                (keys > window or overlay is not None) if sliding else overlay == "all_layers"
+            )
+            path = attention_path(
+                backend="cpu" if quantized else backend,
+                heads=heads,
+                kv_heads=kv_heads,
+                head_dim=head_dim,
+                queries=queries,
+                keys=keys,
+                dtype_bytes=dtype_bytes,
+                array_mask=array_mask and queries > 1,
+                options=options,
+            )
+            kept_mask = queries * keys if path.kind != "blocked" and array_mask else 0
+            steps.append(LayerAttention(
+                layer_type, head_dim, heads, kv_heads, queries, keys, path, kept_mask
+            ))  # fmt: skip
+        prefill = max(steps, key=lambda a: a.queries)
+        lines.append(prefill)
+        worst = max([worst] + [a.path.temp_bytes for a in steps])
+        kept += prefill.kept_mask_bytes
+    return worst + kept, lines
 
 
 # --------------------------------------------------------------------------- masks
@@ -422,6 +512,8 @@ def blocked_attention(
 
 
 __all__ = [
+    "LayerAttention",
+    "plan_attention",
     "AttentionMask",
     "AttentionOptions",
     "AttentionPath",

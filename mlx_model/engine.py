@@ -265,7 +265,7 @@ class Engine:
             sampling_defaults=SamplingOptions.from_generation_config(generation_config),
             eos_token_ids=sorted(eos_token_ids(generation_config, model_config)),
             context_limit=context,
-            prefill_chunk=prefill_chunk,
+            prefill_chunk=plan.prefill_chunk,  # the plan may shrink it to fit a long context
             max_cached_conversations=max_cached_conversations,
             cache_bytes=plan.kv_bytes,
             kv_bits=kv_bits,

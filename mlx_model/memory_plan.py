@@ -10,12 +10,16 @@ long before the nominal size is reached, so the loader plans first:
   chunk, which a rotating cache holds on top of the window while it is being written), full
   layers grow with the context; k_eq_v layers still cache both K and V; `kv_bits` quantizes
   the full layers' cache as `mlx_model.cache.make_cache` does;
-- working headroom: activations of one prefill chunk (hidden states, attention, MLP, masks),
-  the logits of the positions a step keeps (`logits_to_keep`), one full layer's KV growth
-  copy and a fixed runtime reserve;
+- working headroom: activations of one prefill chunk (hidden states, q/k/v, MLP), the
+  attention temporaries of the path each layer takes on this backend (`mlx_model.attention`:
+  MLX's fused kernel, its unfused path with materialized scores, or key blocks; bounded by the
+  attention budget at any context), the logits of the positions a step keeps
+  (`logits_to_keep`), one full layer's KV growth copy and a fixed runtime reserve;
 
 against the device budget: Metal's recommended working set on a Mac, physical memory
-elsewhere. If it does not fit, `MemoryPlanError` says what would.
+elsewhere. A plan that does not fit first halves the prefill chunk (down to
+`MIN_PREFILL_CHUNK`: the long contexts that are tight get a slower prefill instead of an error);
+if it still does not fit, `MemoryPlanError` says what would.
 
 `apply_memory_limits(plan)` turns a plan into MLX limits (see docs/MEMORY.md).
 
@@ -36,6 +40,7 @@ import mlx.core as mx
 import mlx.nn as nn
 from mlx.utils import tree_flatten
 
+from .attention import AttentionOptions, LayerAttention, current_backend, plan_attention
 from .config import ConfigError, ModelConfig
 from .quantization import (
     QuantizationRecipe,
@@ -50,6 +55,8 @@ REFERENCE_CONFIG = (
 )
 GB = 1_000_000_000  # plans are printed in decimal GB (10^9 bytes)
 DEFAULT_PREFILL_CHUNK = 512
+# A plan that does not fit first tries smaller prefill chunks (halving), down to this.
+MIN_PREFILL_CHUNK = 128
 # Positions whose logits a step computes: generation asks for the last one only
 # (`logits_to_keep=1`); a speculative verification step for a few more.
 DEFAULT_LOGITS_POSITIONS = 16
@@ -91,6 +98,9 @@ class MemoryPlan:
     budget_bytes: int
     budget_source: str
     breakdown: dict[str, int] = field(default_factory=dict)
+    backend: str = "cpu"  # whose attention kernels were counted: "metal" or "cpu"
+    requested_chunk: int | None = None  # the chunk asked for, when the plan had to shrink it
+    attention: tuple[LayerAttention, ...] = ()
 
     @property
     def total_bytes(self) -> int:
@@ -99,6 +109,12 @@ class MemoryPlan:
     @property
     def fits(self) -> bool:
         return self.total_bytes <= self.budget_bytes
+
+    @property
+    def mlx_peak_bytes(self) -> int:
+        """What `mx.get_peak_memory()` should reach at most: everything but the runtime reserve
+        (kernels, the Metal runtime and small buffers are not MLX array allocations)."""
+        return self.total_bytes - self.breakdown.get("headroom.runtime", 0)
 
     @property
     def weights_label(self) -> str:
@@ -130,7 +146,19 @@ class MemoryPlan:
             + (f" at {self.kv_bits} bits" if self.kv_bits else "")
             + f", sliding layers {_gb(self.kv_bytes_sliding)} GB bounded by the window)",
             f"working headroom:  {_gb(self.headroom_bytes):>7} GB  (prefill chunk of "
-            f"{self.prefill_chunk} tokens: activations, logits, KV growth, runtime)",
+            f"{self.prefill_chunk} tokens"
+            + (
+                f", reduced from {self.requested_chunk} to fit"
+                if self.requested_chunk and self.requested_chunk != self.prefill_chunk
+                else ""
+            )
+            + ")",
+            f"  activations:     {_gb(self.breakdown.get('headroom.activations', 0)):>7} GB",
+            f"  attention:       {_gb(self.breakdown.get('headroom.attention', 0)):>7} GB  "
+            f"({self.backend}: " + "; ".join(a.describe() for a in self.attention) + ")",
+            f"  logits:          {_gb(self.breakdown.get('headroom.logits', 0)):>7} GB",
+            f"  KV growth copy:  {_gb(self.breakdown.get('headroom.kv_growth', 0)):>7} GB",
+            f"  runtime reserve: {_gb(self.breakdown.get('headroom.runtime', 0)):>7} GB",
             f"total:             {_gb(self.total_bytes):>7} GB",
             f"device budget:     {_gb(self.budget_bytes):>7} GB  ({self.budget_source})",
             ("fits: " if self.fits else "does NOT fit: ") + self.summary(),
@@ -247,21 +275,33 @@ def headroom_nbytes(
     dtype_bytes: int,
     prefill_chunk: int = DEFAULT_PREFILL_CHUNK,
     kv_bits: int | None = None,
+    backend: str | None = None,
+    attention_options: AttentionOptions | None = None,
 ) -> tuple[int, dict[str, int]]:
     """Working memory of one prefill chunk, by part (an estimate; see docs/MEMORY.md)."""
+    return _headroom(
+        config, context_length, dtype_bytes, prefill_chunk, kv_bits,
+        backend or current_backend(), attention_options,
+    )[:2]  # fmt: skip
+
+
+def _headroom(config, context_length, dtype_bytes, prefill_chunk, kv_bits, backend, options):
     text = config.text_config
     c = min(prefill_chunk, context_length)
     widest_q = max(text.num_attention_heads * s.head_dim for s in text.layers)
     widest_kv = max(2 * s.num_key_value_heads * s.head_dim for s in text.layers)
     inter = max(s.intermediate_size for s in text.layers)
+    attention, layer_attention = plan_attention(
+        text, context=context_length, chunk=c, dtype_bytes=dtype_bytes, backend=backend,
+        kv_bits=kv_bits, verify_positions=DEFAULT_LOGITS_POSITIONS, options=options,
+    )  # fmt: skip
     parts = {
         # residual stream, normed copies, attention output, q/k/v of the widest layer
         "activations": c * (4 * text.hidden_size + 2 * widest_q + widest_kv) * dtype_bytes
         # gate, up and their product in the MLP
         + 3 * c * inter * dtype_bytes,
-        # boolean masks of the chunk against every key, and their temporaries while built
-        # (the fused Metal attention kernel does not materialize the scores)
-        "masks": 4 * c * context_length,
+        # scores, softmax and masks of the path each layer takes (`mlx_model.attention`)
+        "attention": attention,
         # logits of the kept positions (not the whole chunk: `logits_to_keep`) and the
         # softcap's temporary, in float32 at most
         "logits": 2 * min(DEFAULT_LOGITS_POSITIONS, c) * text.vocab_size * max(dtype_bytes, 4),
@@ -274,7 +314,7 @@ def headroom_nbytes(
         s = max(full_layers, key=lambda s: s.num_key_value_heads * s.head_dim)
         elem = (kv_bits / 8 + 2 * dtype_bytes / KV_GROUP_SIZE) if kv_bits else dtype_bytes
         parts["kv_growth"] = int(2 * s.num_key_value_heads * s.head_dim * context_length * elem)
-    return sum(parts.values()), parts
+    return sum(parts.values()), parts, layer_attention
 
 
 # --------------------------------------------------------------------------- budget
@@ -308,13 +348,20 @@ def plan_memory(
     prefill_chunk: int = DEFAULT_PREFILL_CHUNK,
     model: nn.Module | None = None,
     raise_if_too_big: bool = True,
+    backend: str | None = None,
+    attention_options: AttentionOptions | None = None,
 ) -> MemoryPlan:
     """Plan weights + KV + headroom against the device budget.
 
     `bits` None keeps the float weights (`dtype_bytes` each); a pre-quantized config
-    (`config.quantization`) is counted as stored. Raises `MemoryPlanError` proposing what
-    fits if the total exceeds the budget (unless `raise_if_too_big` is False).
+    (`config.quantization`) is counted as stored. `backend` ("metal" or "cpu", default: the
+    one MLX computes on) decides which attention kernels are counted. A plan that does not
+    fit is retried with halved prefill chunks down to `MIN_PREFILL_CHUNK`. Raises
+    `MemoryPlanError` proposing what fits if the total still exceeds the budget (unless
+    `raise_if_too_big` is False).
     """
+    if backend is not None and backend not in ("metal", "cpu"):
+        raise ValueError(f"backend must be 'metal' or 'cpu', got {backend!r}")
     if bits is not None:
         check_bits(bits)
     if kv_bits is not None and kv_bits not in (4, 8):
@@ -331,18 +378,40 @@ def plan_memory(
         budget, source = device_budget()
     else:
         budget, source = int(device_budget_bytes), "given budget"
-    plan = _plan(
+    plan = _fitting_plan(
         config, model, bits, group_size, embedding_bits, context_length, kv_bits,
-        dtype_bytes, prefill_chunk, budget, source,
+        dtype_bytes, prefill_chunk, budget, source, backend or current_backend(),
+        attention_options,
     )  # fmt: skip
     if plan.fits or not raise_if_too_big:
         return plan
-    alternatives = propose_alternatives(config, plan, model=model)
+    alternatives = propose_alternatives(
+        config, plan, model=model, attention_options=attention_options
+    )
     raise MemoryPlanError(_too_big_message(plan, alternatives), plan, alternatives)
 
 
+def _fitting_plan(config, model, bits, group_size, embedding_bits, context, kv_bits,
+                  dtype_bytes, prefill_chunk, budget, source, backend,
+                  attention_options) -> MemoryPlan:  # fmt: skip
+    """The plan with `prefill_chunk`, or with the largest halved chunk (>= MIN_PREFILL_CHUNK)
+    that fits; the requested chunk's plan if none does."""
+    chunk = prefill_chunk
+    first = None
+    while True:
+        plan = _plan(
+            config, model, bits, group_size, embedding_bits, context, kv_bits, dtype_bytes,
+            chunk, budget, source, backend, attention_options, requested_chunk=prefill_chunk,
+        )  # fmt: skip
+        first = first or plan
+        if plan.fits or chunk // 2 < MIN_PREFILL_CHUNK:
+            return plan if plan.fits else first
+        chunk //= 2
+
+
 def _plan(config, model, bits, group_size, embedding_bits, context, kv_bits, dtype_bytes,
-          prefill_chunk, budget, source) -> MemoryPlan:  # fmt: skip
+          prefill_chunk, budget, source, backend="cpu", attention_options=None,
+          requested_chunk=None) -> MemoryPlan:  # fmt: skip
     quantization = config.quantization
     if quantization is not None:  # pre-quantized: counted as stored
         bits = int(quantization.get("bits", bits or 4))
@@ -358,8 +427,8 @@ def _plan(config, model, bits, group_size, embedding_bits, context, kv_bits, dty
     kv, per_token_full, sliding = kv_cache_nbytes(
         config, context, dtype_bytes=dtype_bytes, kv_bits=kv_bits, prefill_chunk=prefill_chunk
     )
-    headroom, h_parts = headroom_nbytes(
-        config, context, dtype_bytes=dtype_bytes, prefill_chunk=prefill_chunk, kv_bits=kv_bits
+    headroom, h_parts, layer_attention = _headroom(
+        config, context, dtype_bytes, prefill_chunk, kv_bits, backend, attention_options
     )
     breakdown = {f"weights.{k}": v for k, v in w_parts.items()}
     breakdown.update({f"headroom.{k}": v for k, v in h_parts.items()})
@@ -380,11 +449,18 @@ def _plan(config, model, bits, group_size, embedding_bits, context, kv_bits, dty
         budget_bytes=budget,
         budget_source=source,
         breakdown=breakdown,
+        backend=backend,
+        requested_chunk=requested_chunk,
+        attention=tuple(layer_attention),
     )
 
 
 def propose_alternatives(
-    config: ModelConfig, plan: MemoryPlan, *, model: nn.Module | None = None
+    config: ModelConfig,
+    plan: MemoryPlan,
+    *,
+    model: nn.Module | None = None,
+    attention_options: AttentionOptions | None = None,
 ) -> list[MemoryPlan]:
     """Plans that fit, best first: same weights with a shorter context, 4-bit weights, quantized KV.
 
@@ -404,10 +480,10 @@ def propose_alternatives(
         for kv_bits in kv_options:
             context = plan.context_length
             while context >= 1024:
-                candidate = _plan(
+                candidate = _fitting_plan(
                     config, model, bits, plan.group_size, plan.embedding_bits if bits == plan.bits else None,
-                    context, kv_bits, plan.dtype_bytes, plan.prefill_chunk, plan.budget_bytes,
-                    plan.budget_source,
+                    context, kv_bits, plan.dtype_bytes, plan.requested_chunk or plan.prefill_chunk,
+                    plan.budget_bytes, plan.budget_source, plan.backend, attention_options,
                 )  # fmt: skip
                 if candidate.fits:
                     found.append(candidate)
@@ -550,6 +626,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--budget-gb", type=float, help="device budget in GB (default: this device)"
     )
     parser.add_argument("--prefill-chunk", type=int, default=DEFAULT_PREFILL_CHUNK)
+    parser.add_argument(
+        "--backend",
+        choices=["metal", "cpu"],
+        help="whose attention kernels to count (default: this machine's; 'metal' plans a Mac)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -583,6 +664,7 @@ def run(args: argparse.Namespace) -> int:
                 dtype_bytes=dtype_bytes,
                 prefill_chunk=args.prefill_chunk,
                 model=model,
+                backend=args.backend,
             )
             print(plan.describe())
         except MemoryPlanError as exc:
@@ -597,6 +679,7 @@ def run(args: argparse.Namespace) -> int:
 
 __all__ = [
     "AppliedLimits",
+    "MIN_PREFILL_CHUNK",
     "MemoryGuard",
     "MemoryLimitError",
     "MemoryPlan",

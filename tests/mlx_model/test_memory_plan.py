@@ -125,10 +125,10 @@ def test_a_plan_that_does_not_fit_proposes_what_does(config_12b):
 def test_a_shorter_context_is_proposed_when_weights_alone_fit(config_12b):
     with pytest.raises(MemoryPlanError) as info:
         plan_memory(
-            config_12b, bits=4, context_length=262144, kv_bits=4, device_budget_bytes=9 * GB
+            config_12b, bits=4, context_length=262144, kv_bits=4, device_budget_bytes=8.5 * GB
         )
     best = info.value.alternatives[0]
-    assert best.bits == 4 and best.context_length < 262144 and best.total_bytes <= 9 * GB
+    assert best.bits == 4 and best.context_length < 262144 and best.total_bytes <= 8.5 * GB
 
 
 def test_when_nothing_fits_the_error_says_so(config_12b):
@@ -210,3 +210,48 @@ def test_a_missing_model_folder_is_named_in_the_error(tmp_path):
 def test_a_folder_without_config_json_is_named_in_the_error(tmp_path):
     with pytest.raises(ValueError, match=r"config\.json: missing"):
         memory_plan.read_checkpoint_config(tmp_path)
+
+
+@pytest.mark.parametrize("backend", ["metal", "cpu"])
+@pytest.mark.parametrize("context", [8192, 32768, 131072, 262144])
+def test_attention_temporaries_stay_within_the_attention_budget_at_any_context(
+    config_12b, backend, context
+):
+    from mlx_model.attention import AttentionOptions
+
+    plan = plan_memory(
+        config_12b, bits=4, context_length=context, device_budget_bytes=BIG_BUDGET, backend=backend
+    )
+    attention = plan.breakdown["headroom.attention"]
+    # the budget per layer, plus the window-bounded sliding mask a forward keeps
+    assert attention <= AttentionOptions().budget_bytes + plan.prefill_chunk * (1024 + 512)
+    full = next(a for a in plan.attention if a.layer_type == "full_attention")
+    assert (full.head_dim, full.keys, full.path.kind) == (512, context, "blocked")
+    assert not full.path.scores_materialized
+
+
+def test_plan_prints_attention_temporaries_as_their_own_line(capsys):
+    parser = argparse.ArgumentParser()
+    memory_plan.add_arguments(parser)
+    args = parser.parse_args(["--context", "256K", "--budget-gb", "64", "--backend", "metal"])
+    assert memory_plan.run(args) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if "attention:" in x)
+    assert "metal" in line and "head dim 512: key blocks of" in line
+    assert "head dim 256: MLX unfused" in line
+
+
+def test_a_tight_plan_runs_smaller_prefill_chunks_instead_of_failing(config_12b):
+    roomy = plan_memory(
+        config_12b, bits=4, context_length=262144, kv_bits=4, device_budget_bytes=BIG_BUDGET
+    )
+    tight = plan_memory(
+        config_12b,
+        bits=4,
+        context_length=262144,
+        kv_bits=4,
+        device_budget_bytes=roomy.total_bytes - 1,
+    )
+    assert roomy.prefill_chunk == 512
+    assert memory_plan.MIN_PREFILL_CHUNK <= tight.prefill_chunk < 512
+    assert tight.fits and tight.requested_chunk == 512
+    assert "reduced from 512 to fit" in tight.describe()
