@@ -133,8 +133,15 @@ def attention_path(
     """
     options = options or AttentionOptions()
     mask_bytes = batch * queries * keys * MASK_BUILD_BYTES if array_mask else 0
-    scores = batch * heads * queries * keys * dtype_bytes
-    plain = AttentionPath("plain", None, True, int(PLAIN_LIVE_SCORES * scores) + mask_bytes)
+    rows = batch * heads * queries
+    scores = rows * keys * dtype_bytes
+    # the unfused path scales a copy of q; the blocked path keeps a float32 accumulator and the
+    # block's product with V besides the scores
+    plain_fixed = rows * head_dim * dtype_bytes
+    blocked_fixed = 2 * rows * head_dim * 4
+    plain = AttentionPath(
+        "plain", None, True, int(PLAIN_LIVE_SCORES * scores) + mask_bytes + plain_fixed
+    )
     fused = mlx_fused_kernel(backend, head_dim, queries, keys, heads, kv_heads)
     if options.mode == "plain" or queries == 1:
         return AttentionPath("fused", None, False, mask_bytes) if fused else plain
@@ -143,14 +150,10 @@ def attention_path(
             return AttentionPath("fused", None, False, mask_bytes)
         if not fused and plain.temp_bytes <= options.budget_bytes:
             return plain
-    block = options.block or block_size(
-        options.budget_bytes, batch * heads * queries, batch * queries
-    )
+    block = options.block or block_size(options.budget_bytes - blocked_fixed, rows, batch * queries)
     block = min(block, keys)
-    live = BLOCKED_LIVE_BLOCKS * batch * heads * queries * block * 4
-    return AttentionPath(
-        "blocked", block, False, int(live) + batch * queries * block * MASK_BUILD_BYTES
-    )
+    live = BLOCKED_LIVE_BLOCKS * rows * block * 4 + batch * queries * block * MASK_BUILD_BYTES
+    return AttentionPath("blocked", block, False, int(live) + blocked_fixed)
 
 
 def block_size(budget_bytes: int, rows: int, mask_rows: int = 0) -> int:

@@ -138,6 +138,27 @@ class TinyModelSizes:
             vocab_size=vocab,
         )
 
+    @classmethod
+    def wide_attention(
+        cls, full_layers: int = 1, heads: int = 16, full_head_dim: int = 128, window: int = 64
+    ) -> TinyModelSizes:
+        """Tiny everywhere but in attention, which is shaped like the 12B's full layers (16 query
+        heads, one KV head, a wide head): memory measurements where attention and the KV cache
+        dominate. Each full layer follows a sliding one."""
+        return cls(
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2 * full_layers,
+            num_attention_heads=heads,
+            num_key_value_heads=1,
+            head_dim=16,
+            global_head_dim=full_head_dim,
+            num_global_key_value_heads=1,
+            sliding_window=window,
+            layer_types=["sliding_attention", "full_attention"] * full_layers,
+            vocab_size=640,
+        )
+
 
 @dataclass
 class TokenIds:

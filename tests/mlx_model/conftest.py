@@ -15,7 +15,11 @@ import pytest
 
 from mlx_model.gemma4_unified import Model
 from mlx_model.loading import load_model
-from mlx_model.testing.checkpoint_factory import token_ids_of
+from mlx_model.testing.checkpoint_factory import (
+    TinyModelSizes,
+    token_ids_of,
+    write_tiny_checkpoint,
+)
 from mlx_model.testing.reference import compute_in_float64, vision_model_masks
 
 
@@ -59,6 +63,18 @@ def tiny_checkpoint_causal(tiny_checkpoint: Path, tmp_path_factory: pytest.TempP
     config["text_config"]["use_bidirectional_attention"] = None
     (folder / "config.json").write_text(json.dumps(config))
     return folder
+
+
+@pytest.fixture(scope="session")
+def wide_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """float32, text only, attention like the 12B's full layers (16 query heads, one KV head,
+    head dim 128): memory measurements where attention and the KV cache dominate."""
+    return write_tiny_checkpoint(
+        tmp_path_factory.mktemp("tiny-wide"),
+        sizes=TinyModelSizes.wide_attention(),
+        with_vision=False,
+        with_audio=False,
+    )
 
 
 @pytest.fixture(scope="session")
