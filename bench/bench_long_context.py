@@ -21,7 +21,7 @@ chunks see the most keys, and each 512-token chunk grows the full layers' caches
 tokens/s is the prefill speed at that context (the slowest part of a prefill). On a Mac pass
 `--tail-chunks 0` for whole prefills.
 
-    .venv/bin/python bench/bench_long_context.py            # ~15 minutes on 2 CPU cores
+    .venv/bin/python bench/bench_long_context.py    # 15-40 minutes on 2 shared CPU cores
 """
 
 from __future__ import annotations
@@ -213,11 +213,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tail-chunks", type=int, default=1, help="0: whole prefills")
     parser.add_argument("--full-layers", type=int, default=6)
     parser.add_argument("--heads", type=int, default=8)
-    parser.add_argument("--head-dim", type=int, default=32)
+    parser.add_argument("--head-dim", type=int, default=16)
     parser.add_argument("--window", type=int, default=128)
     parser.add_argument(
         "--speed-contexts",
-        default="4096,16384",
+        default="16384",
         help="contexts where ours and plain alternate chunks in one process ('' for none)",
     )
     parser.add_argument("--rounds", type=int, default=2, help="alternated rounds (speed)")
