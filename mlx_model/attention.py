@@ -85,7 +85,7 @@ class AttentionPath:
 
 
 def current_backend() -> Backend:
-    """ "metal" when MLX computes on a Metal GPU, else "cpu" (CPU backend: everything unfused)."""
+    """Where MLX computes: "metal" on a Metal GPU, else "cpu" (no fused attention kernels)."""
     if mx.default_device() == mx.gpu and mx.metal.is_available():
         return "metal"
     return "cpu"
