@@ -161,10 +161,11 @@ class TextConfig:
         ):
             setattr(self, name, _int(getattr(self, name), p + name, minimum=1))
         self.num_kv_shared_layers = _int(self.num_kv_shared_layers, p + "num_kv_shared_layers")
-        if self.num_kv_shared_layers >= self.num_hidden_layers:
+        # Equal to num_hidden_layers only in a drafter, whose every layer reads the target's K/V.
+        if self.num_kv_shared_layers > self.num_hidden_layers:
             raise ConfigError(
-                f"config.json: `{p}num_kv_shared_layers` ({self.num_kv_shared_layers}) must be "
-                f"smaller than `{p}num_hidden_layers` ({self.num_hidden_layers})"
+                f"config.json: `{p}num_kv_shared_layers` ({self.num_kv_shared_layers}) must not "
+                f"exceed `{p}num_hidden_layers` ({self.num_hidden_layers})"
             )
         if self.hidden_activation not in _SUPPORTED_ACTIVATIONS:
             raise ConfigError(
@@ -267,6 +268,8 @@ class TextConfig:
         n, shared = self.num_hidden_layers, self.num_kv_shared_layers
         if shared == 0:
             return [None] * n
+        if shared == n:  # a drafter: every layer reuses K/V handed in from outside
+            return ["reuse"] * n
         first = n - shared
         modes: list[str | None] = [None if i < first else "reuse" for i in range(n)]
         producers = self.layer_types[:first]
@@ -495,6 +498,11 @@ class ModelConfig:
                 "(Gemma 4 unified)"
             )
         text = TextConfig.from_dict(_require(d, "text_config", ""), **text_overrides)
+        if text.num_kv_shared_layers >= text.num_hidden_layers:
+            raise ConfigError(
+                f"config.json: `text_config.num_kv_shared_layers` ({text.num_kv_shared_layers}) "
+                f"must be smaller than `text_config.num_hidden_layers` ({text.num_hidden_layers})"
+            )
         vision = VisionConfig.from_dict(d["vision_config"]) if d.get("vision_config") else None
         audio = AudioConfig.from_dict(d["audio_config"]) if d.get("audio_config") else None
 

@@ -497,10 +497,12 @@ class Model(nn.Module):
         logits_to_keep: int = 1,
         progress: Callable[[int, int], None] | None = None,
         should_cancel: Callable[[], bool] | None = None,
+        return_hidden: bool = False,
         **inputs: Any,
-    ) -> mx.array:
+    ) -> mx.array | tuple[mx.array, mx.array]:
         """Run a prompt through `cache` in chunks of about `chunk_size` tokens that never cut an
-        image/video block (`cache.prefill_chunks`); returns the last chunk's logits.
+        image/video block (`cache.prefill_chunks`); returns the last chunk's logits (and with
+        `return_hidden` its final-norm hidden states, which the drafter starts from).
 
         After each chunk is evaluated, `progress(done, total)` gets the prompt tokens in the
         cache so far. `should_cancel()` is asked before each chunk; when it says so,
@@ -530,7 +532,12 @@ class Model(nn.Module):
             if should_cancel is not None and should_cancel():
                 raise PrefillCancelled(start, total)
             if len(bounds) == 1:
-                logits = self(**inputs, cache=cache, logits_to_keep=logits_to_keep)
+                logits = self(
+                    **inputs,
+                    cache=cache,
+                    logits_to_keep=logits_to_keep,
+                    return_hidden=return_hidden,
+                )
             else:
                 logits = self(
                     ids[:, start:end],
@@ -538,6 +545,7 @@ class Model(nn.Module):
                     mm_token_type_ids=np.atleast_2d(_to_np(types))[:, start:end],
                     cache=cache,
                     logits_to_keep=logits_to_keep,
+                    return_hidden=return_hidden,
                 )
             mx.eval(logits, [c.state for c in cache])
             if progress is not None:

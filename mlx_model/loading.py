@@ -13,6 +13,9 @@ Accepts the Hugging Face layout (config.json, `model.safetensors` or sharded
   the modules with `.scales` become quantized, their bits/group size read from the
   tensors' shapes (which also honours per-layer overrides).
 
+The same path loads the multi-token-prediction drafter (`gemma4_unified_assistant`, see
+`gemma4_assistant.py`): `load_drafter(path)`, original weights or MLX conversions alike.
+
 Weights are read lazily by `mx.load`: a tensor is read from disk when first evaluated.
 Every problem with the folder raises `CheckpointError` (a ValueError) with one message
 that names the file or the config field.
@@ -33,6 +36,9 @@ import numpy as np
 from mlx.utils import tree_flatten
 
 from .config import ConfigError, ModelConfig
+from .gemma4_assistant import MODEL_TYPE as ASSISTANT_MODEL_TYPE
+from .gemma4_assistant import AssistantConfig
+from .gemma4_assistant import Model as AssistantModel
 from .gemma4_unified import Model
 from .quantization import (
     QUANTIZATION_MODE,
@@ -66,7 +72,7 @@ class TensorLocation:
 class LoadedCheckpoint:
     """A loaded model and what `gemma-desk convert` needs to write it back."""
 
-    model: Model
+    model: Model | AssistantModel
     folder: Path
     raw_config: dict[str, Any]
     quantization: dict[str, Any] | None  # config.json `quantization` entry of the loaded model
@@ -76,9 +82,11 @@ class LoadedCheckpoint:
 # --------------------------------------------------------------------------- files
 
 
-def read_config(folder: Path, **overrides: Any) -> tuple[dict[str, Any], ModelConfig]:
-    """config.json as a dict and as a `ModelConfig` (with text-config `overrides`);
-    CheckpointError naming the field if bad."""
+def read_config(
+    folder: Path, **overrides: Any
+) -> tuple[dict[str, Any], ModelConfig | AssistantConfig]:
+    """config.json as a dict and as a `ModelConfig` (with text-config `overrides`), or an
+    `AssistantConfig` for a drafter checkpoint; CheckpointError naming the field if bad."""
     path = folder / "config.json"
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
@@ -87,7 +95,12 @@ def read_config(folder: Path, **overrides: Any) -> tuple[dict[str, Any], ModelCo
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"{path}: not valid JSON ({exc})") from None
     try:
-        config = ModelConfig.from_dict(raw, **overrides)
+        if isinstance(raw, dict) and raw.get("model_type") == ASSISTANT_MODEL_TYPE:
+            if overrides:
+                raise ConfigError(f"options {sorted(overrides)} do not apply to a drafter")
+            config: ModelConfig | AssistantConfig = AssistantConfig.from_dict(raw)
+        else:
+            config = ModelConfig.from_dict(raw, **overrides)
     except ConfigError as exc:
         message = str(exc).removeprefix("config.json: ")
         raise CheckpointError(f"{path}: {message}") from None
@@ -277,7 +290,7 @@ def load_checkpoint(
     files = weight_files(folder)
     weights, origin, locations = read_weights(folder, files)
 
-    model = Model(config)
+    model = AssistantModel(config) if isinstance(config, AssistantConfig) else Model(config)
     by_id = {id(v): (k, origin[k]) for k, v in weights.items()}
     weights = drop_vestigial(model.sanitize(weights), folder)
     source = {k: by_id.get(id(v), (k, folder)) for k, v in weights.items()}
@@ -340,7 +353,7 @@ def load_model(
 
     Raises `CheckpointError` naming the file or config field when the folder is bad.
     """
-    return load_checkpoint(
+    loaded = load_checkpoint(
         path,
         bits=bits,
         group_size=group_size,
@@ -348,7 +361,36 @@ def load_model(
         dtype=dtype,
         lazy=lazy,
         **config_overrides,
-    ).model
+    )
+    if not isinstance(loaded.model, Model):
+        raise CheckpointError(
+            f"{loaded.folder}: this is a drafter (`{ASSISTANT_MODEL_TYPE}`) checkpoint, not a "
+            "model to chat with; load it with `load_drafter` beside its target model"
+        )
+    return loaded.model
+
+
+def load_drafter(
+    path: str | Path,
+    *,
+    bits: int | None = None,
+    group_size: int = 64,
+    dtype: Any = None,
+    lazy: bool = True,
+) -> AssistantModel:
+    """A drafter (`gemma4_unified_assistant`) checkpoint folder -> its MLX model.
+
+    Same layouts and options as `load_model`: original float weights (optionally cast with
+    `dtype` or quantized on load with `bits`) or an MLX-quantized conversion, loaded as stored.
+    Raises `CheckpointError` naming the file or field when the folder is bad or is not a drafter.
+    """
+    loaded = load_checkpoint(path, bits=bits, group_size=group_size, dtype=dtype, lazy=lazy)
+    if not isinstance(loaded.model, AssistantModel):
+        raise CheckpointError(
+            f"{loaded.folder}: `model_type` is {loaded.raw_config.get('model_type')!r}, not a "
+            f"drafter (`{ASSISTANT_MODEL_TYPE}`)"
+        )
+    return loaded.model
 
 
 def _cast(value: mx.array, dtype: mx.Dtype) -> mx.array:

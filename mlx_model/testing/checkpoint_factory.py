@@ -21,6 +21,10 @@ vision and audio embedders. Random weights are perturbed away from their trivial
 initial values (norm scales are not 1, `layer_scalar` is not 1, biases are not 0)
 so a port that drops a term fails.
 
+`write_tiny_checkpoint(..., assistant=True)` also writes a matching multi-token-prediction
+drafter (`gemma4_unified_assistant`, dense or centroid-routed sparse LM head) in the sibling
+folder `assistant_path(path)`, as `google/gemma-4-12B-it-assistant` sits beside the model.
+
 Also a CLI subcommand: `gemma-desk make-test-checkpoint DIR`.
 """
 
@@ -523,11 +527,18 @@ def weight_shapes(config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def random_weights(config: dict[str, Any], seed: int) -> dict[str, np.ndarray]:
-    """Random float32 weights, scaled so activations stay O(1), with no trivial values."""
+def random_weights(
+    config: dict[str, Any], seed: int, shapes: dict[str, tuple[int, ...]] | None = None
+) -> dict[str, np.ndarray]:
+    """Random float32 weights, scaled so activations stay O(1), with no trivial values.
+
+    `shapes` defaults to the target model's (`weight_shapes(config)`)."""
     rng = np.random.default_rng(seed)
     weights: dict[str, np.ndarray] = {}
-    for name, shape in weight_shapes(config).items():
+    for name, shape in (shapes or weight_shapes(config)).items():
+        if name.endswith("token_ordering"):  # a permutation of the vocabulary (an index)
+            weights[name] = rng.permutation(shape[0]).astype(np.int64)
+            continue
         if name.endswith("layer_scalar"):
             value = rng.uniform(0.6, 1.4, size=shape)
         elif name.endswith(("norm.weight", "layernorm.weight", "ln1.weight", "ln2.weight")):
@@ -561,7 +572,7 @@ def save_weights(
     weight_map: dict[str, str] = {}
     total_bytes = 0
     for group, file_name in zip(groups, files, strict=True):
-        arrays = {name: mx.array(weights[name]).astype(mx_dtype) for name in group}
+        arrays = {name: _stored(mx.array(weights[name]), mx_dtype) for name in group}
         total_bytes += sum(a.nbytes for a in arrays.values())
         mx.save_safetensors(str(folder / file_name), arrays, metadata={"format": "pt"})
         weight_map.update({name: file_name for name in group})
@@ -569,6 +580,145 @@ def save_weights(
         index = {"metadata": {"total_size": total_bytes}, "weight_map": weight_map}
         (folder / "model.safetensors.index.json").write_text(json.dumps(index, indent=2))
     return [folder / f for f in files]
+
+
+def _stored(value: Any, dtype: Any) -> Any:
+    """Float tensors in the checkpoint's dtype; integer buffers (indices) as they are."""
+    import mlx.core as mx
+
+    return value.astype(dtype) if mx.issubdtype(value.dtype, mx.floating) else value
+
+
+# --------------------------------------------------------------------------- drafter
+
+
+@dataclass
+class TinyAssistantSizes:
+    """Sizes of a test drafter (`gemma4_unified_assistant`). Its head sizes, KV heads and
+    window come from the target it drafts for; these are its own."""
+
+    hidden_size: int = 32
+    intermediate_size: int = 96
+    num_attention_heads: int = 4
+    layer_types: list[str] = field(
+        default_factory=lambda: ["sliding_attention", "sliding_attention", "full_attention"]
+    )
+    # the centroid-routed sparse LM head (`use_ordered_embeddings`), else the tied dense head
+    sparse_head: bool = False
+    num_centroids: int = 16
+    centroid_intermediate_top_k: int = 4
+    # transformers' "all" mode halves the drafter's sliding window (+1)
+    use_bidirectional_attention: str | None = "vision"
+
+
+def assistant_path(target: str | Path) -> Path:
+    """Where the factory writes a target's drafter: the sibling folder `<name>-assistant`
+    (as `google/gemma-4-12B-it` and `google/gemma-4-12B-it-assistant`)."""
+    target = Path(target)
+    return target.with_name(f"{target.name}-assistant")
+
+
+def assistant_config(
+    target: dict[str, Any], sizes: TinyAssistantSizes, dtype: str
+) -> dict[str, Any]:
+    """config.json of a drafter for the target whose config.json is `target`."""
+    t = target["text_config"]
+    text = {
+        "model_type": "gemma4_unified_text",
+        "vocab_size": t["vocab_size"],
+        "hidden_size": sizes.hidden_size,
+        "intermediate_size": sizes.intermediate_size,
+        "num_hidden_layers": len(sizes.layer_types),
+        "num_attention_heads": sizes.num_attention_heads,
+        "num_key_value_heads": t["num_key_value_heads"],
+        "head_dim": t["head_dim"],
+        "global_head_dim": t["global_head_dim"],
+        "num_global_key_value_heads": t["num_global_key_value_heads"],
+        "attention_k_eq_v": t["attention_k_eq_v"],
+        "num_kv_shared_layers": len(sizes.layer_types),
+        "layer_types": list(sizes.layer_types),
+        "hidden_activation": "gelu_pytorch_tanh",
+        "rms_norm_eps": 1e-6,
+        "max_position_embeddings": t["max_position_embeddings"],
+        "sliding_window": t["sliding_window"],
+        "final_logit_softcapping": t["final_logit_softcapping"],
+        "use_bidirectional_attention": sizes.use_bidirectional_attention,
+        "attention_bias": False,
+        "pad_token_id": t["pad_token_id"],
+        "eos_token_id": t["eos_token_id"],
+        "bos_token_id": t["bos_token_id"],
+        "tie_word_embeddings": True,
+        "rope_parameters": t["rope_parameters"],
+    }
+    return {
+        "architectures": ["Gemma4UnifiedAssistantForCausalLM"],
+        "model_type": "gemma4_unified_assistant",
+        "backbone_hidden_size": t["hidden_size"],
+        "use_ordered_embeddings": sizes.sparse_head,
+        "num_centroids": sizes.num_centroids,
+        "centroid_intermediate_top_k": sizes.centroid_intermediate_top_k,
+        "tie_word_embeddings": True,
+        "text_config": text,
+        "dtype": dtype,
+        "transformers_version": "5.23.0",
+    }
+
+
+def assistant_weight_shapes(config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+    """Every tensor of a drafter checkpoint under its on-disk name, with its shape."""
+    text = config["text_config"]
+    hidden, backbone = text["hidden_size"], config["backbone_hidden_size"]
+    shapes: dict[str, tuple[int, ...]] = {
+        "model.embed_tokens.weight": (text["vocab_size"], hidden),
+        "model.norm.weight": (hidden,),
+        "pre_projection.weight": (hidden, 2 * backbone),
+        "post_projection.weight": (backbone, hidden),
+    }
+    for i, layer_type in enumerate(text["layer_types"]):
+        head_dim = text["global_head_dim"] if layer_type == "full_attention" else text["head_dim"]
+        width = text["num_attention_heads"] * head_dim
+        p = f"model.layers.{i}."
+        shapes[p + "layer_scalar"] = (1,)
+        shapes[p + "self_attn.q_proj.weight"] = (width, hidden)
+        shapes[p + "self_attn.q_norm.weight"] = (head_dim,)
+        shapes[p + "self_attn.o_proj.weight"] = (hidden, width)
+        shapes[p + "mlp.gate_proj.weight"] = (text["intermediate_size"], hidden)
+        shapes[p + "mlp.up_proj.weight"] = (text["intermediate_size"], hidden)
+        shapes[p + "mlp.down_proj.weight"] = (hidden, text["intermediate_size"])
+        for norm in (
+            "input_layernorm",
+            "post_attention_layernorm",
+            "pre_feedforward_layernorm",
+            "post_feedforward_layernorm",
+        ):
+            shapes[p + norm + ".weight"] = (hidden,)
+    if config["use_ordered_embeddings"]:
+        shapes["masked_embedding.centroids.weight"] = (config["num_centroids"], hidden)
+        shapes["masked_embedding.token_ordering"] = (text["vocab_size"],)
+    return shapes
+
+
+def write_tiny_assistant_checkpoint(
+    path: str | Path,
+    target: str | Path,
+    *,
+    sizes: TinyAssistantSizes | None = None,
+    seed: int = 1,
+    dtype: str | None = None,
+) -> Path:
+    """Write a random drafter checkpoint at `path` matching the target checkpoint folder
+    `target` (its hidden size, vocabulary, head sizes and window); return `path`.
+
+    `dtype` defaults to the target's."""
+    folder = Path(path)
+    folder.mkdir(parents=True, exist_ok=True)
+    target_config = json.loads((Path(target) / "config.json").read_text())
+    dtype = dtype or target_config.get("dtype", "float32")
+    config = assistant_config(target_config, sizes or TinyAssistantSizes(), dtype)
+    (folder / "config.json").write_text(json.dumps(config, indent=2))
+    weights = random_weights(config, seed, assistant_weight_shapes(config))
+    save_weights(folder, weights, dtype, shards=1)
+    return folder
 
 
 # --------------------------------------------------------------------------- entry points
@@ -591,12 +741,15 @@ def write_tiny_checkpoint(
     with_audio: bool = True,
     chat_template: str | None = None,
     include_chat_template: bool = True,
+    assistant: bool | TinyAssistantSizes = False,
 ) -> Path:
     """Write a random `gemma4_unified` checkpoint folder at `path` and return it.
 
     `sizes` sets the network sizes (tiny by default; benchmarks pass bigger ones).
     `dtype` is the weights' dtype on disk ("float32", "bfloat16" or "float16").
     `shards` > 1 writes sharded safetensors with an index, as large checkpoints are.
+    `assistant` (True or the drafter's sizes) also writes a matching drafter checkpoint
+    next to it, at `assistant_path(path)`.
     """
     folder = Path(path)
     folder.mkdir(parents=True, exist_ok=True)
@@ -627,6 +780,14 @@ def write_tiny_checkpoint(
         (folder / "chat_template.jinja").write_text(template)
 
     save_weights(folder, random_weights(config, seed), dtype, shards)
+    if assistant:
+        write_tiny_assistant_checkpoint(
+            assistant_path(folder),
+            folder,
+            sizes=assistant if isinstance(assistant, TinyAssistantSizes) else None,
+            seed=seed + 1,
+            dtype=dtype,
+        )
     return folder
 
 

@@ -16,8 +16,11 @@ import pytest
 from mlx_model.gemma4_unified import Model
 from mlx_model.loading import load_model
 from mlx_model.testing.checkpoint_factory import (
+    TinyAssistantSizes,
     TinyModelSizes,
+    assistant_path,
     token_ids_of,
+    write_tiny_assistant_checkpoint,
     write_tiny_checkpoint,
 )
 from mlx_model.testing.reference import compute_in_float64, vision_model_masks
@@ -85,6 +88,23 @@ def hf_model(tiny_checkpoint: Path):
 @pytest.fixture(scope="session")
 def hf_model_f64(tiny_checkpoint: Path):
     return load_reference(tiny_checkpoint, "float64")
+
+
+@pytest.fixture(scope="session")
+def tiny_assistant(tiny_checkpoint: Path) -> Path:
+    """A float32 drafter with the tied dense LM head, next to `tiny_checkpoint`."""
+    return write_tiny_assistant_checkpoint(assistant_path(tiny_checkpoint), tiny_checkpoint)
+
+
+@pytest.fixture(scope="session")
+def tiny_assistant_sparse(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A float32 drafter with the centroid-routed sparse LM head, for `tiny_checkpoint`."""
+    return write_tiny_assistant_checkpoint(
+        tmp_path_factory.mktemp("tiny-assistant-sparse"),
+        tiny_checkpoint,
+        sizes=TinyAssistantSizes(sparse_head=True),
+        seed=2,
+    )
 
 
 @pytest.fixture(scope="session")

@@ -108,3 +108,32 @@ def test_bfloat16_checkpoint_stores_bfloat16_tensors(tiny_checkpoint_bf16):
     )
     dtypes = {v["dtype"] for k, v in header.items() if k != "__metadata__"}
     assert dtypes == {"BF16"}
+
+
+def test_assistant_option_writes_a_matching_drafter_next_to_the_target(tmp_path):
+    from mlx_model.testing.checkpoint_factory import (
+        TinyAssistantSizes,
+        assistant_path,
+        write_tiny_checkpoint,
+    )
+
+    target = write_tiny_checkpoint(
+        tmp_path / "target",
+        dtype="bfloat16",
+        with_audio=False,
+        assistant=TinyAssistantSizes(sparse_head=True),
+    )
+    drafter = assistant_path(target)
+    assert drafter == tmp_path / "target-assistant"
+    config = transformers.AutoConfig.from_pretrained(drafter)
+    assert type(config).__name__ == "Gemma4UnifiedAssistantConfig"
+    assert config.backbone_hidden_size == config_of(target)["text_config"]["hidden_size"]
+    assert config.use_ordered_embeddings is True
+    _, info = transformers.Gemma4UnifiedAssistantForCausalLM.from_pretrained(
+        drafter, dtype=torch.bfloat16, output_loading_info=True
+    )
+    assert info["missing_keys"] == set() and info["unexpected_keys"] == set()
+
+
+def config_of(folder):
+    return json.loads((folder / "config.json").read_text())
