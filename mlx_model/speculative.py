@@ -496,7 +496,7 @@ def speculative_generate_step(
             if token_id in eos or emitted >= max_tokens:
                 return
             hist = _extend(hist, [mx.array([token_id])])
-            k = min(controller.next_k(), max_tokens - emitted - 1)
+            k = min(controller.next_k(), max_tokens - emitted)
             t0 = time.perf_counter()
             if k <= 0:
                 out, hidden = model(
