@@ -69,6 +69,10 @@ def rollback(caches: list[Any], n: int) -> None:
                 raise RuntimeError(
                     "a rotating cache can only be rolled back right after a multi-token forward"
                 )
+            if c.offset - n >= c.max_size > c._idx - n:
+                # fewer keys than the window would remain (the forward trimmed the rest):
+                # the speculative loop always keeps the first token of a verified block
+                raise RuntimeError("cannot roll back a whole block past a full sliding window")
             c.keys = c.keys[..., : c._idx - n, :]
             c.values = c.values[..., : c._idx - n, :]
             c.offset -= n
@@ -522,14 +526,18 @@ def speculative_generate_step(
                     draft_logp.append(logq)
             inputs = mx.concatenate([mx.array([token_id], dtype=mx.int32), *drafts])[None]
             out, verify_hidden = model(inputs, cache=caches, return_hidden=True)
-            rows = [
-                _process(processors, _extend(hist, drafts[:i]), out[:, i, :]) for i in range(k + 1)
-            ]
+            if processors:  # each position with its own history
+                rows = mx.concatenate(
+                    [
+                        _process(processors, _extend(hist, drafts[:i]), out[:, i, :])
+                        for i in range(k + 1)
+                    ]
+                )
+            else:
+                rows = out[0].astype(mx.float32)
             draft_ids = mx.concatenate(drafts)
             if sampler.greedy:
-                targets = mx.concatenate(
-                    [mx.argmax(r - mx.logsumexp(r, axis=-1, keepdims=True), axis=-1) for r in rows]
-                )
+                targets = mx.argmax(rows - mx.logsumexp(rows, axis=-1, keepdims=True), axis=-1)
                 mx.eval(draft_ids, targets)
                 d, t = draft_ids.tolist(), targets.tolist()
                 n = 0
@@ -538,7 +546,7 @@ def speculative_generate_step(
                 bonus = t[n]
             else:
                 n, bonus = _speculative_sample(
-                    draft_ids, mx.concatenate(draft_logp), [sampler.log_probs(r) for r in rows]
+                    draft_ids, mx.concatenate(draft_logp), sampler.log_probs(rows)
                 )
                 d = draft_ids.tolist()
             rollback(caches, k - n)
@@ -564,12 +572,12 @@ def speculative_generate_step(
 
 
 def _speculative_sample(
-    drafts: mx.array, draft_logp: mx.array, target_logp: list[mx.array]
+    drafts: mx.array, draft_logp: mx.array, target_logp: mx.array
 ) -> tuple[int, int]:
     """Accept each draft with probability min(1, p/q); at the first rejection draw from
     norm(max(p - q, 0)), after k acceptances from p. Returns (accepted, next token)."""
     k = drafts.shape[0]
-    p = mx.exp(mx.concatenate(target_logp))  # [k + 1, V]
+    p = mx.exp(target_logp)  # [k + 1, V]
     q = mx.exp(draft_logp)  # [k, V]
     idx = drafts[:, None]
     p_d = mx.take_along_axis(p[:k], idx, axis=-1)[:, 0]

@@ -452,7 +452,7 @@ def test_the_distribution_test_catches_resampling_from_p_instead_of_the_residual
 
     def resample_from_p(drafts, draft_logp, target_logp):
         k = drafts.shape[0]
-        p, q = mx.exp(mx.concatenate(target_logp)), mx.exp(draft_logp)
+        p, q = mx.exp(target_logp), mx.exp(draft_logp)
         p_d = mx.take_along_axis(p[:k], drafts[:, None], axis=-1)[:, 0]
         q_d = mx.take_along_axis(q, drafts[:, None], axis=-1)[:, 0]
         accepted = (mx.random.uniform(shape=(k,)) * q_d < p_d).tolist() + [False]
@@ -465,3 +465,13 @@ def test_the_distribution_test_catches_resampling_from_p_instead_of_the_residual
     counts = _transition_counts(MarkovTarget(target), MarkovDrafter(drafter), SAMPLER, 1500, 4)
     chi2, df = _chi_square(counts, _chain(target))
     assert chi2 > _chi2_critical(df)
+
+
+def test_rolling_back_a_whole_block_past_a_full_window_is_refused(our_model):
+    """The loop always keeps a verified block's first token; dropping all of it from a
+    wrapped sliding buffer would leave fewer keys than the window needs."""
+    caches = our_model.make_cache()
+    our_model(mx.array(_text_prompt(40, seed=11)["input_ids"]), cache=caches)
+    our_model(mx.array([[31, 32, 33]]), cache=caches)
+    with pytest.raises(RuntimeError, match="whole block"):
+        rollback(caches, 3)
