@@ -338,7 +338,7 @@ class DraftLengthController:
         self._round_s: dict[int, float] = {}
         self._seen: set[int] = set()
         self._plain_since_probe = 0
-        self.enabled = True
+        self.enabled = self._best_speedup() >= policy.min_speedup
 
     @property
     def acceptance(self) -> float:
@@ -377,8 +377,10 @@ class DraftLengthController:
         self._accepted = p.decay * self._accepted + accepted
         self._rejected = p.decay * self._rejected + (1 if accepted < k else 0)
         self._time(self._round_s, k, seconds)
-        best = max(self.expected_speedup(j) for j in range(1, p.max_draft + 1))
-        self.enabled = best >= p.min_speedup
+        self.enabled = self._best_speedup() >= p.min_speedup
+
+    def _best_speedup(self) -> float:
+        return max(self.expected_speedup(k) for k in range(1, self.policy.max_draft + 1))
 
     def observe_plain(self, seconds: float) -> None:
         self._plain_since_probe += 1
@@ -462,8 +464,11 @@ def speculative_generate_step(
     `caches` hold the prompt; `logits` [1, (1,) V] and `hidden` [1, 1, H] are the target's
     output at the prompt's last position. `history` is every token id in the caches (what
     `logits_processors` see, as in the plain loop). Generation stops after an id in
-    `eos_token_ids` (yielded) or when the consumer closes the generator; either way the caches
-    end holding the prompt and all yielded ids but the last. `stats` is filled in as it goes.
+    `eos_token_ids` (yielded), after `max_tokens`, or when the consumer closes the generator.
+    The caches then hold the prompt and all yielded ids but the last; when the consumer closes
+    it while drafting is off, the plain step on the last id has already started (as in the
+    plain loop) and the caches hold that id too: `caches[0].offset` tells. `stats` is filled
+    in as it goes.
     """
     sampler = sampler or TokenSampler()
     stats = stats if stats is not None else SpeculativeStats()
@@ -492,28 +497,34 @@ def speculative_generate_step(
     token, _ = choose(logits, hist)
     token_id = int(token.item())
     start = time.perf_counter()
+    pending = None  # a plain step on the token being yielded, started before yielding it
     try:
         while True:
             emitted += 1
             stats.tokens = emitted
+            stop = token_id in eos or emitted >= max_tokens
+            if not stop:
+                hist = _extend(hist, [mx.array([token_id])])
+                k = min(controller.next_k(), max_tokens - emitted)
+                if k <= 0:  # as the plain loop: the step runs while the consumer works
+                    t0 = time.perf_counter()
+                    out, hidden = model(
+                        mx.array([[token_id]], dtype=mx.int32), cache=caches, return_hidden=True
+                    )
+                    token, _ = choose(out[:, -1, :], hist)
+                    mx.async_eval(token, hidden)
+                    pending = token
             yield token_id
-            if token_id in eos or emitted >= max_tokens:
+            if stop:
                 return
-            hist = _extend(hist, [mx.array([token_id])])
-            k = min(controller.next_k(), max_tokens - emitted)
-            t0 = time.perf_counter()
-            if k <= 0:
-                out, hidden = model(
-                    mx.array([[token_id]], dtype=mx.int32), cache=caches, return_hidden=True
-                )
-                token, _ = choose(out[:, -1, :], hist)
-                mx.eval(token, hidden)
-                token_id = int(token.item())
+            if pending is not None:
+                token_id, pending = int(pending.item()), None
                 stats.plain_steps += 1
                 controller.observe_plain(time.perf_counter() - t0)
                 stats.decode_s = time.perf_counter() - start
                 continue
 
+            t0 = time.perf_counter()
             drafter.start(caches, _offset(caches))
             drafts: list[mx.array] = []
             draft_logp: list[mx.array] = []
@@ -566,7 +577,9 @@ def speculative_generate_step(
             hist = _extend(hist, [mx.array(d[:n])]) if n else hist
             token_id = bonus
     finally:
-        excess = _offset(caches) - (base + max(emitted - 1, 0))
+        # A plain step already started on the last token leaves it in the caches, as the
+        # plain loop does when its consumer stops it; anything else beyond is rolled back.
+        excess = _offset(caches) - (base + max(emitted - 1, 0)) - (pending is not None)
         if excess > 0:
             rollback(caches, excess)
 

@@ -475,3 +475,22 @@ def test_rolling_back_a_whole_block_past_a_full_window_is_refused(our_model):
     our_model(mx.array([[31, 32, 33]]), cache=caches)
     with pytest.raises(RuntimeError, match="whole block"):
         rollback(caches, 3)
+
+
+def test_closing_while_drafting_is_off_keeps_the_started_plain_step(our_model):
+    """With drafting off the loop starts the next step before yielding a token, as the plain
+    loop does; closing it then leaves that token in the caches, and they stay consistent."""
+    inputs = _text_prompt(12, seed=12)
+    history, plain, _, _ = _reference(our_model, inputs, 12)
+    drafter = ScriptedDrafter(history + plain, 640, agree=0.0)
+    policy = DraftPolicy(max_draft=2, measure_costs=False, prior_acceptance=0.01)
+    caches, logits, hidden = prefill(our_model, inputs)
+    gen = speculative_generate_step(
+        our_model, drafter, caches, logits, hidden, history=history, max_tokens=30, policy=policy
+    )
+    got = [next(gen) for _ in range(10)]
+    gen.close()
+    assert got == plain[:10]
+    assert caches[0].offset == len(history) + 10
+    nxt = our_model(mx.array([[plain[10]]]), cache=caches)
+    assert int(mx.argmax(nxt[0, -1]).item()) == plain[11]
