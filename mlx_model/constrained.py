@@ -191,6 +191,12 @@ class TokenConstraint:
             if token_id == v.thought_end:
                 self._phase = "answer"
             return
+        if self.matcher.is_stopped():
+            # The grammar has ended (a stop id was consumed); ids after it (drafts a
+            # speculative loop verifies) do not reach the matcher, so `rollback` must not
+            # count them as its.
+            self._history.append((phase, False))
+            return
         if not self.matcher.consume_token(token_id):
             message = self.matcher.get_error() or "not allowed here"
             raise GrammarError(f"token {token_id} breaks the grammar: {message}")
@@ -241,20 +247,34 @@ class TokenConstraint:
 
 
 class _ConstraintProcessor:
-    """`(tokens, logits) -> logits`: consume the new ids in `tokens`, then mask the logits."""
+    """`(tokens, logits) -> logits`: follow the ids in `tokens`, then mask the logits.
+
+    `tokens` may also shrink or change (a speculative loop verifies drafted ids, then goes
+    on from the accepted ones): the constraint is rolled back to the longest common prefix
+    with the ids it consumed, then advanced over the rest.
+    """
 
     def __init__(self, constraint: TokenConstraint):
         self.constraint = constraint
         self.start: int | None = None
+        self.ids: list[int] = []  # the ids after `start` the constraint has consumed
 
     def __call__(self, tokens: mx.array, logits: mx.array) -> mx.array:
         length = int(tokens.shape[-1]) if tokens is not None else 0
         if self.start is None:
             self.start = length - self.constraint.consumed
-        seen = self.start + self.constraint.consumed
-        if length > seen:
-            new = tokens.reshape(-1)[seen:].tolist()
-            self.constraint.advance_many(new)
+        current = tokens.reshape(-1)[self.start :].tolist() if length > self.start else []
+        if not self.ids and current and self.constraint.consumed == len(current):
+            self.ids = list(current)  # consumed before this processor was first called
+        common = 0
+        for a, b in zip(self.ids, current, strict=False):
+            if a != b:
+                break
+            common += 1
+        if common < len(self.ids):
+            self.constraint.rollback(len(self.ids) - common)
+        self.constraint.advance_many(current[common:])
+        self.ids = current
         return apply_token_mask(logits, self.constraint.next_mask())
 
 

@@ -12,6 +12,7 @@ import json
 
 import jsonschema
 import mlx.core as mx
+import numpy as np
 import pytest
 from mlx_lm.generate import generate_step
 
@@ -149,3 +150,21 @@ def test_the_grammar_applies_after_a_thought_and_chains_after_other_processors(
     parser.finish()
     assert parser.result.thinking == "Let me think."
     jsonschema.validate(json.loads(parser.result.text), schema)
+
+
+def test_rolling_back_ids_past_the_end_of_the_grammar_restores_the_state(
+    tiny_processor, grammar_vocabulary
+):
+    """A speculative loop verifies drafts past a stop id, then rolls them back: ids after
+    the grammar's end never reached the matcher, so they must not be undone there."""
+    tokenizer = tiny_processor.tokenizer
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
+    answer = tokenizer.encode('{"n":4 }')
+    stop = tokenizer.token_to_id("<turn|>")
+    reference = grammar_vocabulary.constraint(OutputConstraint.json_schema(schema))
+    reference.advance_many(answer[:-1])
+    drafted = grammar_vocabulary.constraint(OutputConstraint.json_schema(schema))
+    drafted.advance_many([*answer, stop, stop])
+    drafted.rollback(3)
+    assert drafted.consumed == reference.consumed
+    np.testing.assert_array_equal(drafted.next_mask(), reference.next_mask())

@@ -494,3 +494,41 @@ def test_closing_while_drafting_is_off_keeps_the_started_plain_step(our_model):
     assert caches[0].offset == len(history) + 10
     nxt = our_model(mx.array([[plain[10]]]), cache=caches)
     assert int(mx.argmax(nxt[0, -1]).item()) == plain[11]
+
+
+def test_a_grammar_constraint_follows_drafts_and_rejections(
+    our_model, tiny_processor, grammar_vocabulary
+):
+    """The constrained-decoding processor keeps llguidance state per id: verifying drafts
+    advances it, a rejection must roll it back. Same JSON answer as plain decoding."""
+    from mlx_model.constrained import OutputConstraint
+
+    schema = {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string", "maxLength": 5},
+            "n": {"type": "integer", "minimum": 0, "maximum": 99},
+        },
+        "required": ["name", "n"],
+    }
+    messages = [{"role": "user", "content": "Describe the weather in Paris."}]
+    ids = tiny_processor.apply_chat_template(messages)["input_ids"].reshape(-1).tolist()
+    inputs = {"input_ids": np.array([ids])}
+    eos = tiny_processor.tokenizer.eos_token_ids
+
+    def constrained():
+        constraint = grammar_vocabulary.constraint(OutputConstraint.json_schema(schema))
+        return [constraint.logits_processor()]
+
+    history, plain, margins, _ = _reference(
+        our_model, inputs, 60, eos=eos, processors=constrained()
+    )
+    assert plain[-1] in eos
+    drafter = ScriptedDrafter(history + plain, 640, agree=0.6, seed=3)
+    caches, logits, hidden = prefill(our_model, inputs)
+    spec, stats = speculate(
+        our_model, drafter, caches, logits, hidden, history,
+        max_tokens=60, eos_token_ids=eos, logits_processors=constrained(), policy=FIXED,
+    )  # fmt: skip
+    assert_same_or_near_tie(plain, margins, spec)
+    assert stats.accepted > 0 and stats.accepted < stats.drafted
