@@ -47,6 +47,23 @@ WORK = ROOT / ".bench" / "bench-speculative"
 PUBLISHED = {1: 0.76, 2: 0.58}  # mlx-vlm, 12B 4-bit on a Mac: acceptance at k drafted tokens
 
 
+# --------------------------------------------------------------------------- workload
+
+RECENT = 16
+
+
+def no_recent_repeats(tokens, logits):
+    """Ban the last `RECENT` ids (an mlx-lm logits processor; `tokens` [T] or [B, T]).
+
+    A random target's greedy continuation repeats one token forever, which any drafter that
+    copies predicts; with its recent ids banned the target's choice is a real function of the
+    context, which the drafter has to learn."""
+    import mlx.core as mx
+
+    recent = tokens.reshape(logits.shape[0], -1)[:, -RECENT:].astype(mx.int32)
+    return mx.put_along_axis(logits, recent, mx.array(-mx.inf, dtype=logits.dtype), axis=-1)
+
+
 # --------------------------------------------------------------------------- checkpoints
 
 
@@ -92,12 +109,16 @@ def greedy_continuations(target, prompts: np.ndarray, n: int, batch: int = 32) -
         rows = mx.array(prompts[start : start + batch])
         caches = target.make_cache()
         logits = target(rows, cache=caches, logits_to_keep=1)
+        history = rows
         tokens = []
-        for _ in range(n):
-            y = mx.argmax(logits[:, -1, :], axis=-1)
+        for i in range(n):
+            y = mx.argmax(no_recent_repeats(history, logits[:, -1, :]), axis=-1)
             mx.eval(y)
             tokens.append(np.array(y))
+            history = mx.concatenate([history, y[:, None]], axis=1)
             logits = target(y[:, None], cache=caches)
+            if (i + 1) % 16 == 0:
+                print(f"  rows {start}+{len(rows)}: {i + 1}/{n} tokens", flush=True)
         out.append(np.stack(tokens, axis=1))
     return np.concatenate(out)
 
@@ -128,7 +149,8 @@ def target_features(target, seqs: np.ndarray) -> dict:
 
 
 def distill(target, drafter, seqs: np.ndarray, prompt_len: int, args) -> dict:
-    """Train `drafter` (float32) on the target's own sequences for `--distill-minutes`."""
+    """Train `drafter` (float32) on the target's own sequences: `--distill-steps` steps, or
+    fewer if `--distill-minutes` run out first."""
     import mlx.core as mx
     import mlx.nn as nn
     import mlx.optimizers as optim
@@ -138,22 +160,27 @@ def distill(target, drafter, seqs: np.ndarray, prompt_len: int, args) -> dict:
 
     unroll, weights = 3, (1.0, 0.7, 0.5)
     n = seqs.shape[1]
-    anchors = np.arange(prompt_len - 1, n - unroll)  # x[a + 1] is the target's own token
-    first, count = int(anchors[0]), len(anchors)
-    keys = np.arange(n)[None]
-    a = anchors[:, None]
+    # anchors a (the round's last token) with x[a + 1] the target's own token; each step
+    # trains on `--anchors` consecutive ones of `--batch` sequences
+    lo, hi = prompt_len - 1, n - unroll
+    span = min(args.anchors, hi - lo)
     window = drafter.window
-    masks = {
-        FULL: mx.array((keys < a)[None, None]),
-        SLIDING: mx.array(((keys < a) & (keys >= a - window - 1))[None, None]),
-    }
+    rng = np.random.default_rng(3)
     feats = [
         target_features(target, seqs[i : i + args.batch]) for i in range(0, len(seqs), args.batch)
     ]
     labels = [mx.array(seqs[i : i + args.batch]) for i in range(0, len(seqs), args.batch)]
-    idx = mx.array(anchors)
 
-    def loss_fn(model, f, ids):
+    def masks_from(first: int) -> dict:
+        a = np.arange(first, first + span)[:, None]
+        keys = np.arange(n)[None]
+        return {
+            FULL: mx.array((keys < a)[None, None]),
+            SLIDING: mx.array(((keys < a) & (keys >= a - window - 1))[None, None]),
+        }
+
+    def loss_fn(model, f, ids, first, masks):
+        idx = mx.arange(first, first + span)
         shared = {t: SharedKV(k, v, masks[t]) for t, (k, v) in f["kv"].items()}
         h, total = f["hidden"][:, idx - 1], 0.0
         for j in range(unroll):
@@ -167,9 +194,10 @@ def distill(target, drafter, seqs: np.ndarray, prompt_len: int, args) -> dict:
     opt = optim.Adam(learning_rate=args.lr)
     deadline = time.perf_counter() + 60 * args.distill_minutes
     losses, steps, start = [], 0, time.perf_counter()
-    while time.perf_counter() < deadline:
+    while steps < args.distill_steps and time.perf_counter() < deadline:
         i = steps % len(feats)
-        loss, grads = step(drafter, feats[i], labels[i])
+        first = int(rng.integers(lo, hi - span + 1))
+        loss, grads = step(drafter, feats[i], labels[i], first, masks_from(first))
         opt.update(drafter, grads)
         mx.eval(drafter.parameters(), opt.state, loss)
         losses.append(float(loss))
@@ -181,7 +209,7 @@ def distill(target, drafter, seqs: np.ndarray, prompt_len: int, args) -> dict:
         "steps": steps,
         "seconds": time.perf_counter() - start,
         "sequences": len(seqs),
-        "anchors_per_sequence": count,
+        "anchors_per_step": span * args.batch,
         "loss_first": statistics.mean(losses[:10]),
         "loss_last": statistics.mean(losses[-10:]),
     }
@@ -202,7 +230,7 @@ def make_drafter(args, target_dir: Path, target) -> tuple[Path, dict]:
     from mlx_model.loading import load_drafter
     from mlx_model.testing.checkpoint_factory import write_tiny_assistant_checkpoint
 
-    tag = f"d{args.drafter_hidden}-m{args.distill_minutes:g}-s{args.train_prompts}"
+    tag = f"d{args.drafter_hidden}-n{args.distill_steps}-s{args.train_prompts}"
     folder = WORK / f"{target_dir.name}-assistant-{tag}"
     log_file = folder / "distill.json"
     if log_file.exists() and not args.retrain:
@@ -210,15 +238,23 @@ def make_drafter(args, target_dir: Path, target) -> tuple[Path, dict]:
     init = WORK / f"{target_dir.name}-assistant-init-{args.drafter_hidden}"
     write_tiny_assistant_checkpoint(init, target_dir, sizes=drafter_sizes(args), dtype="float32")
     drafter = load_drafter(init, lazy=False)
-    rng = np.random.default_rng(1)
-    vocab = target.config.text_config.vocab_size
-    prompts = rng.integers(300, vocab - 10, size=(args.train_prompts, args.prompt))
-    print(f"target continues {len(prompts)} prompts by {args.continuation} tokens ...", flush=True)
-    t0 = time.perf_counter()
-    cont = greedy_continuations(target, prompts, args.continuation)
-    data_s = time.perf_counter() - t0
-    seqs = np.concatenate([prompts, cont], axis=1)
-    print(f"distilling for {args.distill_minutes:g} min ...", flush=True)
+    data = (
+        WORK / f"{target_dir.name}-train-{args.train_prompts}x{args.prompt}+{args.continuation}.npz"
+    )
+    if data.exists():
+        cached = np.load(data)
+        seqs, data_s = cached["seqs"], float(cached["seconds"])
+    else:
+        rng = np.random.default_rng(1)
+        vocab = target.config.text_config.vocab_size
+        prompts = rng.integers(300, vocab - 10, size=(args.train_prompts, args.prompt))
+        print(f"target continues {len(prompts)} prompts by {args.continuation} tokens", flush=True)
+        t0 = time.perf_counter()
+        cont = greedy_continuations(target, prompts, args.continuation)
+        data_s = time.perf_counter() - t0
+        seqs = np.concatenate([prompts, cont], axis=1)
+        np.savez(data, seqs=seqs, seconds=data_s)
+    print(f"distilling ({args.distill_steps} steps at most {args.distill_minutes:g} min) ...")
     log = distill(target, drafter, seqs, args.prompt, args)
     log.update(data_seconds=data_s, drafter_params=param_count(drafter))
     config = json.loads((init / "config.json").read_text())
@@ -232,6 +268,19 @@ def make_drafter(args, target_dir: Path, target) -> tuple[Path, dict]:
 
 def _held_out_prompts(args, vocab: int) -> np.ndarray:
     return np.random.default_rng(2).integers(300, vocab - 10, size=(args.eval_prompts, args.prompt))
+
+
+def held_out_acceptance(target, drafter, prompts: np.ndarray, n: int) -> float:
+    """Acceptance on prompts the drafter never saw (k = 2, the no-repeat workload)."""
+    from mlx_model.speculative import DraftPolicy, MTPDrafter
+
+    mtp = MTPDrafter(drafter, target)
+    drafted = accepted = 0
+    for prompt in prompts:
+        policy = DraftPolicy(max_draft=2, adaptive=False)
+        _, _, stats = spec_generate(target, mtp, prompt, n, policy, [no_recent_repeats])
+        drafted, accepted = drafted + stats["drafted"], accepted + stats["accepted"]
+    return accepted / drafted if drafted else 0.0
 
 
 def measure_costs(target, drafter, prompt: np.ndarray, rounds: int) -> dict:
@@ -286,14 +335,18 @@ def measure_costs(target, drafter, prompt: np.ndarray, rounds: int) -> dict:
     }
 
 
-def plain_generate(target, prompt: np.ndarray, n: int) -> tuple[list[int], float]:
-    """Greedy decoding one token per forward, the engine's loop; (tokens, decode seconds
-    after the first token)."""
+def plain_generate(target, prompt: np.ndarray, n: int, processors=()) -> tuple[list[int], float]:
+    """Greedy decoding one token per forward, the engine's loop (`choose_token`, next step
+    scheduled before the host reads the token); (tokens, seconds after the first token)."""
     import mlx.core as mx
+    from mlx_lm.sample_utils import greedy_sampler
+
+    from mlx_model.sampling import choose_token
 
     caches = target.make_cache()
     logits = target(mx.array(prompt[None]), cache=caches, logits_to_keep=1)
-    y = mx.argmax(logits[:, -1, :], axis=-1)
+    history = mx.array(prompt) if processors else None
+    y = choose_token(logits[:, -1, :], history, greedy_sampler, processors)
     tokens: list[int] = []
     start = None
     while True:
@@ -302,11 +355,15 @@ def plain_generate(target, prompt: np.ndarray, n: int) -> tuple[list[int], float
         if len(tokens) >= n:
             return tokens, time.perf_counter() - start
         logits = target(mx.array([[tokens[-1]]]), cache=caches)
-        y = mx.argmax(logits[:, -1, :], axis=-1)
+        if history is not None:
+            history = mx.concatenate([history, mx.array(tokens[-1:])])
+        y = choose_token(logits[:, -1, :], history, greedy_sampler, processors)
         mx.async_eval(y)
 
 
-def spec_generate(target, mtp, prompt: np.ndarray, n: int, policy) -> tuple[list[int], float, dict]:
+def spec_generate(
+    target, mtp, prompt: np.ndarray, n: int, policy, processors=()
+) -> tuple[list[int], float, dict]:
     import mlx.core as mx
 
     from mlx_model.speculative import SpeculativeStats, speculative_generate_step
@@ -319,33 +376,35 @@ def spec_generate(target, mtp, prompt: np.ndarray, n: int, policy) -> tuple[list
     tokens: list[int] = []
     start = None
     for token in speculative_generate_step(
-        target, mtp, caches, logits, hidden, max_tokens=n, policy=policy, stats=stats
-    ):
+        target, mtp, caches, logits, hidden, max_tokens=n, policy=policy, stats=stats,
+        logits_processors=processors, history=prompt.tolist(),
+    ):  # fmt: skip
         tokens.append(token)
         start = start or time.perf_counter()
     return tokens, time.perf_counter() - start, stats.as_dict()
 
 
-def end_to_end(target, drafter, prompts: np.ndarray, n: int) -> dict:
+def end_to_end(target, drafter, prompts: np.ndarray, n: int, processors, names) -> dict:
     from mlx_model.speculative import DraftPolicy, MTPDrafter
 
     mtp = MTPDrafter(drafter, target)
-    variants = {
+    policies = {
         "adaptive": DraftPolicy(max_draft=4),
         "k=1": DraftPolicy(max_draft=1, adaptive=False),
         "k=2": DraftPolicy(max_draft=2, adaptive=False),
     }
-    spec_generate(target, mtp, prompts[0], 8, variants["k=2"])  # warm-up
-    plain_generate(target, prompts[0], 8)
+    variants = {name: policies[name] for name in names}
+    spec_generate(target, mtp, prompts[0], 8, policies["k=2"], processors)  # warm-up
+    plain_generate(target, prompts[0], 8, processors)
     result: dict = {"plain": {"s": 0.0, "tokens": []}}
     for name in variants:
         result[name] = {"s": 0.0, "tokens": [], "stats": []}
     for prompt in prompts:
-        tokens, seconds = plain_generate(target, prompt, n)
+        tokens, seconds = plain_generate(target, prompt, n, processors)
         result["plain"]["s"] += seconds
         result["plain"]["tokens"].append(tokens)
         for name, policy in variants.items():
-            tokens, seconds, stats = spec_generate(target, mtp, prompt, n, policy)
+            tokens, seconds, stats = spec_generate(target, mtp, prompt, n, policy, processors)
             result[name]["s"] += seconds
             result[name]["tokens"].append(tokens)
             result[name]["stats"].append(stats)
@@ -461,8 +520,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--continuation", type=int, default=96, help="training continuation")
     parser.add_argument("--train-prompts", type=int, default=64)
     parser.add_argument("--batch", type=int, default=4, help="sequences per distillation step")
+    parser.add_argument("--anchors", type=int, default=24, help="positions per sequence a step")
     parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--distill-minutes", type=float, default=4.0)
+    parser.add_argument("--distill-steps", type=int, default=300)
+    parser.add_argument("--distill-minutes", type=float, default=20.0, help="upper bound")
     parser.add_argument("--retrain", action="store_true")
     parser.add_argument("--eval-prompts", type=int, default=4)
     parser.add_argument("--decode", type=int, default=64, help="tokens per measured generation")
@@ -485,11 +546,19 @@ def main(argv: list[str] | None = None) -> int:
     target = load_model(target_dir, lazy=False)
     drafter_dir, distill_log = make_drafter(args, target_dir, target)
     drafter = load_drafter(drafter_dir, lazy=False)
-    prompts = _held_out_prompts(args, target.config.text_config.vocab_size)
+    train = np.load(next(WORK.glob(f"{target_dir.name}-train-{args.train_prompts}x*.npz")))
+    prompts = train["seqs"][: args.eval_prompts, : args.prompt]
+    held_out = _held_out_prompts(args, target.config.text_config.vocab_size)
     print("measuring costs ...", flush=True)
     costs = measure_costs(target, drafter, prompts[0], args.cost_rounds)
     print("end to end ...", flush=True)
-    e2e = end_to_end(target, drafter, prompts, args.decode)
+    e2e = end_to_end(
+        target, drafter, prompts, args.decode, [no_recent_repeats], ("adaptive", "k=1", "k=2")
+    )
+    print("end to end, unconstrained (the peer's workload) ...", flush=True)
+    e2e_copy = end_to_end(target, drafter, prompts, args.decode, [], ("k=1", "k=2"))
+    print("held-out acceptance ...", flush=True)
+    held_out_rate = held_out_acceptance(target, drafter, held_out, args.decode)
     print("mlx-vlm ...", flush=True)
     peer = run_peer(args, target_dir, drafter_dir, prompts)
     figures = {
@@ -498,6 +567,8 @@ def main(argv: list[str] | None = None) -> int:
         "distill": distill_log,
         "costs": costs,
         "end_to_end": e2e,
+        "end_to_end_unconstrained": e2e_copy,
+        "held_out_acceptance": held_out_rate,
         "derived": derived(costs),
         "peer": peer,
     }
@@ -523,26 +594,36 @@ def report(f: dict, args) -> None:
     for k in range(1, 5):
         print(f"    verify 1+{k} tokens: {c['relative'][f'verify{k}']:.2f}")
     print(f"    drafter, per drafted token: {c['relative']['draft']:.3f}")
-    e = f["end_to_end"]
-    print(f"(b) end to end, {args.eval_prompts} held-out prompts x {args.decode} tokens:")
-    print(f"    plain: {e['plain_tok_s']:.2f} tok/s")
-    for name in ("adaptive", "k=1", "k=2"):
-        r = e[name]
+    for key, title in (
+        ("end_to_end", f"no id of the last {RECENT} repeated (what the drafter learned)"),
+        ("end_to_end_unconstrained", "plain greedy (a random target repeats one id)"),
+    ):
+        e = f[key]
         print(
-            f"    {name:9s}: {r['tok_s']:.2f} tok/s = {r['speedup']:.2f}x, acceptance "
-            f"{r['acceptance']:.2f}, {r['accepted_per_round']:.2f} accepted/round, "
-            f"{r['rounds']} rounds, {r['plain_steps']} plain steps, identical: {r['identical']}"
+            f"(b) end to end, {args.eval_prompts} distilled-on prompts x {args.decode} tokens, {title}:"
         )
+        print(f"    plain: {e['plain_tok_s']:.2f} tok/s")
+        for name in ("adaptive", "k=1", "k=2"):
+            if name not in e:
+                continue
+            r = e[name]
+            print(
+                f"    {name:9s}: {r['tok_s']:.2f} tok/s = {r['speedup']:.2f}x, acceptance "
+                f"{r['acceptance']:.2f}, {r['accepted_per_round']:.2f} accepted/round, "
+                f"{r['rounds']} rounds, {r['plain_steps']} plain steps, identical: {r['identical']}"
+            )
+    print(
+        f"    held-out prompts (never distilled on), k=2: acceptance {f['held_out_acceptance']:.2f}"
+    )
     print("(c) derived from (a) at the published acceptance (not measured):")
     for k, r in f["derived"].items():
         print(f"    k={k}, acceptance {r['acceptance']:.2f}: {r['speedup']:.2f}x")
-    p = f["peer"]
+    p, e = f["peer"], f["end_to_end_unconstrained"]
     if p and "error" not in p:
         decoded = (args.decode - 1) * args.eval_prompts
         base = decoded / p["plain"]["s"]
-        print(
-            f"    mlx-vlm plain: {base:.2f} tok/s (ours / mlx-vlm plain: {e['plain_tok_s'] / base:.2f}x)"
-        )
+        print("mlx-vlm 0.7.10, plain greedy workload (its MTP loop takes no logits processors):")
+        print(f"    plain: {base:.2f} tok/s (ours / mlx-vlm plain: {e['plain_tok_s'] / base:.2f}x)")
         for name in ("k=1", "k=2"):
             r = p[name]
             tps = decoded / r["s"]
@@ -550,7 +631,7 @@ def report(f: dict, args) -> None:
             acc = f", {statistics.mean(lens):.2f} accepted/round" if lens else ""
             same = r["tokens"] == e["plain_tokens"]
             print(
-                f"    mlx-vlm {name}: {tps:.2f} tok/s = {tps / base:.2f}x its plain{acc}; "
+                f"    {name}: {tps:.2f} tok/s = {tps / base:.2f}x its plain{acc}; "
                 f"ours / mlx-vlm: {e[name]['tok_s'] / tps:.2f}x; tokens = our plain: {same}"
             )
 
