@@ -1,31 +1,39 @@
 """Benchmark (not a test): speculative decoding with the multi-token-prediction drafter on a mid-size target.
 
 One run, one random mid-size bf16 target from the test checkpoint factory (the 12B's
-proportions, as `bench_model.py`), and a drafter of the 12B assistant's shape scaled to it:
+proportions, as `bench_model.py`), and a drafter of the 12B assistant's shape scaled to it
+(4 layers, 3 sliding + 1 full, MLP 8x its hidden size, tied dense head):
 
-1. **A drafter that agrees with its target.** Random weights agree with nothing, so the
-   drafter is distilled here: the target greedily continues random prompts (batched), its
-   final hidden states and last full/sliding layers' keys/values over those sequences are
-   the drafter's inputs, exactly as at inference (one batched forward over every position of
-   a sequence, masks as `target_kv` gives them), and the drafter is trained (Adam, float32)
-   to predict the target's next 1..3 tokens (unrolled through its own `post_projection`
-   state, teacher-forced tokens) for `--distill-minutes`. It is saved in bf16 in the
-   Hugging Face layout. Prompts used for the measurements below are not in its training set.
+1. **A drafter that agrees with its target.** A random target's plain greedy output repeats
+   one id forever, so the workload bans the last 16 ids (`no_recent_repeats`, an mlx-lm
+   logits processor applied by the plain loop, by our speculative loop at every verified
+   position, and to the drafter's logits). The target continues `--train-prompts` random
+   prompts that way (batched); its final hidden states and its last full and sliding
+   layers' keys/values over those sequences are the drafter's inputs exactly as at
+   inference (one batched forward of `--anchors` consecutive positions per sequence, masks
+   as `target_kv` gives them); the drafter (float32, Adam) learns to predict the target's
+   next 1..3 ids (unrolled through its own `post_projection` state, teacher-forced ids) for
+   `--distill-steps`, and is saved in bf16 in the Hugging Face layout. Random weights have no
+   structure a small drafter can generalize (on prompts it never saw it accepts ~nothing,
+   printed as "held-out"), so the end-to-end runs use prompts it was distilled on: the
+   acceptance it reaches there is printed beside every speed-up.
 2. **(a) Costs**, interleaved round by round at a fixed context: one plain decode step; one
    verify forward of 1 + k tokens (k = 1..4) relative to it; the drafter's cost per drafted
    token (4 steps in one graph / 4), relative to the plain step.
-3. **(b) End to end**, same held-out prompts, alternating: plain greedy decoding (the
-   engine's loop) against `speculative_generate_step` (adaptive k, and fixed k = 1, 2);
-   decode tok/s after the first token, acceptance and tokens per round beside the ratio,
-   and whether the tokens are identical.
+3. **(b) End to end**, same prompts, alternating: plain greedy decoding (the engine's loop)
+   against `speculative_generate_step` (adaptive k, and fixed k = 1, 2); decode tok/s after
+   the first token, acceptance and accepted drafts per round beside the ratio, and whether
+   the tokens are identical. Then the same without the processor (the workload mlx-vlm's
+   MTP loop can run: it takes no logits processors).
 4. **(c) Derived** (not measured): the speed-up the measured costs imply at the published
    acceptance rates (0.76 at k = 1, 0.58 at k = 2): (1 + k * rate) / (verify(k) + k * draft).
 5. **mlx-vlm 0.7.10** (never a dependency; installed with --no-deps into `.bench/peer-site`
    as `bench_model.py` describes) runs the same target and drafter checkpoints through its
-   own MTP loop (`generate_step(..., draft_model=..., draft_kind="mtp")`) in a subprocess:
-   its plain and speculative decode tok/s on the same prompts, and its tokens.
+   own MTP loop (`generate_step(..., draft_model=..., draft_kind="mtp")`) in a subprocess,
+   without processors: its plain and speculative decode tok/s on the same prompts.
 
-    nice -n 10 .venv/bin/python bench/bench_speculative.py --json .bench/bench-speculative/figures.json
+    nice -n 10 .venv/bin/python bench/bench_speculative.py --train-prompts 8 \
+        --continuation 64 --distill-steps 120 --eval-prompts 2 --decode 48 --cost-rounds 5
 """
 
 from __future__ import annotations
