@@ -17,17 +17,15 @@ here, between requests, up to the registry's step limit. Thinking is asked for w
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import io
 import json
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
+from app.messages import json_text, parse_arguments, to_openai_messages
 from mlx_model.events import (
     EngineEvent,
     Finished,
@@ -238,7 +236,7 @@ class RemoteEngine:
                         {
                             "role": "tool",
                             "tool_call_id": result.call.id,
-                            "content": _tool_content(response),
+                            "content": json_text(response),
                         }
                     )
                 appended.extend(new_messages)
@@ -346,7 +344,7 @@ class RemoteEngine:
         for index in sorted(partial):
             slot = partial[index]
             call = ToolCall(
-                name=slot["name"], arguments=_parse_arguments(slot["arguments"]), id=slot["id"]
+                name=slot["name"], arguments=parse_arguments(slot["arguments"]), id=slot["id"]
             )
             turn.calls.append(call)
             yield ToolCallEvent(call)
@@ -391,163 +389,6 @@ def remote_engine_factory(
         return RemoteEngine.load(url, model=model, api_key=api_key, check=check)
 
     return factory
-
-
-# --- conversions -------------------------------------------------------------------------------
-
-
-def to_openai_messages(messages: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Hugging Face chat messages (with media parts and tool calls) as OpenAI chat messages."""
-    out: list[dict[str, Any]] = []
-    pending_ids: dict[str, list[str]] = {}  # tool name -> ids of calls not answered yet
-    for message in messages:
-        role = message.get("role")
-        content = message.get("content")
-        if role == "assistant":
-            converted: dict[str, Any] = {"role": "assistant", "content": _plain_text(content)}
-            calls = message.get("tool_calls") or []
-            if calls:
-                converted["tool_calls"] = []
-                for k, call in enumerate(calls):
-                    fn = call.get("function", call)
-                    call_id = call.get("id") or f"call_{len(out)}_{k}"
-                    pending_ids.setdefault(fn["name"], []).append(call_id)
-                    arguments = fn.get("arguments", {})
-                    converted["tool_calls"].append(
-                        {
-                            "id": call_id,
-                            "type": "function",
-                            "function": {
-                                "name": fn["name"],
-                                "arguments": arguments
-                                if isinstance(arguments, str)
-                                else json.dumps(arguments),
-                            },
-                        }
-                    )
-            out.append(converted)
-        elif role == "tool":
-            name = message.get("name", "")
-            call_id = message.get("tool_call_id") or ""
-            ids = pending_ids.get(name, [])
-            if call_id in ids:
-                ids.remove(call_id)
-            elif not call_id and ids:
-                call_id = ids.pop(0)
-            out.append(
-                {"role": "tool", "tool_call_id": call_id or name, "content": _tool_content(content)}
-            )
-        elif role in ("system", "developer"):
-            out.append({"role": "system", "content": _plain_text(content)})
-        elif role == "user":
-            out.append({"role": "user", "content": _user_content(content)})
-        else:
-            raise RemoteError("invalid_request", f"unsupported message role {role!r}")
-    return out
-
-
-def _plain_text(content: Any) -> str:
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    return "".join(
-        p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text"
-    )
-
-
-def _tool_content(content: Any) -> str:
-    return (
-        content
-        if isinstance(content, str)
-        else json.dumps(content, ensure_ascii=False, default=str)
-    )
-
-
-def _user_content(content: Any) -> Any:
-    if content is None or isinstance(content, str):
-        return content or ""
-    parts: list[dict[str, Any]] = []
-    for part in content:
-        kind = part.get("type")
-        if kind == "text":
-            parts.append({"type": "text", "text": part.get("text", "")})
-        elif kind == "image":
-            source = part.get("image", part.get("url", part.get("path")))
-            parts.append({"type": "image_url", "image_url": {"url": image_data_url(source)}})
-        elif kind == "audio":
-            source = part.get("audio", part.get("path"))
-            data, fmt = audio_base64(source)
-            parts.append({"type": "input_audio", "input_audio": {"data": data, "format": fmt}})
-        elif kind == "video":
-            raise RemoteError(
-                "media", "videos cannot be sent to an OpenAI-compatible server; use the local model"
-            )
-        else:
-            raise RemoteError("media", f"unsupported content part {kind!r}")
-    return parts
-
-
-def image_data_url(source: Any) -> str:
-    """A data URL for an image given as a path, bytes, PIL image or array."""
-    import numpy as np
-    from PIL import Image
-
-    if isinstance(source, str) and source.startswith("data:"):
-        return source
-    if isinstance(source, str | Path):
-        raw = Path(source).read_bytes()
-        with Image.open(io.BytesIO(raw)) as image:
-            fmt = (image.format or "").upper()
-        if fmt in ("PNG", "JPEG", "WEBP", "GIF"):
-            return f"data:image/{fmt.lower()};base64,{base64.b64encode(raw).decode()}"
-        source = Image.open(io.BytesIO(raw))  # HEIC and others: re-encoded as PNG
-    if isinstance(source, bytes):
-        source = Image.open(io.BytesIO(source))
-    if isinstance(source, np.ndarray):
-        array = source
-        if array.dtype != np.uint8:
-            array = np.clip(array * (255 if array.max() <= 1.0 else 1), 0, 255).astype(np.uint8)
-        source = Image.fromarray(array)
-    if not isinstance(source, Image.Image):
-        raise RemoteError("media", f"cannot send an image of type {type(source).__name__}")
-    buffer = io.BytesIO()
-    source.convert("RGB" if source.mode not in ("RGB", "RGBA", "L") else source.mode).save(
-        buffer, format="PNG"
-    )
-    return f"data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()}"
-
-
-def audio_base64(source: Any) -> tuple[str, str]:
-    """(base64 data, format) of an audio clip given as a path or `(samples, rate)`."""
-    if isinstance(source, str | Path):
-        path = Path(source)
-        fmt = path.suffix.lower().lstrip(".") or "wav"
-        if fmt in ("wav", "mp3", "flac", "ogg"):
-            return base64.b64encode(path.read_bytes()).decode(), fmt
-        import soundfile
-
-        samples, rate = soundfile.read(str(path), dtype="float32")
-        source = (samples, rate)
-    if isinstance(source, tuple) and len(source) == 2:
-        import numpy as np
-        import soundfile
-
-        samples, rate = np.asarray(source[0], dtype=np.float32), int(source[1])
-        buffer = io.BytesIO()
-        soundfile.write(buffer, samples, rate, format="WAV", subtype="PCM_16")
-        return base64.b64encode(buffer.getvalue()).decode(), "wav"
-    raise RemoteError("media", f"cannot send audio of type {type(source).__name__}")
-
-
-def _parse_arguments(text: str) -> dict[str, Any]:
-    if not text.strip():
-        return {}
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return {"_raw": text}
-    return value if isinstance(value, dict) else {"value": value}
 
 
 def _assistant_message(turn: _Turn, *, hf: bool, final: bool = False) -> dict[str, Any]:

@@ -36,6 +36,7 @@ import numpy as np
 from mlx.utils import tree_flatten
 
 from .config import ConfigError, ModelConfig
+from .errors import CheckpointError
 from .gemma4_assistant import MODEL_TYPE as ASSISTANT_MODEL_TYPE
 from .gemma4_assistant import AssistantConfig
 from .gemma4_assistant import Model as AssistantModel
@@ -52,10 +53,6 @@ from .quantization import (
 INDEX_FILE = "model.safetensors.index.json"
 _MAX_HEADER_BYTES = 100 << 20
 _DTYPES = {"float32": mx.float32, "bfloat16": mx.bfloat16, "float16": mx.float16}
-
-
-class CheckpointError(ValueError):
-    """A checkpoint folder that cannot be loaded; the message names the file or field."""
 
 
 @dataclass(frozen=True)

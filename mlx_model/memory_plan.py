@@ -42,6 +42,7 @@ from mlx.utils import tree_flatten
 
 from .attention import AttentionOptions, LayerAttention, current_backend, plan_attention
 from .config import ConfigError, ModelConfig
+from .errors import MemoryLimitError, MemoryPlanError
 from .quantization import (
     QuantizationRecipe,
     check_bits,
@@ -63,19 +64,6 @@ DEFAULT_LOGITS_POSITIONS = 16
 RUNTIME_RESERVE_BYTES = 256 << 20  # MLX/Metal runtime, kernels, small buffers
 KV_GROUP_SIZE = 64
 _DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
-
-
-class MemoryPlanError(RuntimeError):
-    """The requested model/context does not fit the device; the message proposes what does."""
-
-    def __init__(self, message: str, plan: MemoryPlan, alternatives: list[MemoryPlan]):
-        super().__init__(message)
-        self.plan = plan
-        self.alternatives = alternatives
-
-
-class MemoryLimitError(MemoryError):
-    """An allocation or a context length would go past the applied memory plan."""
 
 
 @dataclass(frozen=True)

@@ -245,8 +245,8 @@ async def _run_chat(request: Request, state: ServerState, chat: ChatRequest) -> 
         generation = state.bridge.start(
             chat.messages,
             tools=chat.tools,
-            enable_thinking=chat.enable_thinking,
             options=chat.options,
+            conversation_id=chat.conversation_id,
             on_done=ticket.release,
         )
         handed_over = True  # from here the ticket is released when the job has ended

@@ -1,23 +1,25 @@
-"""Parse and check a `/v1/chat/completions` body into what `engine.stream` takes.
+"""Parse and check a `/v1/chat/completions` body into a `ChatRequest` for the engine service.
 
-OpenAI messages become Hugging Face chat messages: content parts `{"type": "text"}`,
-`{"type": "image", "image": PIL|path}` and `{"type": "audio", "audio": (samples, rate)}`;
-assistant `tool_calls` get their JSON arguments parsed; a `tool` message gets the name
-of the call it answers. Every problem is a 400 naming the offending field.
+The messages are converted by `app.messages.from_openai_messages` (media decoded by
+`app.server.media`), the sampling fields become one `app.options.GenerationOptions`, whose
+limits are the app's single set. Beyond OpenAI's fields the server takes the extras vLLM
+and llama.cpp take (`top_k`, `min_p`, `repetition_penalty`, `chat_template_kwargs`,
+`mm_processor_kwargs.max_soft_tokens` for the image budget) and `prompt_cache_key`, which
+picks the prompt cache. Every problem is a 400 (or 413) naming the offending field.
 """
 
 from __future__ import annotations
 
-import json
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.errors import AppError
+from app.messages import from_openai_messages
+from app.options import GenerationOptions, OptionError
 from app.server.config import ServerConfig
 from app.server.errors import APIError, bad_request
 from app.server.media import load_audio, load_image
 
-_ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
 # Accepted and ignored: they change nothing for a local single-user model.
 _IGNORED = {
     "frequency_penalty",
@@ -31,9 +33,16 @@ _IGNORED = {
     "modalities",
     "prediction",
     "safety_identifier",
-    "prompt_cache_key",
     "verbosity",
 }
+_KNOWN = {
+    "model", "messages", "stream", "stream_options", "tools", "tool_choice", "temperature",
+    "top_p", "top_k", "min_p", "repetition_penalty", "max_tokens", "max_completion_tokens",
+    "stop", "seed", "n", "response_format", "logprobs", "top_logprobs", "reasoning_effort",
+    "chat_template_kwargs", "mm_processor_kwargs", "enable_thinking", "functions",
+    "function_call", "prompt_cache_key",
+} | _IGNORED  # fmt: skip
+_SAMPLING = ("temperature", "top_p", "top_k", "min_p", "repetition_penalty", "seed")
 
 
 @dataclass
@@ -45,26 +54,12 @@ class ChatRequest:
     stream: bool = False
     include_usage: bool = False
     tools: list[dict[str, Any]] | None = None
-    enable_thinking: bool = False
-    options: dict[str, Any] = field(
-        default_factory=dict
-    )  # max_tokens, temperature, ... for engine.stream
+    options: GenerationOptions = field(default_factory=GenerationOptions)
+    conversation_id: str | None = None  # `prompt_cache_key`: which prompt cache to use
 
-
-def _number(
-    body: dict[str, Any], name: str, low: float, high: float, *, integer: bool = False
-) -> Any:
-    value = body.get(name)
-    if value is None:
-        return None
-    ok = isinstance(value, int) if integer else isinstance(value, int | float)
-    if not ok or isinstance(value, bool) or (isinstance(value, float) and not math.isfinite(value)):
-        raise bad_request(
-            f"`{name}` must be {'an integer' if integer else 'a number'}.", param=name
-        )
-    if not low <= value <= high:
-        raise bad_request(f"`{name}` must be between {low} and {high}; got {value}.", param=name)
-    return value
+    @property
+    def enable_thinking(self) -> bool:
+        return self.options.enable_thinking
 
 
 def parse_chat_request(body: Any, config: ServerConfig) -> ChatRequest:
@@ -83,13 +78,7 @@ def parse_chat_request(body: Any, config: ServerConfig) -> ChatRequest:
     for name in ("logprobs", "top_logprobs"):
         if body.get(name):
             raise bad_request(f"`{name}` is not supported.", param=name)
-    known = {
-        "model", "messages", "stream", "stream_options", "tools", "tool_choice", "temperature",
-        "top_p", "top_k", "max_tokens", "max_completion_tokens", "stop", "seed", "n",
-        "response_format", "logprobs", "top_logprobs", "reasoning_effort", "chat_template_kwargs",
-        "enable_thinking", "functions", "function_call",
-    } | _IGNORED  # fmt: skip
-    unknown = sorted(set(body) - known)
+    unknown = sorted(set(body) - _KNOWN)
     if unknown:
         raise bad_request(f"Unknown parameter: `{unknown[0]}`.", param=unknown[0])
     if body.get("functions") is not None or body.get("function_call") is not None:
@@ -101,38 +90,65 @@ def parse_chat_request(body: Any, config: ServerConfig) -> ChatRequest:
     stream_options = body.get("stream_options") or {}
     if not isinstance(stream_options, dict):
         raise bad_request("`stream_options` must be an object.", param="stream_options")
+    cache_key = body.get("prompt_cache_key")
+    if cache_key is not None and (not isinstance(cache_key, str) or len(cache_key) > 256):
+        raise bad_request("`prompt_cache_key` must be a string.", param="prompt_cache_key")
 
-    options: dict[str, Any] = {}
-    max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
+    options = _options(body, config)
+    tools = _parse_tools(body.get("tools"), body.get("tool_choice"))
+    try:
+        messages = _parse_messages(body.get("messages"), config)
+    except AppError as exc:
+        raise APIError(400, str(exc), param=exc.param) from exc
+    return ChatRequest(
+        model=model,
+        messages=messages,
+        stream=stream,
+        include_usage=bool(stream_options.get("include_usage")),
+        tools=tools,
+        options=options,
+        conversation_id=cache_key or None,
+    )
+
+
+def _options(body: dict[str, Any], config: ServerConfig) -> GenerationOptions:
+    """The request's `GenerationOptions` (its fields under their wire names)."""
+    values: dict[str, Any] = {k: body[k] for k in _SAMPLING if body.get(k) is not None}
+    name = "max_completion_tokens" if "max_completion_tokens" in body else "max_tokens"
+    max_tokens = body.get(name)
     if max_tokens is not None:
-        name = "max_completion_tokens" if "max_completion_tokens" in body else "max_tokens"
-        max_tokens = _number({name: max_tokens}, name, 1, config.max_tokens_limit, integer=True)
-    options["max_tokens"] = max_tokens or config.default_max_tokens
-    for name, low, high, integer in (
-        ("temperature", 0.0, 2.0, False),
-        ("top_p", 0.0, 1.0, False),
-        ("top_k", 0, 1_000_000, True),
-        ("seed", -(2**63), 2**64 - 1, True),
-    ):
-        value = _number(body, name, low, high, integer=integer)
-        if value is not None:
-            options[name] = value
-    if options.get("top_p") == 0:
-        raise bad_request("`top_p` must be above 0.", param="top_p")
+        if type(max_tokens) is int and max_tokens > config.max_tokens_limit:
+            raise bad_request(
+                f"`{name}` must be at most {config.max_tokens_limit} on this server; "
+                f"got {max_tokens}.",
+                param=name,
+            )
+        values["max_tokens"] = max_tokens
     stop = body.get("stop")
     if stop is not None:
-        stops = [stop] if isinstance(stop, str) else stop
-        if (
-            not isinstance(stops, list)
-            or not all(isinstance(s, str) and s for s in stops)
-            or len(stops) > 16
-        ):
+        values["stop"] = (stop,) if isinstance(stop, str) else stop
+        if not isinstance(values["stop"], list | tuple):
             raise bad_request(
                 "`stop` must be a non-empty string or a list of up to 16 of them.", param="stop"
             )
-        options["stop"] = list(stops)
+    values["enable_thinking"] = _thinking(body)
+    processor_kwargs = body.get("mm_processor_kwargs") or {}
+    if not isinstance(processor_kwargs, dict):
+        raise bad_request("`mm_processor_kwargs` must be an object.", param="mm_processor_kwargs")
+    if processor_kwargs.get("max_soft_tokens") is not None:
+        values["image_budget"] = processor_kwargs["max_soft_tokens"]
+    try:
+        return GenerationOptions(**values)
+    except OptionError as exc:
+        param = {"max_tokens": name, "image_budget": "mm_processor_kwargs"}.get(exc.name, exc.name)
+        raise bad_request(f"`{param}`: {exc}", param=param) from exc
+    except TypeError as exc:
+        raise bad_request(str(exc)) from exc
 
-    enable_thinking = False
+
+def _thinking(body: dict[str, Any]) -> Any:
+    """The requested thinking switch (checked to be a boolean by `GenerationOptions`)."""
+    enable_thinking: Any = False
     effort = body.get("reasoning_effort")
     if effort is not None:
         if effort not in ("none", "minimal", "low", "medium", "high"):
@@ -145,21 +161,28 @@ def parse_chat_request(body: Any, config: ServerConfig) -> ChatRequest:
     if not isinstance(kwargs, dict):
         raise bad_request("`chat_template_kwargs` must be an object.", param="chat_template_kwargs")
     if "enable_thinking" in kwargs:
-        enable_thinking = bool(kwargs["enable_thinking"])
+        enable_thinking = kwargs["enable_thinking"]
     if "enable_thinking" in body:
-        enable_thinking = bool(body["enable_thinking"])
+        enable_thinking = body["enable_thinking"]
+    return enable_thinking
 
-    tools = _parse_tools(body.get("tools"), body.get("tool_choice"))
-    messages = _parse_messages(body.get("messages"), config)
-    return ChatRequest(
-        model=model,
-        messages=messages,
-        stream=stream,
-        include_usage=bool(stream_options.get("include_usage")),
-        tools=tools,
-        enable_thinking=enable_thinking,
-        options=options,
-    )
+
+def _parse_messages(messages: Any, config: ServerConfig) -> list[dict[str, Any]]:
+    if isinstance(messages, list) and len(messages) > config.max_messages:
+        raise APIError(413, f"More than {config.max_messages} messages.", param="messages")
+
+    def image(url: str, param: str) -> Any:
+        return load_image(
+            url,
+            param=param,
+            max_bytes=config.max_media_bytes,
+            allowed_folders=config.allowed_folders,
+        )
+
+    def audio(part: Any, param: str) -> Any:
+        return load_audio(part, param=param, max_bytes=config.max_media_bytes)
+
+    return from_openai_messages(messages, image=image, audio=audio)
 
 
 def _parse_tools(tools: Any, tool_choice: Any) -> list[dict[str, Any]] | None:
@@ -223,141 +246,3 @@ def _parse_tools(tools: Any, tool_choice: Any) -> list[dict[str, Any]] | None:
     raise bad_request(
         "`tool_choice` must be none, auto, required or a function.", param="tool_choice"
     )
-
-
-def _text_of(content: Any, where: str) -> str:
-    """Content that must be text: a string or a list of text parts."""
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        texts = []
-        for j, part in enumerate(content):
-            if (
-                not isinstance(part, dict)
-                or part.get("type") != "text"
-                or not isinstance(part.get("text"), str)
-            ):
-                raise bad_request(
-                    f"`{where}.content[{j}]` must be a text part here.", param=f"{where}.content"
-                )
-            texts.append(part["text"])
-        return "".join(texts)
-    raise bad_request(
-        f"`{where}.content` must be a string or a list of parts.", param=f"{where}.content"
-    )
-
-
-def _user_content(content: Any, where: str, config: ServerConfig) -> str | list[dict[str, Any]]:
-    if isinstance(content, str):
-        return content
-    if not isinstance(content, list) or not content:
-        raise bad_request(
-            f"`{where}.content` must be a string or a non-empty list of parts.",
-            param=f"{where}.content",
-        )
-    parts: list[dict[str, Any]] = []
-    for j, part in enumerate(content):
-        param = f"{where}.content[{j}]"
-        kind = part.get("type") if isinstance(part, dict) else None
-        if kind == "text" and isinstance(part.get("text"), str):
-            parts.append({"type": "text", "text": part["text"]})
-        elif kind == "image_url":
-            image_url = part.get("image_url")
-            url = image_url.get("url") if isinstance(image_url, dict) else image_url
-            if not isinstance(url, str) or not url:
-                raise bad_request(f"`{param}.image_url.url` is required.", param=param)
-            image = load_image(
-                url,
-                param=param,
-                max_bytes=config.max_media_bytes,
-                allowed_folders=config.allowed_folders,
-            )
-            parts.append({"type": "image", "image": image})
-        elif kind == "input_audio":
-            audio = load_audio(
-                part.get("input_audio"), param=param, max_bytes=config.max_media_bytes
-            )
-            parts.append({"type": "audio", "audio": audio})
-        else:
-            raise bad_request(
-                f"`{param}` must be a text, image_url or input_audio part; got {kind!r}.",
-                param=param,
-            )
-    return parts
-
-
-def _parse_messages(messages: Any, config: ServerConfig) -> list[dict[str, Any]]:
-    if not isinstance(messages, list) or not messages:
-        raise bad_request("`messages` must be a non-empty list.", param="messages")
-    if len(messages) > config.max_messages:
-        raise APIError(413, f"More than {config.max_messages} messages.", param="messages")
-    out: list[dict[str, Any]] = []
-    call_names: dict[str, str] = {}  # tool_call id -> function name, to name tool responses
-    for i, message in enumerate(messages):
-        where = f"messages[{i}]"
-        if not isinstance(message, dict) or message.get("role") not in _ROLES:
-            raise bad_request(
-                f"`{where}.role` must be one of {', '.join(sorted(_ROLES))}.", param=f"{where}.role"
-            )
-        role = message["role"]
-        content = message.get("content")
-        if role in ("system", "developer"):
-            out.append({"role": "system", "content": _text_of(content, where)})
-        elif role == "user":
-            out.append({"role": "user", "content": _user_content(content, where, config)})
-        elif role == "assistant":
-            converted: dict[str, Any] = {"role": "assistant", "content": _text_of(content, where)}
-            calls = message.get("tool_calls")
-            if calls:
-                converted["tool_calls"] = _assistant_tool_calls(calls, where, call_names)
-            out.append(converted)
-        else:  # tool (or the deprecated function role)
-            call_id = message.get("tool_call_id")
-            name = message.get("name") or call_names.get(call_id or "")
-            if not name:
-                raise bad_request(
-                    f"`{where}.tool_call_id` does not match a tool call of an earlier assistant message.",
-                    param=f"{where}.tool_call_id",
-                )
-            # Kept as text: the chat template renders a string response as it came.
-            text = _text_of(content, where)
-            out.append(
-                {"role": "tool", "name": name, "tool_call_id": call_id or "", "content": text}
-            )
-    return out
-
-
-def _assistant_tool_calls(
-    calls: Any, where: str, call_names: dict[str, str]
-) -> list[dict[str, Any]]:
-    if not isinstance(calls, list):
-        raise bad_request(f"`{where}.tool_calls` must be a list.", param=f"{where}.tool_calls")
-    converted = []
-    for k, call in enumerate(calls):
-        param = f"{where}.tool_calls[{k}]"
-        fn = call.get("function") if isinstance(call, dict) else None
-        if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
-            raise bad_request(f"`{param}.function.name` is required.", param=param)
-        arguments = fn.get("arguments", "{}")
-        if isinstance(arguments, str):
-            try:
-                arguments = json.loads(arguments or "{}")
-            except ValueError as exc:
-                raise bad_request(
-                    f"`{param}.function.arguments` is not valid JSON: {exc}", param=param
-                ) from exc
-        if not isinstance(arguments, dict):
-            raise bad_request(f"`{param}.function.arguments` must be a JSON object.", param=param)
-        call_id = call.get("id") or ""
-        if call_id:
-            call_names[call_id] = fn["name"]
-        converted.append(
-            {
-                "id": call_id,
-                "type": "function",
-                "function": {"name": fn["name"], "arguments": arguments},
-            }
-        )
-    return converted

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from app.engine_service import EngineOutput, EngineService, JobDone, JobFailed, ServiceStatus
+from app.options import GenerationOptions
 from mlx_model.events import EngineEvent, Finished, GenerationError
 
 _END = object()
@@ -47,13 +48,20 @@ class EngineBridge:
         messages: Sequence[dict[str, Any]],
         *,
         tools: Sequence[Any] | None,
-        enable_thinking: bool,
-        options: dict[str, Any],
+        options: GenerationOptions,
+        conversation_id: str | None = None,
         on_done: Callable[[], None],
     ) -> RunningGeneration:
         loop = asyncio.get_running_loop()
+        kwargs = {**options.sampling(), "max_tokens": options.max_tokens}
+        if options.stop:
+            kwargs["stop"] = list(options.stop)
+        if options.image_budget is not None:
+            kwargs["image_budget"] = options.image_budget
+        if conversation_id is not None:
+            kwargs["conversation_id"] = conversation_id
         job = self.service.generate(
-            messages, tools=tools, enable_thinking=enable_thinking, **options
+            messages, tools=tools, enable_thinking=options.enable_thinking, **kwargs
         )
         return RunningGeneration(job, loop, on_done)
 

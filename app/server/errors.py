@@ -6,6 +6,8 @@ from typing import Any
 
 from starlette.responses import JSONResponse
 
+from app.errors import http_status
+
 _TYPES = {
     400: "invalid_request_error",
     401: "authentication_error",
@@ -14,8 +16,11 @@ _TYPES = {
     405: "invalid_request_error",
     413: "invalid_request_error",
     429: "rate_limit_error",
+    499: "invalid_request_error",
     500: "server_error",
+    502: "server_error",
     503: "server_error",
+    504: "server_error",
 }
 
 
@@ -58,20 +63,7 @@ def bad_request(message: str, *, param: str | None = None, code: str | None = No
     return APIError(400, message, param=param, code=code)
 
 
-# Engine/service failure kinds -> HTTP status. Anything else is a 500.
-ENGINE_ERROR_STATUS = {
-    "context_overflow": 400,
-    "media": 400,
-    "invalid_request": 400,
-    "tool": 400,
-    "no_model": 503,
-    "memory": 503,
-    "loading": 503,
-    "cancelled": 499,
-}
-
-
 def engine_error(kind: str, message: str) -> APIError:
-    """The `APIError` for a `GenerationError`/`JobFailed` of the given kind."""
-    status = ENGINE_ERROR_STATUS.get(kind, 500)
-    return APIError(status, message, code=kind)
+    """The `APIError` for a `GenerationError`/`JobFailed` of the given kind (the one table:
+    `app.errors`)."""
+    return APIError(http_status(kind), message, code=kind)

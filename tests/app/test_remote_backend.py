@@ -9,7 +9,8 @@ import pytest
 from PIL import Image
 
 from app.engine_service import EngineOutput, EngineService, JobDone
-from app.remote_backend import RemoteEngine, RemoteError, remote_engine_factory, to_openai_messages
+from app.messages import to_openai_messages
+from app.remote_backend import RemoteEngine, RemoteError, remote_engine_factory
 from app.server.runner import ServerThread
 from app.server.testing import LOOPBACK_API_KEY, script_turns
 from mlx_model.events import Finished, TextDelta, ThinkingDelta, ToolCallEvent, ToolResultEvent

@@ -6,6 +6,7 @@ import argparse
 
 import pytest
 
+from app.options import GenerationOptions
 from app.server import command
 from app.server.chat_request import parse_chat_request
 from app.server.config import ServerConfig, ServerConfigError, is_loopback
@@ -48,14 +49,31 @@ def error_of(**overrides) -> APIError:
 
 def test_sampling_options_go_to_the_engine():
     request = chat(temperature=0.5, top_p=0.9, top_k=40, seed=7, max_tokens=12, stop="END")
-    assert request.options == {
-        "max_tokens": 12,
-        "temperature": 0.5,
-        "top_p": 0.9,
-        "top_k": 40,
-        "seed": 7,
-        "stop": ["END"],
-    }
+    assert request.options == GenerationOptions(
+        max_tokens=12, temperature=0.5, top_p=0.9, top_k=40, seed=7, stop=("END",)
+    )
+
+
+def test_the_extras_vllm_takes_are_options_too():
+    request = chat(
+        min_p=0.05,
+        repetition_penalty=1.1,
+        mm_processor_kwargs={"max_soft_tokens": 560},
+        prompt_cache_key="conversation-7",
+    )
+    assert (request.options.min_p, request.options.repetition_penalty) == (0.05, 1.1)
+    assert request.options.image_budget == 560
+    assert request.conversation_id == "conversation-7"
+
+
+def test_an_option_out_of_its_range_names_the_field():
+    assert error_of(top_k=-1).param == "top_k"
+    assert error_of(seed=-5).param == "seed"
+    assert error_of(mm_processor_kwargs={"max_soft_tokens": 100}).param == "mm_processor_kwargs"
+
+
+def test_thinking_must_be_a_boolean():
+    assert error_of(chat_template_kwargs={"enable_thinking": "false"}).param == "enable_thinking"
 
 
 def test_unknown_parameters_are_400():
