@@ -18,7 +18,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "generate": ("app.terminal_generate", "generate one answer, for scripts"),
     "serve": ("app.server.command", "serve an OpenAI-compatible API on this machine"),
     "convert": ("mlx_model.convert", "write a quantized copy of a checkpoint"),
-    "plan": ("mlx_model.memory_plan", "show the memory plan for a checkpoint"),
+    "plan": ("app.plan_command", "show the memory plan for a checkpoint"),
     "models": ("app.models.command", "list the models on this Mac, or download one"),
     "make-test-checkpoint": (
         "mlx_model.testing.checkpoint_factory",

@@ -29,18 +29,21 @@ from pathlib import Path
 from typing import Any
 
 from app.engine_service import EngineOutput, EngineService, Job, JobDone, JobFailed, ServiceEvent
-from app.settings import DEFAULTS, Settings, SettingsStore
-from app.storage import Storage
-from app.storage.conversations import Conversation, Message, StorageError
-from app.streaming_writer import FLUSH_INTERVAL_S, StreamingWriter
-from mlx_model.events import (
+from app.engines.contract import (
     Finished,
     GenerationError,
     TextDelta,
     ThinkingDelta,
+    ToolCall,
     ToolCallEvent,
     ToolResultEvent,
 )
+from app.messages import assistant_message, tool_message
+from app.options import GenerationOptions
+from app.settings import DEFAULTS, Settings, SettingsStore
+from app.storage import Storage
+from app.storage.conversations import Conversation, Message, StorageError
+from app.streaming_writer import FLUSH_INTERVAL_S, StreamingWriter
 
 log = logging.getLogger(__name__)
 
@@ -137,8 +140,8 @@ def render_chat(
     """Stored messages -> Hugging Face chat messages for `Engine.stream`.
 
     Superseded messages and failed empty answers are left out; thinking is not sent back
-    (the template strips earlier thoughts anyway); tool calls become OpenAI-style
-    `tool_calls` and tool results `role: tool` messages.
+    (the template strips earlier thoughts anyway); tool calls and their results become the
+    same messages the agent loop appends (`app.messages`).
     """
     chat: list[dict[str, Any]] = []
     if system_prompt:
@@ -156,33 +159,16 @@ def render_chat(
         elif m.role == "assistant":
             if m.status == "streaming" or (not m.text and not m.tool_calls):
                 continue
-            entry: dict[str, Any] = {"role": "assistant", "content": m.text}
-            if m.tool_calls:
-                entry["tool_calls"] = [
-                    {
-                        "id": c.get("id") or f"call_{m.id}_{i}",
-                        "type": "function",
-                        "function": {"name": c["name"], "arguments": c.get("arguments", {})},
-                    }
-                    for i, c in enumerate(m.tool_calls)
-                ]
-            chat.append(entry)
+            calls = [
+                ToolCall(c["name"], c.get("arguments", {}), c.get("id") or f"call_{m.id}_{i}")
+                for i, c in enumerate(m.tool_calls or [])
+            ]
+            chat.append(assistant_message(m.text, calls=calls))
         elif m.role == "tool":
             result = m.tool_result or {}
             call = result.get("call") or {}
-            content = result.get("error") or result.get("result")
-            if not isinstance(content, str):
-                import json
-
-                content = json.dumps(content, ensure_ascii=False, default=str)
-            chat.append(
-                {
-                    "role": "tool",
-                    "tool_call_id": call.get("id", ""),
-                    "name": call.get("name", ""),
-                    "content": content,
-                }
-            )
+            answered = ToolCall(call.get("name", ""), call.get("arguments", {}), call.get("id", ""))
+            chat.append(tool_message(answered, result.get("result"), result.get("error")))
     return chat
 
 
@@ -225,16 +211,9 @@ class ConversationController:
             return self._settings.settings
         return self._settings or DEFAULTS
 
-    def generation_options(self, **overrides: Any) -> dict[str, Any]:
-        """Keyword options for `Engine.stream` from the settings, then `overrides`."""
-        s = self.settings
-        options: dict[str, Any] = {
-            "max_tokens": s.max_tokens,
-            "image_budget": s.vision_budget,
-            **s.sampling_overrides(),
-        }
-        options.update({k: v for k, v in overrides.items() if v is not None})
-        return options
+    def generation_options(self, **overrides: Any) -> GenerationOptions:
+        """The options from the settings, then the `overrides` that are not None."""
+        return self.settings.generation_options().merged(overrides)
 
     # -- subscribing ----------------------------------------------------------------------
 
@@ -367,21 +346,21 @@ class ConversationController:
         replaces_id: int | None = None,
     ) -> Turn:
         chat = self.render(conversation_id)
-        # The engine keeps one prompt cache per conversation: the next turn prefills only what is new.
-        overrides.setdefault("conversation_id", self.store.get_conversation(conversation_id).uuid)
+        tools = overrides.pop("tools", self.tools)
+        options = self.generation_options(**overrides)  # checked before anything is stored
         assistant = self.store.add_message(
             conversation_id, "assistant", status="streaming", replaces_id=replaces_id
         )
         self.writer.begin(assistant.id)
-        enable_thinking = overrides.pop("enable_thinking", self.settings.thinking)
-        tools = overrides.pop("tools", self.tools)
         with self._lock:
             # Register before submitting so no event of the job can arrive unrouted.
+            # The engine keeps one prompt cache per conversation: the next turn prefills
+            # only what is new.
             job = self.service.generate(
                 chat,
                 tools=tools,
-                enable_thinking=enable_thinking,
-                **self.generation_options(**overrides),
+                options=options,
+                conversation_id=self.store.get_conversation(conversation_id).uuid,
             )
             turn = Turn(conversation_id, user_message_id, [assistant.id], job)
             self._turns[job.id] = turn
@@ -425,11 +404,11 @@ class ConversationController:
                 self._finish_message(turn, "done", stats=stats)
             elif isinstance(inner, GenerationError):
                 turn.status, turn.error = "error", inner.message
-                self._finish_message(turn, "error", error=inner.message)
+                self._finish_message(turn, "error", error=inner.message, kind=inner.kind)
         elif isinstance(event, JobFailed):
             turn.status, turn.error = "error", event.message
             if mid in self.writer.active:
-                self._finish_message(turn, "error", error=event.message)
+                self._finish_message(turn, "error", error=event.message, kind=event.kind)
         elif isinstance(event, JobDone):
             if mid in self.writer.active:  # cancelled before it started, or no final event
                 status = "cancelled" if event.cancelled else "error"
@@ -452,8 +431,11 @@ class ConversationController:
         *,
         stats: dict[str, Any] | None = None,
         error: str | None = None,
+        kind: str | None = None,
     ) -> None:
         mid = turn.assistant_message_id
+        if kind is not None:  # an error message records its kind (the GUI's hint comes from it)
+            stats = {**(stats or {}), "error_kind": str(kind)}
         self.writer.finish(mid, status=status, stats=stats, error=error)  # type: ignore[arg-type]
         self._notify(MessageFinished(turn.conversation_id, mid, status, error))
 
@@ -477,7 +459,7 @@ class ConversationController:
         self._notify(MessageAdded(cid, follow.id, "assistant"))
 
 
-def _call_dict(call: Any) -> dict[str, Any]:
+def _call_dict(call: ToolCall) -> dict[str, Any]:
     return {"id": call.id, "name": call.name, "arguments": _jsonable(call.arguments)}
 
 

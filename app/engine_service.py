@@ -13,9 +13,12 @@ Every job produces, in order: `JobStarted`, then its own events, then exactly on
 - Qt signals through `app.engine_signals.EngineSignals(service)`, queued to the thread
   of whoever connects (the GUI thread never blocks).
 
-A job that raises is reported as `JobFailed` (plus `JobDone(ok=False)`) and the service
-goes on serving. The engine itself comes from `engine_factory(path, progress=..., **opts)`,
-by default `mlx_model.engine.Engine.load`; tests may inject their own.
+A job that raises is reported as `JobFailed` (plus `JobDone(ok=False)`), its kind from
+the app's error taxonomy, and the service goes on serving. The engine (see
+`app.engines.contract`) comes from `engine_factory(spec, progress)`, by default
+`open_engine`: the local model for a `LocalModel`, the remote client for a `RemoteModel`.
+A generation runs the agent loop (`app.engines.agent.run_agent`), so tools work the same
+for both engines.
 """
 
 from __future__ import annotations
@@ -23,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import enum
 import gc
-import inspect
 import itertools
 import logging
 import queue
@@ -33,12 +35,22 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from mlx_model.events import EngineEvent, Finished, GenerationError
+from app.engines.agent import Tools, run_agent
+from app.engines.contract import (
+    Engine,
+    EngineFactory,
+    EngineInfo,
+    EngineSpec,
+    Event,
+    Finished,
+    GenerationError,
+    LocalModel,
+    open_engine,
+)
+from app.errors import AppError, ErrorKind, kind_of
+from app.options import DEFAULTS, GenerationOptions
 
 log = logging.getLogger(__name__)
-
-EngineFactory = Callable[..., Any]  # (path, *, progress, **options) -> engine
-ProgressCallback = Callable[[float, str], None]
 
 
 class JobKind(enum.StrEnum):
@@ -87,8 +99,8 @@ class LoadProgress(ServiceEvent):
 
 @dataclass(frozen=True)
 class ModelLoaded(ServiceEvent):
-    path: str
-    info: dict[str, Any]
+    path: str  # the checkpoint folder or the remote server's URL
+    info: EngineInfo
 
 
 @dataclass(frozen=True)
@@ -98,16 +110,16 @@ class ModelUnloaded(ServiceEvent):
 
 @dataclass(frozen=True)
 class EngineOutput(ServiceEvent):
-    """One event of a generation, as `Engine.stream` yielded it (see mlx_model.events)."""
+    """One event of a generation, as the agent loop yielded it (see app.engines.contract)."""
 
-    event: EngineEvent
+    event: Event
 
 
 @dataclass(frozen=True)
 class JobFailed(ServiceEvent):
     """The job could not do its work; `message` is for people, `kind` for code."""
 
-    kind: str  # "no_model", "load", "media", "memory", "internal", ...
+    kind: ErrorKind
     message: str
     details: str = ""  # traceback, for logs and a "details" disclosure
 
@@ -135,7 +147,7 @@ class Job:
     _done: threading.Event = field(default_factory=threading.Event, repr=False)
     cancel_requested: bool = False
     result: Any = (
-        None  # load: info dict; generate: the final Finished/GenerationError; call: return
+        None  # load: EngineInfo; generate: the final Finished/GenerationError; call: its return
     )
     error: JobFailed | None = None
 
@@ -176,15 +188,16 @@ class EngineService:
     def __init__(
         self, engine_factory: EngineFactory | None = None, *, name: str = "engine-service"
     ):
-        self._factory = engine_factory or default_engine_factory
+        self._factory = engine_factory or open_engine
         self._queue: queue.Queue[Any] = queue.Queue()
         self._lock = threading.RLock()
         self._subscribers: list[Callable[[ServiceEvent], None]] = []
         self._ids = itertools.count(1)
         self._pending: dict[int, Job] = {}
         self._current: Job | None = None
-        self._engine: Any = None  # touched only on the service thread
+        self._engine: Engine | None = None  # touched only on the service thread
         self._model_path: str | None = None
+        self._info: EngineInfo | None = None
         self._status = ServiceStatus.NO_MODEL
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
@@ -197,8 +210,13 @@ class EngineService:
 
     @property
     def model_path(self) -> str | None:
-        """The checkpoint folder of the loaded model, or None."""
+        """The checkpoint folder (or remote URL) of the loaded model, or None."""
         return self._model_path
+
+    @property
+    def info(self) -> EngineInfo | None:
+        """What the loaded engine said about itself, or None."""
+        return self._info
 
     @property
     def is_loaded(self) -> bool:
@@ -223,25 +241,27 @@ class EngineService:
 
     # -- submitting -----------------------------------------------------------------------
 
-    def load_model(self, path: str, **options: Any) -> Job:
-        """Load a checkpoint folder (unloading the current model first); options go to the factory."""
-        return self._submit(JobKind.LOAD, path=str(path), options=options)
+    def load(self, spec: EngineSpec | str) -> Job:
+        """Open an engine (a path means `LocalModel(path)`), unloading the current one first."""
+        if isinstance(spec, str):
+            spec = LocalModel(spec)
+        return self._submit(JobKind.LOAD, spec=spec, path=spec.source)
 
     def generate(
         self,
         messages: Sequence[dict[str, Any]],
         *,
-        tools: Sequence[Any] | None = None,
-        enable_thinking: bool = False,
-        **options: Any,
+        tools: Tools | None = None,
+        options: GenerationOptions = DEFAULTS,
+        conversation_id: str | None = None,
     ) -> Job:
-        """Stream an answer to HF-style chat `messages`; options (max_tokens, sampling...) go to `engine.stream`."""
+        """Stream an answer to Hugging Face chat `messages` through the agent loop."""
         return self._submit(
             JobKind.GENERATE,
             messages=list(messages),
             tools=tools,
-            enable_thinking=enable_thinking,
             options=options,
+            conversation_id=conversation_id,
         )
 
     def unload(self) -> Job:
@@ -277,7 +297,7 @@ class EngineService:
         running_generation = (
             current is not None and current.cancel_requested and current.kind is JobKind.GENERATE
         )
-        if running_generation and engine is not None and hasattr(engine, "cancel"):
+        if running_generation and engine is not None:
             engine.cancel()  # the engine's cancel is a thread-safe flag
 
     def shutdown(self, timeout: float | None = 10.0) -> bool:
@@ -354,9 +374,8 @@ class EngineService:
                 job.result = job.args["fn"](self._engine)
         except Exception as exc:
             ok = False
-            failure = JobFailed(
-                job.id, _failure_kind(exc, job), _failure_message(exc, job), traceback.format_exc()
-            )
+            kind = ErrorKind.LOAD if _is_load_failure(exc, job) else kind_of(exc)
+            failure = JobFailed(job.id, kind, _failure_message(exc, job), traceback.format_exc())
             job.error = failure
             log.warning("engine job %s (%s) failed: %s", job.id, job.kind, failure.message)
             self._emit(job, failure)
@@ -378,10 +397,9 @@ class EngineService:
             self._emit(job, LoadProgress(job.id, max(0.0, min(1.0, float(fraction))), message))
 
         progress(0.0, f"Loading {path}")
-        engine = _call_factory(self._factory, path, progress, job.args["options"])
-        self._engine = engine
-        self._model_path = path
-        info = _engine_info(engine)
+        engine = self._factory(job.args["spec"], progress)
+        info = engine.info()
+        self._engine, self._model_path, self._info = engine, path, info
         job.result = info
         progress(1.0, "Loaded")
         self._emit(job, ModelLoaded(job.id, path, info))
@@ -392,20 +410,22 @@ class EngineService:
             raise _NoModel("No model is loaded. Choose a model in Settings, then try again.")
         self._set_status(job, ServiceStatus.GENERATING)
         final: Any = None
+        engine = self._engine
         try:
-            stream = self._engine.stream(
+            stream = run_agent(
+                engine,
                 job.args["messages"],
                 tools=job.args["tools"],
-                enable_thinking=job.args["enable_thinking"],
-                **job.args["options"],
+                options=job.args["options"],
+                conversation_id=job.args["conversation_id"],
+                cancelled=lambda: job.cancel_requested,
             )
             cancel_sent = False
             for event in stream:
                 if job.cancel_requested and not cancel_sent:
                     # cancel() may have raced with the stream starting: make sure the engine knows.
                     cancel_sent = True
-                    if hasattr(self._engine, "cancel"):
-                        self._engine.cancel()
+                    engine.cancel()
                 self._emit(job, EngineOutput(job.id, event))
                 if isinstance(event, (Finished, GenerationError)):
                     final = event
@@ -421,17 +441,14 @@ class EngineService:
         return isinstance(final, Finished)
 
     def _release_engine(self) -> None:
-        engine, self._engine, self._model_path = self._engine, None, None
+        engine, self._engine = self._engine, None
+        self._model_path = self._info = None
         if engine is None:
             return
-        for name in ("close", "unload"):
-            method = getattr(engine, name, None)
-            if callable(method):
-                try:
-                    method()
-                except Exception:
-                    log.exception("engine.%s() failed", name)
-                break
+        try:
+            engine.close()
+        except Exception:
+            log.exception("engine.close() failed")
         del engine
         gc.collect()
         with contextlib.suppress(Exception):
@@ -440,19 +457,14 @@ class EngineService:
             mx.clear_cache()
 
 
-class _NoModel(RuntimeError):
-    kind = "no_model"
+class _NoModel(AppError):
+    def __init__(self, message: str) -> None:
+        super().__init__(ErrorKind.NO_MODEL, message)
 
 
-def _failure_kind(exc: BaseException, job: Job) -> str:
-    kind = getattr(exc, "kind", None)
-    if isinstance(kind, str) and kind:
-        return kind
-    if isinstance(exc, MemoryError):
-        return "memory"
-    if isinstance(exc, (FileNotFoundError, NotADirectoryError)):
-        return "not_found"
-    return "load" if job.kind is JobKind.LOAD else "internal"
+def _is_load_failure(exc: BaseException, job: Job) -> bool:
+    """A load that failed for a reason of its own kind (memory, not found) keeps that kind."""
+    return job.kind is JobKind.LOAD and kind_of(exc) is ErrorKind.INTERNAL
 
 
 def _failure_message(exc: BaseException, job: Job) -> str:
@@ -460,61 +472,3 @@ def _failure_message(exc: BaseException, job: Job) -> str:
     if job.kind is JobKind.LOAD and job.args["path"] not in text:
         return f"Could not load the model from {job.args['path']}: {text}"
     return text
-
-
-def _call_factory(
-    factory: EngineFactory, path: str, progress: ProgressCallback, options: dict[str, Any]
-) -> Any:
-    try:
-        params = inspect.signature(factory).parameters
-    except (TypeError, ValueError):
-        params = {}
-    accepts_progress = "progress" in params or any(
-        p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()
-    )
-    if accepts_progress:
-        return factory(path, progress=progress, **options)
-    return factory(path, **options)
-
-
-def _engine_info(engine: Any) -> dict[str, Any]:
-    info = getattr(engine, "info", None)
-    if callable(info):
-        info = info()
-    if isinstance(info, dict):
-        return dict(info)
-    if info is not None and hasattr(info, "__dataclass_fields__"):
-        import dataclasses
-
-        return dataclasses.asdict(info)
-    # mlx_model.engine.Engine: report what a status line needs.
-    out: dict[str, Any] = {}
-    for name in ("context_limit", "vocab_size"):
-        value = getattr(engine, name, None)
-        if isinstance(value, int):
-            out[name] = value
-    plan = getattr(engine, "plan", None)
-    if plan is not None:
-        out["plan"] = str(plan)
-    return out
-
-
-def default_engine_factory(
-    path: str, *, progress: ProgressCallback | None = None, **options: Any
-) -> Any:
-    """`mlx_model.engine.Engine.load(path, **options)`, passing `progress` if it takes one.
-
-    `path` may also be a Hugging Face repo id already in the standard cache.
-    """
-    from mlx_model import import_serialized
-    from mlx_model.hub import resolve_checkpoint
-
-    path = str(resolve_checkpoint(path))
-    load = import_serialized("mlx_model.engine").Engine.load
-    try:
-        params = inspect.signature(load).parameters
-    except (TypeError, ValueError):
-        params = {}
-    if progress is not None and "progress" in params:
-        return load(path, progress=progress, **options)
-    return load(path, **options)

@@ -30,7 +30,7 @@ from app.engine_service import (
     ServiceEvent,
     StatusChanged,
 )
-from mlx_model.events import (
+from app.engines.contract import (
     Finished,
     GenerationError,
     PrefillProgress,

@@ -1,7 +1,7 @@
 """MCP client: the user's MCP servers (stdio commands, streamable HTTP or SSE URLs) as chat tools.
 
 `MCPManager` connects to each configured server with the official `mcp` SDK on its own
-asyncio thread, lists the server's tools and offers them as `mlx_model.tools.Tool`s (their
+asyncio thread, lists the server's tools and offers them as `app.tools.registry.Tool`s (their
 JSON schemas as the server gave them) to join the engine's `ToolRegistry`. A call runs
 synchronously from the engine's function-calling loop:
 
@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from mlx_model.tools import Tool, ToolError, ToolRegistry
+from app.tools.registry import Tool, ToolError, ToolRegistry
 
 log = logging.getLogger(__name__)
 

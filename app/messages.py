@@ -71,13 +71,18 @@ def assistant_message(
 
 
 def tool_message(call: ToolCall, result: Any = None, error: str | None = None) -> dict[str, Any]:
-    """The message answering one tool call: its result, or `{"error": ...}`."""
-    return {
-        "role": "tool",
-        "tool_call_id": call.id,
-        "name": call.name,
-        "content": {"error": error} if error is not None else result,
-    }
+    """The message answering one tool call: its result, or `{"error": ...}`.
+
+    A list result is wrapped as `{"value": [...]}` (a list content would read as content
+    parts); the chat template renders it as it renders Gemma's own inline tool response.
+    """
+    if error is not None:
+        content: Any = {"error": error}
+    elif isinstance(result, list | tuple):
+        content = {"value": list(result)}
+    else:
+        content = result
+    return {"role": "tool", "tool_call_id": call.id, "name": call.name, "content": content}
 
 
 def parse_arguments(text: str) -> dict[str, Any]:

@@ -34,7 +34,16 @@ from typing import Any, Literal, get_args, get_origin, get_type_hints
 from urllib.parse import urlsplit
 
 from app import paths
+from app.engines.contract import LocalModel, RemoteModel
 from app.mcp_client import MCPConfigError, MCPServerConfig
+from app.options import (
+    DEFAULT_IMAGE_BUDGET,
+    DEFAULT_MAX_TOKENS,
+    IMAGE_BUDGETS,
+    LIMITS,
+    GenerationOptions,
+    OptionError,
+)
 from app.storage.database import Database
 
 Precision = Literal["auto", "bf16", "8bit", "4bit"]
@@ -43,7 +52,6 @@ BackendMode = Literal["local", "remote"]
 REMOTE_FIELDS = ("backend", "remote_url", "remote_model", "remote_api_key")
 SERVER_FIELDS = ("server_enabled", "server_host", "server_port", "server_api_key")
 ENV_PREFIX = "env:"  # remote_api_key = "env:NAME": read the key from $NAME at connect time
-VISION_BUDGETS = (70, 140, 280, 560, 1120)  # the processor's allowed soft-token budgets
 
 
 class SettingsError(ValueError):
@@ -67,11 +75,11 @@ class Settings:
     top_k: int | None = None
     min_p: float | None = None
     repetition_penalty: float | None = None
-    max_tokens: int = 4096
+    max_tokens: int = DEFAULT_MAX_TOKENS
     seed: int | None = None
     system_prompt: str = ""
     thinking: bool = False
-    vision_budget: int = 280  # soft tokens per image
+    vision_budget: int = DEFAULT_IMAGE_BUDGET  # soft tokens per image
     # Devices (None = the system default device)
     mic_device: str | None = None
     camera_device: str | None = None
@@ -104,20 +112,36 @@ class Settings:
             )
         return new
 
-    def load_options(self) -> dict[str, Any]:
-        """Keyword options for `Engine.load` (via `EngineService.load_model`)."""
+    def local_model(self, path: str | None = None) -> LocalModel:
+        """The local checkpoint (`path`, else the chosen one) as the settings load it."""
         bits = {"8bit": 8, "4bit": 4}.get(self.precision)
-        return {
-            "bits": bits,
-            "context_length": self.context_length,
-            "kv_bits": self.kv_cache_bits,
-            "use_checkpoint_template": self.use_checkpoint_template,
-        }
+        return LocalModel(
+            path or self.model_path,
+            bits,
+            self.context_length,
+            self.kv_cache_bits,
+            use_checkpoint_template=self.use_checkpoint_template,
+        )
 
-    def sampling_overrides(self) -> dict[str, Any]:
-        """The sampling fields the user set (for `SamplingOptions.replace`), None ones left out."""
-        names = ("temperature", "top_p", "top_k", "min_p", "repetition_penalty", "seed")
-        return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
+    def remote_spec(self) -> RemoteModel:
+        """The remote server the settings name (`SettingsError` when its key is missing)."""
+        if not self.remote_url:
+            raise SettingsError("Set the remote server's URL in Settings ▸ Backend.")
+        return RemoteModel(self.remote_url, self.remote_model, self.remote_key())
+
+    def generation_options(self) -> GenerationOptions:
+        """The generation settings as the options every engine takes."""
+        return GenerationOptions(
+            max_tokens=self.max_tokens,
+            temperature=self.temperature,
+            top_p=self.top_p,
+            top_k=self.top_k,
+            min_p=self.min_p,
+            repetition_penalty=self.repetition_penalty,
+            seed=self.seed,
+            enable_thinking=self.thinking,
+            image_budget=self.vision_budget,
+        )
 
     def remote_key(self) -> str:
         """The remote server's API key, read from the environment for an `env:NAME` value."""
@@ -144,15 +168,14 @@ DEFAULTS = Settings()
 _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "context_length": (lambda v: 256 <= v <= 1_048_576, "between 256 and 1048576 tokens"),
     "kv_cache_bits": (lambda v: v is None or v in (4, 8), "4, 8 or empty (full precision)"),
-    "temperature": (lambda v: v is None or 0.0 <= v <= 5.0, "between 0 and 5"),
-    "top_p": (lambda v: v is None or 0.0 < v <= 1.0, "above 0 and at most 1"),
-    "top_k": (lambda v: v is None or v >= 0, "0 (off) or more"),
-    "min_p": (lambda v: v is None or 0.0 <= v <= 1.0, "between 0 and 1"),
-    "repetition_penalty": (lambda v: v is None or 0.0 < v <= 5.0, "above 0 and at most 5"),
-    "max_tokens": (lambda v: 1 <= v <= 1_048_576, "at least 1"),
+    # The generation fields follow the options' one set of limits.
+    **{
+        name: (lambda v, name=name: v is None or _within(name, v), limit.describe())
+        for name, limit in LIMITS.items()
+    },
     "vision_budget": (
-        lambda v: v in VISION_BUDGETS,
-        f"one of {', '.join(map(str, VISION_BUDGETS))}",
+        lambda v: v in IMAGE_BUDGETS,
+        f"one of {', '.join(map(str, IMAGE_BUDGETS))}",
     ),
     "server_port": (lambda v: 1 <= v <= 65535, "a port number from 1 to 65535"),
     "server_host": (lambda v: bool(v.strip()), "a host name or address"),
@@ -183,6 +206,14 @@ _MCP_FIELDS: dict[str, tuple[type | tuple[type, ...], str]] = {
     "type": (str, "stdio, http or sse"),
     "disabled": (bool, "true or false"),
 }
+
+
+def _within(name: str, value: Any) -> bool:
+    try:
+        LIMITS[name].check(name, value)
+    except OptionError:
+        return False
+    return True
 
 
 def _is_http_url(value: str) -> bool:

@@ -13,8 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
-from app.terminal_generate import load_engine, user_message
-from mlx_model.events import (
+from app.engines.contract import (
     Finished,
     GenerationError,
     TextDelta,
@@ -22,6 +21,7 @@ from mlx_model.events import (
     ToolCallEvent,
     ToolResultEvent,
 )
+from app.terminal_generate import user_message
 
 DIM, RESET = "\x1b[2m", "\x1b[0m"
 
@@ -56,6 +56,13 @@ class MemoryHistory:
 
     def clear(self) -> None:
         self._messages = [{"role": "system", "content": self._system}] if self._system else []
+
+
+def load_engine(args: argparse.Namespace):
+    from app.engines.contract import LocalModel
+    from app.engines.local import LocalEngine
+
+    return LocalEngine.open(LocalModel(str(args.model), args.bits, args.context))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -104,7 +111,7 @@ def run(
         return 1
     tools = None
     if args.tools:
-        from mlx_model.tools import builtin_registry
+        from app.tools.builtin import builtin_registry
 
         tools = builtin_registry(args.folder)
     history = history or MemoryHistory(args.system)
@@ -139,17 +146,37 @@ def run(
 
 
 def _respond(engine, messages, args, tools, out: TextIO, tty: bool) -> list[dict[str, Any]]:
+    from app.engines.agent import run_agent
+    from app.messages import assistant_message, tool_message
+    from app.options import GenerationOptions
+
     thinking = False
     appended: list[dict[str, Any]] = []
-    for event in engine.stream(
-        messages,
-        tools=tools,
-        enable_thinking=args.think,
+    text, thoughts, calls = "", "", []
+    options = GenerationOptions(
         max_tokens=args.max_tokens,
         temperature=args.temperature,
         seed=args.seed,
+        enable_thinking=args.think,
+    )
+    for event in run_agent(
+        engine,
+        messages,
+        tools=tools,
+        options=options,
         conversation_id="terminal",
     ):
+        if isinstance(event, TextDelta):
+            text += event.text
+        elif isinstance(event, ThinkingDelta):
+            thoughts += event.text
+        elif isinstance(event, ToolCallEvent):
+            calls.append(event.call)
+        elif isinstance(event, ToolResultEvent):
+            if calls:
+                appended.append(assistant_message(text, thoughts, calls))
+                text, thoughts, calls = "", "", []
+            appended.append(tool_message(event.call, event.result, event.error))
         if isinstance(event, ThinkingDelta):
             if not thinking:
                 out.write(DIM if tty else "[thinking] ")
@@ -175,6 +202,6 @@ def _respond(engine, messages, args, tools, out: TextIO, tty: bool) -> list[dict
                 f"\n({s.generated_tokens} tokens, {s.decode_tps:.1f} tok/s, "
                 f"first token {s.ttft_s:.2f}s, stop: {s.stop_reason})\n"
             )
-            appended = list(s.extra.get("messages", []))
+            appended.append(assistant_message(text, thoughts))
         out.flush()
     return appended

@@ -20,11 +20,15 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
 from pathlib import Path
 
 from mlx_model.engine import Engine
 from mlx_model.testing.checkpoint_factory import TinyModelSizes, write_tiny_checkpoint
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' token forcing
+from tests.mlx_model.forced_tokens import forced  # noqa: E402
 
 WORDS = (
     "The quick brown fox jumps over the lazy dog. What is in this image? The weather in Paris "
@@ -64,14 +68,14 @@ def run_mode(path: Path, mode: str, args: argparse.Namespace) -> dict:
     engine = Engine.load(path, apply_limits=False, context_length=8192, prefill_chunk=512)
     messages, reply_text, new_message = conversation(engine, args.history, args.reply)
     script = engine.tokenizer.encode(reply_text + "<turn|>")
-    engine.token_override = lambda generated: (
-        script[len(generated)] if len(generated) < len(script) else None
-    )
     settle = mode == "cache"
     turn4 = engine.generate(
-        messages, max_tokens=len(script) + 1, temperature=0.0, settle_cache=settle
+        messages,
+        max_tokens=len(script) + 1,
+        temperature=0.0,
+        settle_cache=settle,
+        logits_processors=[forced(script)],  # a random model says the scripted reply
     )
-    engine.token_override = None
     messages = [
         *messages,
         {"role": "assistant", "content": turn4.text},

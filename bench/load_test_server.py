@@ -141,6 +141,26 @@ def run(
     }
 
 
+@contextlib.contextmanager
+def serve(model: str, api_key: str, max_waiting: int):
+    """Our server on a free 127.0.0.1 port, serving `model` from an engine service here."""
+    from app.engine_service import EngineService
+    from app.engines.contract import LocalModel
+    from app.server import ServerConfig, ServerThread
+
+    service = EngineService()
+    try:
+        load = service.load(LocalModel(model, context_length=4096, tuning={"apply_limits": False}))
+        load.wait()
+        if load.error is not None:
+            raise SystemExit(load.error.message)
+        config = ServerConfig(host="127.0.0.1", port=0, api_key=api_key, max_waiting=max_waiting)
+        with ServerThread(service, config) as server:
+            yield server
+    finally:
+        service.shutdown()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -162,7 +182,6 @@ def main(argv: list[str] | None = None) -> int:
     with contextlib.ExitStack() as stack:
         url = args.url
         if url is None:
-            from app.server.testing import local_server
             from mlx_model.testing.checkpoint_factory import write_tiny_checkpoint
 
             model = args.model
@@ -172,9 +191,7 @@ def main(argv: list[str] | None = None) -> int:
                         stack.enter_context(tempfile.TemporaryDirectory()), seed=0
                     )
                 )
-            server = stack.enter_context(
-                local_server(model, api_key=args.api_key, max_waiting=args.max_waiting)
-            )
+            server = stack.enter_context(serve(model, args.api_key, args.max_waiting))
             url = server.url
         report = run(
             url, args.api_key, args.requests, args.clients, args.max_tokens, args.time_limit

@@ -1,11 +1,13 @@
-"""The Gemma 4 unified model engine in MLX: config, network, loading, processing, generation.
+"""The Gemma 4 unified model library in MLX: config, network, loading, processing, generation.
 
-Imports no Qt and nothing from app/ or ui/. The public names are imported lazily so
-that `import mlx_model` stays cheap:
+Imports no Qt and nothing from app/ or ui/; it runs no tools and knows no application.
+The public names are imported lazily so that `import mlx_model` stays cheap:
 
 - `load_model(path, ...)`: a checkpoint folder in the Hugging Face layout -> MLX model.
 - `Processor`: chat messages with media -> the model's named inputs.
-- `Engine`: load with a memory plan, stream events, cancel.
+- `generate_step`: the token loop (chunked prefill, then decode) yielding token ids.
+- `Engine`: load with a memory plan, stream one model turn as events (stopping at a tool
+  call, which it parses and never runs), cancel.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 _LAZY_EXPORTS = {
     "load_model": "mlx_model.loading",
     "Processor": "mlx_model.processing",
+    "generate_step": "mlx_model.generate",
     "Engine": "mlx_model.engine",
 }
 

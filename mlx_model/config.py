@@ -548,3 +548,25 @@ def load_config(folder: str | Path, **text_overrides: Any) -> ModelConfig:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid JSON ({exc})") from None
     return ModelConfig.from_dict(raw, **text_overrides)
+
+
+REFERENCE_CONFIG = (
+    Path(__file__).resolve().parent / "reference_configs" / "gemma-4-12B-it.config.json"
+)
+_DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+
+
+def read_checkpoint_config(folder: str | Path | None) -> tuple[ModelConfig, int, str]:
+    """(config, float bytes per element, description) of a checkpoint folder or the 12B reference."""
+    path = REFERENCE_CONFIG if folder is None else Path(folder) / "config.json"
+    if folder is not None and not Path(folder).is_dir():
+        raise ConfigError(f"{folder}: no such model folder")
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: missing (a checkpoint folder needs config.json)") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid JSON ({exc})") from None
+    dtype = raw.get("dtype") or raw.get("torch_dtype") or raw.get("text_config", {}).get("dtype")
+    what = "Gemma 4 12B reference config (reconstructed)" if folder is None else str(folder)
+    return ModelConfig.from_dict(raw), _DTYPE_BYTES.get(str(dtype), 2), what

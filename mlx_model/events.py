@@ -1,8 +1,9 @@
 """Typed events streamed by `Engine.stream`: what the app, the CLI and the server consume.
 
-One generation yields, in order: optional `PrefillProgress` events, then any mix of
+One model turn yields, in order: optional `PrefillProgress` events, then any mix of
 `ThinkingDelta`, `TextDelta` and `ToolCallEvent`, and finally exactly one `Finished`
-(carrying `GenerationStats`) or one `GenerationError`.
+(carrying `GenerationStats`) or one `GenerationError`. A turn that ends in tool calls
+has stop reason "tool_call"; running them is the caller's job.
 """
 
 from __future__ import annotations
@@ -51,15 +52,6 @@ class ToolCallEvent:
     call: ToolCall
 
 
-@dataclass(frozen=True)
-class ToolResultEvent:
-    """A tool was executed by the engine's function-calling loop and its result appended."""
-
-    call: ToolCall
-    result: Any
-    error: str | None = None
-
-
 @dataclass
 class GenerationStats:
     """Numbers for one `stream` call; the last event carries them."""
@@ -94,11 +86,5 @@ class GenerationError:
 
 
 EngineEvent = (
-    PrefillProgress
-    | TextDelta
-    | ThinkingDelta
-    | ToolCallEvent
-    | ToolResultEvent
-    | Finished
-    | GenerationError
+    PrefillProgress | TextDelta | ThinkingDelta | ToolCallEvent | Finished | GenerationError
 )

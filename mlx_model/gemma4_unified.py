@@ -10,7 +10,6 @@ transformers' forward-path semantics (every layer) is `TextConfig.vision_overlay
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -336,15 +335,6 @@ class LanguageModel(nn.Module):
         return h * mx.array(self.config.embed_scale, dtype=h.dtype)
 
 
-class PrefillCancelled(Exception):
-    """`Model.prefill` stopped between chunks; the cache holds the first `done` prompt tokens."""
-
-    def __init__(self, done: int, total: int):
-        super().__init__(f"prefill cancelled after {done} of {total} prompt tokens")
-        self.done = done
-        self.total = total
-
-
 class Model(nn.Module):
     """`Gemma4UnifiedForConditionalGeneration` in MLX; call it like transformers' forward."""
 
@@ -489,68 +479,6 @@ class Model(nn.Module):
             if spec.kv_sharing == "store":
                 shared[spec.layer_type] = kv
         return lm.norm(h)
-
-    def prefill(
-        self,
-        cache: list[Any],
-        chunk_size: int | None = None,
-        logits_to_keep: int = 1,
-        progress: Callable[[int, int], None] | None = None,
-        should_cancel: Callable[[], bool] | None = None,
-        return_hidden: bool = False,
-        **inputs: Any,
-    ) -> mx.array | tuple[mx.array, mx.array]:
-        """Run a prompt through `cache` in chunks of about `chunk_size` tokens that never cut an
-        image/video block (`cache.prefill_chunks`); returns the last chunk's logits (and with
-        `return_hidden` its final-norm hidden states, which the drafter starts from).
-
-        After each chunk is evaluated, `progress(done, total)` gets the prompt tokens in the
-        cache so far. `should_cancel()` is asked before each chunk; when it says so,
-        `PrefillCancelled` is raised and `cache` holds exactly the first `done` prompt tokens
-        (whole chunks, evaluated), so a later call can continue from there.
-        """
-        from .cache import prefill_chunks, token_types_from_input_ids
-
-        ids = np.atleast_2d(_to_np(inputs["input_ids"]))
-        total = ids.shape[1]
-        types = inputs.get("mm_token_type_ids")
-        if chunk_size is None or total <= chunk_size:
-            bounds = [(0, total)]
-        else:
-            if types is None:
-                cfg = self.config
-                types = token_types_from_input_ids(
-                    ids, cfg.image_token_id, cfg.video_token_id, cfg.audio_token_id
-                )
-            bounds = prefill_chunks(types, chunk_size)
-        media = {k: v for k, v in inputs.items() if k not in ("input_ids", "mm_token_type_ids")}
-        # With media the prompt is embedded once (features land in their slots); text-only
-        # prompts embed chunk by chunk, so a long document never holds all its embeddings.
-        embeds = self.embed_inputs(ids, **media) if len(bounds) > 1 and media else None
-        logits = None
-        for start, end in bounds:
-            if should_cancel is not None and should_cancel():
-                raise PrefillCancelled(start, total)
-            if len(bounds) == 1:
-                logits = self(
-                    **inputs,
-                    cache=cache,
-                    logits_to_keep=logits_to_keep,
-                    return_hidden=return_hidden,
-                )
-            else:
-                logits = self(
-                    ids[:, start:end],
-                    inputs_embeds=None if embeds is None else embeds[:, start:end],
-                    mm_token_type_ids=np.atleast_2d(_to_np(types))[:, start:end],
-                    cache=cache,
-                    logits_to_keep=logits_to_keep,
-                    return_hidden=return_hidden,
-                )
-            mx.eval(logits, [c.state for c in cache])
-            if progress is not None:
-                progress(end, total)
-        return logits
 
     # -- inputs ------------------------------------------------------------------------------
 

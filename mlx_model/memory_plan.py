@@ -21,17 +21,14 @@ elsewhere. A plan that does not fit first halves the prefill chunk (down to
 `MIN_PREFILL_CHUNK`: the long contexts that are tight get a slower prefill instead of an error);
 if it still does not fit, `MemoryPlanError` says what would.
 
-`apply_memory_limits(plan)` turns a plan into MLX limits (see docs/MEMORY.md).
-
-Also the `gemma-desk plan` subcommand (`add_arguments`, `run`).
+`plan_checkpoint(folder, ...)` plans for a checkpoint folder from its config.json alone;
+`mlx_model.memory_limits.apply_memory_limits(plan)` turns a plan into MLX limits (see
+docs/MEMORY.md).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,8 +38,8 @@ import mlx.nn as nn
 from mlx.utils import tree_flatten
 
 from .attention import AttentionOptions, LayerAttention, current_backend, plan_attention
-from .config import ConfigError, ModelConfig
-from .errors import MemoryLimitError, MemoryPlanError
+from .config import ModelConfig, read_checkpoint_config
+from .errors import MemoryPlanError
 from .quantization import (
     QuantizationRecipe,
     check_bits,
@@ -51,9 +48,6 @@ from .quantization import (
     quantized_nbytes,
 )
 
-REFERENCE_CONFIG = (
-    Path(__file__).resolve().parent / "reference_configs" / "gemma-4-12B-it.config.json"
-)
 GB = 1_000_000_000  # plans are printed in decimal GB (10^9 bytes)
 DEFAULT_PREFILL_CHUNK = 512
 # A plan that does not fit first tries smaller prefill chunks (halving), down to this.
@@ -63,7 +57,6 @@ MIN_PREFILL_CHUNK = 128
 DEFAULT_LOGITS_POSITIONS = 16
 RUNTIME_RESERVE_BYTES = 256 << 20  # MLX/Metal runtime, kernels, small buffers
 KV_GROUP_SIZE = 64
-_DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 
 
 @dataclass(frozen=True)
@@ -119,21 +112,21 @@ class MemoryPlan:
         verb = "fit in" if self.fits else "need"
         return (
             f"{self.weights_label}{kv} and {format_context(self.context_length)} context {verb} "
-            f"{_gb(self.total_bytes)} of {_gb(self.budget_bytes)} GB"
+            f"{format_gb(self.total_bytes)} of {format_gb(self.budget_bytes)} GB"
         )
 
     def describe(self) -> str:
         """A multi-line table for `gemma-desk plan`."""
         lines = [
             f"parameters:        {self.parameter_count:,} ({self.parameter_count / 1e9:.2f} B)",
-            f"weights:           {_gb(self.weights_bytes):>7} GB  ({self.weights_label}"
+            f"weights:           {format_gb(self.weights_bytes):>7} GB  ({self.weights_label}"
             + (f", group {self.group_size}" if self.bits else "")
             + ")",
-            f"KV cache:          {_gb(self.kv_bytes):>7} GB  ({format_context(self.context_length)} "
+            f"KV cache:          {format_gb(self.kv_bytes):>7} GB  ({format_context(self.context_length)} "
             f"tokens; full layers {self.kv_bytes_per_token_full / 1024:.1f} KiB/token"
             + (f" at {self.kv_bits} bits" if self.kv_bits else "")
-            + f", sliding layers {_gb(self.kv_bytes_sliding)} GB bounded by the window)",
-            f"working headroom:  {_gb(self.headroom_bytes):>7} GB  (prefill chunk of "
+            + f", sliding layers {format_gb(self.kv_bytes_sliding)} GB bounded by the window)",
+            f"working headroom:  {format_gb(self.headroom_bytes):>7} GB  (prefill chunk of "
             f"{self.prefill_chunk} tokens"
             + (
                 f", reduced from {self.requested_chunk} to fit"
@@ -141,14 +134,14 @@ class MemoryPlan:
                 else ""
             )
             + ")",
-            f"  activations:     {_gb(self.breakdown.get('headroom.activations', 0)):>7} GB",
-            f"  attention:       {_gb(self.breakdown.get('headroom.attention', 0)):>7} GB  "
+            f"  activations:     {format_gb(self.breakdown.get('headroom.activations', 0)):>7} GB",
+            f"  attention:       {format_gb(self.breakdown.get('headroom.attention', 0)):>7} GB  "
             f"({self.backend}: " + "; ".join(a.describe() for a in self.attention) + ")",
-            f"  logits:          {_gb(self.breakdown.get('headroom.logits', 0)):>7} GB",
-            f"  KV growth copy:  {_gb(self.breakdown.get('headroom.kv_growth', 0)):>7} GB",
-            f"  runtime reserve: {_gb(self.breakdown.get('headroom.runtime', 0)):>7} GB",
-            f"total:             {_gb(self.total_bytes):>7} GB",
-            f"device budget:     {_gb(self.budget_bytes):>7} GB  ({self.budget_source})",
+            f"  logits:          {format_gb(self.breakdown.get('headroom.logits', 0)):>7} GB",
+            f"  KV growth copy:  {format_gb(self.breakdown.get('headroom.kv_growth', 0)):>7} GB",
+            f"  runtime reserve: {format_gb(self.breakdown.get('headroom.runtime', 0)):>7} GB",
+            f"total:             {format_gb(self.total_bytes):>7} GB",
+            f"device budget:     {format_gb(self.budget_bytes):>7} GB  ({self.budget_source})",
             ("fits: " if self.fits else "does NOT fit: ") + self.summary(),
         ]
         return "\n".join(lines)
@@ -167,7 +160,8 @@ def parse_context(text: str) -> int:
     return int(text)
 
 
-def _gb(n: float) -> str:
+def format_gb(n: float) -> str:
+    """Bytes as decimal GB with one decimal: 7_200_000_000 -> "7.2"."""
     return f"{n / GB:.1f}"
 
 
@@ -443,6 +437,26 @@ def _plan(config, model, bits, group_size, embedding_bits, context, kv_bits, dty
     )
 
 
+def plan_checkpoint(
+    folder: str | Path | None,
+    *,
+    bits: int | None,
+    context_length: int | None = None,
+    default_context: int = 32_768,
+    **options: Any,
+) -> MemoryPlan:
+    """`plan_memory` for a checkpoint folder (None: the 12B reference config), from its config.
+
+    `context_length` defaults to the smaller of the model's limit and `default_context`.
+    """
+    config, dtype_bytes, _ = read_checkpoint_config(folder)
+    limit = config.text_config.max_position_embeddings
+    context = int(context_length or min(limit, default_context))
+    return plan_memory(
+        config, bits=bits, context_length=context, dtype_bytes=dtype_bytes, **options
+    )
+
+
 def propose_alternatives(
     config: ModelConfig,
     plan: MemoryPlan,
@@ -489,194 +503,24 @@ def propose_alternatives(
 def _too_big_message(plan: MemoryPlan, alternatives: list[MemoryPlan]) -> str:
     head = (
         f"{plan.weights_label} and {format_context(plan.context_length)} context need "
-        f"{_gb(plan.total_bytes)} GB (weights {_gb(plan.weights_bytes)} + KV cache "
-        f"{_gb(plan.kv_bytes)} + working headroom {_gb(plan.headroom_bytes)}) but the device "
-        f"budget is {_gb(plan.budget_bytes)} GB ({plan.budget_source})."
+        f"{format_gb(plan.total_bytes)} GB (weights {format_gb(plan.weights_bytes)} + KV cache "
+        f"{format_gb(plan.kv_bytes)} + working headroom {format_gb(plan.headroom_bytes)}) but the device "
+        f"budget is {format_gb(plan.budget_bytes)} GB ({plan.budget_source})."
     )
     if not alternatives:
         return head + " Nothing fits, not even 4-bit weights with a 1K context."
     return head + " Instead: " + "; ".join(p.summary() for p in alternatives) + "."
 
 
-# --------------------------------------------------------------------------- limits
-
-
-@dataclass
-class MemoryGuard:
-    """Checks the app runs before growing memory; raises `MemoryLimitError` past the plan.
-
-    MLX 0.32's memory limit is a throttle (evaluation waits for in-flight work to free
-    memory), not an error, so the engine asks the guard before each prefill chunk and
-    before the cache grows past the planned context.
-    """
-
-    limit_bytes: int
-    context_length: int
-
-    def check_context(self, total_tokens: int) -> None:
-        if total_tokens > self.context_length:
-            raise MemoryLimitError(
-                f"the conversation needs {total_tokens:,} tokens but the memory plan allows "
-                f"{self.context_length:,} ({format_context(self.context_length)}); start a new "
-                "conversation or load with a longer context"
-            )
-
-    def check_allocation(self, extra_bytes: int, what: str = "this step") -> None:
-        in_use = mx.get_active_memory() + mx.get_cache_memory()
-        if in_use + extra_bytes > self.limit_bytes:
-            raise MemoryLimitError(
-                f"{what} needs {_gb(extra_bytes)} GB more but {_gb(in_use)} of the planned "
-                f"{_gb(self.limit_bytes)} GB are in use"
-            )
-
-    def check_peak(self) -> None:
-        peak = mx.get_peak_memory()
-        if peak > self.limit_bytes:
-            raise MemoryLimitError(
-                f"memory use reached {_gb(peak)} GB, past the planned {_gb(self.limit_bytes)} GB"
-            )
-
-
-@dataclass(frozen=True)
-class AppliedLimits:
-    memory_limit: int
-    cache_limit: int
-    wired_limit: int | None  # None where there is no wired memory to set (CPU backend)
-    guard: MemoryGuard
-
-
-def apply_memory_limits(plan: MemoryPlan) -> AppliedLimits:
-    """Set MLX's limits from a plan and return a guard for the engine.
-
-    - memory limit = the plan's total (capped at the budget): evaluation past it waits for
-      in-flight work to free memory instead of piling up allocations;
-    - cache limit = the working headroom: freed buffers beyond it go back to the OS;
-    - on Metal, wired limit = weights + KV (capped at the recommended working set), so the
-      model stays resident instead of being paged out between turns;
-    - on the CPU backend there is no wired memory: only the memory and cache limits apply.
-    """
-    limit = min(plan.total_bytes, plan.budget_bytes)
-    mx.set_memory_limit(limit)
-    mx.set_cache_limit(plan.headroom_bytes)
-    wired: int | None = None
-    if mx.metal.is_available():
-        budget, _ = device_budget()
-        wired = min(plan.weights_bytes + plan.kv_bytes, budget)
-        mx.set_wired_limit(wired)
-    return AppliedLimits(
-        memory_limit=limit,
-        cache_limit=plan.headroom_bytes,
-        wired_limit=wired,
-        guard=MemoryGuard(limit_bytes=limit, context_length=plan.context_length),
-    )
-
-
-# --------------------------------------------------------------------------- CLI
-
-
-def read_checkpoint_config(folder: str | Path | None) -> tuple[ModelConfig, int, str]:
-    """(config, float bytes per element, description) of a checkpoint folder or the 12B reference."""
-    path = REFERENCE_CONFIG if folder is None else Path(folder) / "config.json"
-    if folder is not None and not Path(folder).is_dir():
-        raise ConfigError(f"{folder}: no such model folder")
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: missing (a checkpoint folder needs config.json)") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: not valid JSON ({exc})") from None
-    dtype = raw.get("dtype") or raw.get("torch_dtype") or raw.get("text_config", {}).get("dtype")
-    what = "Gemma 4 12B reference config (reconstructed)" if folder is None else str(folder)
-    return ModelConfig.from_dict(raw), _DTYPE_BYTES.get(str(dtype), 2), what
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "checkpoint",
-        nargs="?",
-        help="checkpoint folder or Hugging Face repo id in the local cache "
-        "(default: the built-in Gemma 4 12B reference config)",
-    )
-    parser.add_argument(
-        "--bits",
-        type=int,
-        default=4,
-        choices=[4, 8, 16],
-        help="weight precision (16 = keep the float weights); default 4",
-    )
-    parser.add_argument("--group-size", type=int, default=64, choices=[32, 64, 128])
-    parser.add_argument("--embedding-bits", type=int, choices=[4, 5, 6, 8], help="mixed precision")
-    parser.add_argument(
-        "--context", action="append", type=parse_context, help="context length, e.g. 8K; repeatable"
-    )
-    parser.add_argument("--kv-bits", type=int, choices=[4, 8], help="quantize the full layers' KV")
-    parser.add_argument(
-        "--budget-gb", type=float, help="device budget in GB (default: this device)"
-    )
-    parser.add_argument("--prefill-chunk", type=int, default=DEFAULT_PREFILL_CHUNK)
-    parser.add_argument(
-        "--backend",
-        choices=["metal", "cpu"],
-        help="whose attention kernels to count (default: this machine's; 'metal' plans a Mac)",
-    )
-
-
-def run(args: argparse.Namespace) -> int:
-    from .hub import CheckpointNotFound, resolve_checkpoint
-
-    try:
-        folder = None if args.checkpoint is None else resolve_checkpoint(args.checkpoint)
-        config, dtype_bytes, what = read_checkpoint_config(folder)
-    except (CheckpointNotFound, ConfigError) as exc:
-        print(f"gemma-desk plan: {exc}", file=sys.stderr)
-        return 2
-    if folder is not None and str(folder) != str(args.checkpoint):
-        what = f"{args.checkpoint} ({folder})"
-    model = instantiate_lazily(config)
-    budget = int(args.budget_gb * GB) if args.budget_gb else None
-    bits = None if args.bits == 16 else args.bits
-    contexts = args.context or [8192]
-    print(f"memory plan for {what}")
-    status = 0
-    for context in contexts:
-        print()
-        try:
-            plan = plan_memory(
-                config,
-                bits=bits,
-                context_length=context,
-                kv_bits=args.kv_bits,
-                device_budget_bytes=budget,
-                group_size=args.group_size,
-                embedding_bits=args.embedding_bits,
-                dtype_bytes=dtype_bytes,
-                prefill_chunk=args.prefill_chunk,
-                model=model,
-                backend=args.backend,
-            )
-            print(plan.describe())
-        except MemoryPlanError as exc:
-            print(exc.plan.describe())
-            print(f"error: {exc}")
-            status = 1
-        except ValueError as exc:
-            print(f"error: {exc}")
-            status = 2
-    return status
-
-
 __all__ = [
-    "AppliedLimits",
     "MIN_PREFILL_CHUNK",
-    "MemoryGuard",
-    "MemoryLimitError",
     "MemoryPlan",
     "MemoryPlanError",
-    "apply_memory_limits",
     "device_budget",
     "format_context",
     "kv_cache_nbytes",
     "parameter_count",
+    "plan_checkpoint",
     "plan_memory",
     "weights_nbytes",
 ]

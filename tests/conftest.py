@@ -53,7 +53,7 @@ def tiny_checkpoint_sharded(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def loopback_server(tiny_checkpoint: Path) -> Iterator[Any]:
     """Our OpenAI-compatible server on 127.0.0.1 with `LOOPBACK_API_KEY`, serving the tiny
     model: stands in for a remote vLLM/Ollama server (one per test module)."""
-    from app.server.testing import LOOPBACK_API_KEY, local_server
+    from tests.doubles import LOOPBACK_API_KEY, local_server
 
     with local_server(tiny_checkpoint, api_key=LOOPBACK_API_KEY) as running:
         yield running
@@ -62,7 +62,7 @@ def loopback_server(tiny_checkpoint: Path) -> Iterator[Any]:
 @pytest.fixture
 def loopback_service(loopback_server: Any) -> Iterator[Any]:
     """The engine service behind `loopback_server`; its scripted turns end with the test."""
-    from app.server.testing import clear_script
+    from tests.doubles import clear_script
 
     service = loopback_server.state.bridge.service
     yield service

@@ -15,9 +15,7 @@ their tools handed to the controller for every chat; an untrusted server's call 
 
 from __future__ import annotations
 
-import inspect
 import json
-import re
 import shutil
 import threading
 import time
@@ -34,10 +32,11 @@ from app.attachments import Attachment, AttachmentIngestor, MediaLimits
 from app.capture.errors import CaptureError, CaptureUnavailable
 from app.controller_signals import ControllerSignals
 from app.conversation_controller import ConversationController
-from app.engine_service import EngineService, default_engine_factory
+from app.engine_service import EngineService
 from app.engine_signals import EngineSignals
+from app.engines.contract import GenerationStats, LocalModel, RemoteModel, open_engine
 from app.mcp_client import MCPCall, MCPManager
-from app.remote_backend import remote_engine_factory
+from app.options import GenerationOptions
 from app.settings import (
     DEFAULTS,
     REMOTE_FIELDS,
@@ -48,9 +47,8 @@ from app.settings import (
 )
 from app.storage import Storage, open_storage
 from app.storage.conversations import Message, StorageError
-from mlx_model.events import GenerationStats
+from app.tools.registry import ToolRegistry
 from mlx_model.processing.errors import MediaError
-from mlx_model.tools import ToolRegistry
 from ui.backend import (
     AttachmentRejected,
     AttachmentView,
@@ -70,13 +68,7 @@ TRANSCRIBE_PROMPT = (
 )
 PRECISION_BITS = {"auto": None, "bf16": None, "8bit": 8, "4bit": 4}
 SETTING_SECTIONS = {
-    "Model": (
-        "model_path",
-        "precision",
-        "context_length",
-        "kv_cache_bits",
-        "use_checkpoint_template",
-    ),
+    "Model": ("model_path", "precision", "context_length", "kv_cache_bits"),
     "Generation": (
         "temperature",
         "top_p",
@@ -97,7 +89,6 @@ SETTING_SECTIONS = {
 }
 SETTING_LABELS = {
     "model_path": "Model folder", "kv_cache_bits": "KV cache bits (empty: full precision)",
-    "use_checkpoint_template": "Use the checkpoint's own chat template",
     "top_p": "Top-p", "top_k": "Top-k", "min_p": "Min-p", "max_tokens": "Maximum answer tokens",
     "thinking": "Let the model think first", "vision_budget": "Default image detail (tokens)",
     "mic_device": "Microphone", "camera_device": "Camera", "server_enabled": "Local API server",
@@ -120,9 +111,6 @@ SETTING_HELP = {
     "to a server that is not trusted.",
     "dictation_mode": "Push-to-talk puts a transcript in the message field instead of "
     "attaching the recording.",
-    "use_checkpoint_template": "Off: a checkpoint that ships an outdated Gemma 4 chat template "
-    "is talked to in Google's current format. On: its own template is used as it is. Applies "
-    "when the model is next loaded.",
 }
 APPROVAL_TIMEOUT_S = 300.0  # an unanswered tool approval counts as "no"
 
@@ -364,7 +352,7 @@ class AppBackend(Backend):
         super().__init__()
         self.storage = storage or open_storage(data_dir)
         self.settings_store = SettingsStore(self.storage.db)
-        self._local_factory = engine_factory or default_engine_factory
+        self._local_factory = engine_factory or open_engine
         self.service = service or EngineService(self._make_engine)
         self.controller = ConversationController(self.storage, self.service, self.settings_store)
         self.engine_signals = EngineSignals(self.service, self)
@@ -428,24 +416,11 @@ class AppBackend(Backend):
     def setting(self, key: str, default: Any = None) -> Any:
         return getattr(self.settings, key, default)
 
-    def _make_engine(
-        self,
-        path: str,
-        *,
-        progress: Callable[..., None] | None = None,
-        remote: dict[str, str] | None = None,
-        **options: Any,
-    ) -> Any:
-        """The service's engine factory: a remote server when the load job says so, else local."""
-        if remote is not None:
-            return remote_engine_factory(model=remote["model"], api_key=remote["api_key"])(path)
-        try:
-            takes_progress = "progress" in inspect.signature(self._local_factory).parameters
-        except (TypeError, ValueError):
-            takes_progress = False
-        if takes_progress:
-            return self._local_factory(path, progress=progress, **options)
-        return self._local_factory(path, **options)
+    def _make_engine(self, spec: Any, progress: Callable[..., None] | None = None) -> Any:
+        """The service's engine factory: the injected one for local models, else the default."""
+        if isinstance(spec, RemoteModel):
+            return open_engine(spec, progress)
+        return self._local_factory(spec, progress)
 
     # --- view models -----------------------------------------------------------------------
     def _attachments_of(self, message: Message) -> list[AttachmentView]:
@@ -475,7 +450,7 @@ class AppBackend(Backend):
                 for c in message.tool_calls or []
             ],  # fmt: skip
             error=message.error if message.status == "error" else None,
-            error_kind=_error_kind(message.error or ""),
+            error_kind=(message.stats or {}).get("error_kind", "internal" if message.error else ""),
             streaming=message.status == "streaming",
             stats=stats,
         )
@@ -561,8 +536,8 @@ class AppBackend(Backend):
     def transcribe(self, attachment: AttachmentView) -> None:
         content = [{"type": "audio", "path": str(attachment.path)},
                    {"type": "text", "text": TRANSCRIBE_PROMPT}]  # fmt: skip
-        job = self.service.generate([{"role": "user", "content": content}],
-                                    max_tokens=self.settings.max_tokens)  # fmt: skip
+        options = GenerationOptions(max_tokens=self.settings.max_tokens)
+        job = self.service.generate([{"role": "user", "content": content}], options=options)
         self._transcripts[job.id] = []
 
     def _on_message_added(self, cid: int, mid: int, role: str) -> None:
@@ -677,11 +652,8 @@ class AppBackend(Backend):
 
     def _load_local(self, path: str) -> None:
         s = self.settings
-        options = {"bits": PRECISION_BITS.get(s.precision), "context_length": s.context_length,
-                   "kv_bits": s.kv_cache_bits,
-                   "use_checkpoint_template": s.use_checkpoint_template,
-                   **self.load_options}  # fmt: skip
-        job = self.service.load_model(path, **options)
+        job = self.service.load(LocalModel(path, PRECISION_BITS.get(s.precision), s.context_length,
+                                           s.kv_cache_bits, dict(self.load_options)))  # fmt: skip
         self._load_jobs.add(job.id)
         self.status = ModelStatus("loading", Path(path).name, "", str(path))
         self.model_status_changed.emit(self.status)
@@ -707,9 +679,7 @@ class AppBackend(Backend):
             self.status = ModelStatus("error", name, "", s.remote_url, message=str(exc))
             self.model_status_changed.emit(self.status)
             return
-        job = self.service.load_model(
-            s.remote_url, remote={"model": s.remote_model, "api_key": key}
-        )
+        job = self.service.load(RemoteModel(s.remote_url, s.remote_model, key))
         self._load_jobs.add(job.id)
         self.status = ModelStatus("loading", name, "remote", s.remote_url)
         self.model_status_changed.emit(self.status)
@@ -722,16 +692,15 @@ class AppBackend(Backend):
         self.status.message = message
         self.model_status_changed.emit(self.status)
 
-    def _on_model_loaded(self, job_id: int, path: str, info: dict) -> None:
-        if info.get("remote"):
-            self.status = ModelStatus("ready", str(info.get("model") or path),
-                                      f"remote · {_host(path)}", path, 1.0,
-                                      int(info.get("context_limit") or 0))  # fmt: skip
+    def _on_model_loaded(self, job_id: int, path: str, info) -> None:
+        if info.kind == "remote":
+            self.status = ModelStatus("ready", info.name or path, f"remote · {_host(path)}",
+                                      path, 1.0, info.context_limit)  # fmt: skip
             self.model_status_changed.emit(self.status)
             self.stats_changed.emit(RunStats(context_limit=self.status.context_limit))
             return
-        self.status = ModelStatus("ready", _model_name(path), _precision(info, self.settings),
-                                  path, 1.0, int(info.get("context_limit", 0)))  # fmt: skip
+        self.status = ModelStatus("ready", info.name, info.precision, path, 1.0,
+                                  info.context_limit)  # fmt: skip
         try:
             self.limits = MediaLimits.from_checkpoint(path)
             self.ingestor.limits = self.limits
@@ -1036,9 +1005,9 @@ def _kind(name: str, annotation: Any) -> tuple[str, tuple[Any, ...]]:
     if name == "kv_cache_bits":
         return "choice", (None, 8, 4)
     if name == "vision_budget":
-        from app.settings import VISION_BUDGETS
+        from app.options import IMAGE_BUDGETS
 
-        return "choice", VISION_BUDGETS
+        return "choice", IMAGE_BUDGETS
     if name == "model_path":
         return "dir", ()
     if name == "mcp_servers":
@@ -1063,17 +1032,6 @@ def _merge_tool(target: MessageView, card: ToolCardView) -> None:
     target.tools.append(card)
 
 
-def _error_kind(message: str) -> str:
-    lowered = message.lower()
-    if "no model" in lowered or "load a model" in lowered:
-        return "no_model"
-    if "context" in lowered:
-        return "context_overflow"
-    if "memory" in lowered:
-        return "memory"
-    return "internal" if message else ""
-
-
 def _host(url: str) -> str:
     """host:port of a URL, for the status line."""
     from urllib.parse import urlsplit
@@ -1082,22 +1040,6 @@ def _host(url: str) -> str:
         return urlsplit(url).netloc or url
     except ValueError:
         return url
-
-
-def _model_name(path: str) -> str:
-    name = Path(path).name.replace("--", "/")
-    return name.split("/")[-1] or path
-
-
-def _precision(info: dict, settings: Settings) -> str:
-    plan = str(info.get("plan", ""))
-    bits = re.search(r"\bbits=(\d+|None)", plan)
-    dtype = re.search(r"dtype_bytes=(\d+)", plan)
-    if bits and bits.group(1) != "None":
-        return f"{bits.group(1)}-bit"
-    if dtype:
-        return {2: "bf16", 4: "float32"}.get(int(dtype.group(1)), f"{8 * int(dtype.group(1))}-bit")
-    return {"auto": "", "bf16": "bf16", "8bit": "8-bit", "4bit": "4-bit"}[settings.precision]
 
 
 def _gb(n: int) -> str:

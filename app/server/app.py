@@ -26,13 +26,13 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from app.engine_service import EngineService
+from app.engines.contract import GenerationError, PrefillProgress
 from app.server.chat_request import ChatRequest, parse_chat_request
 from app.server.completions import ChunkWriter, Completion, sse
 from app.server.config import ServerConfig, is_loopback
 from app.server.engine_bridge import EngineBridge, RunningGeneration, model_id_for
 from app.server.errors import APIError, bad_request, engine_error
 from app.server.generation_queue import GenerationQueue
-from mlx_model.events import GenerationError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -286,7 +286,7 @@ async def _next_visible(generation: RunningGeneration, timeout: float) -> Any:
     """The first event a client would see (progress events skipped), or None at the end."""
     while True:
         event = await generation.next_event(timeout)
-        if event is None or type(event).__name__ != "PrefillProgress":
+        if not isinstance(event, PrefillProgress):
             return event
 
 

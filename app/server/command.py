@@ -97,11 +97,15 @@ def run(args: argparse.Namespace) -> int:
 
     service = EngineService()
     try:
-        options = {} if args.context_length is None else {"context_length": args.context_length}
-        if args.use_checkpoint_template:
-            options["use_checkpoint_template"] = True
+        from app.engines.contract import LocalModel
+
         print(f"Loading {args.model} ...", file=sys.stderr)
-        job = service.load_model(args.model, **options)
+        spec = LocalModel(
+            args.model,
+            context_length=args.context_length,
+            use_checkpoint_template=args.use_checkpoint_template,
+        )
+        job = service.load(spec)
         job.wait()
         if job.error is not None:
             print(f"gemma-desk serve: {job.error.message}", file=sys.stderr)

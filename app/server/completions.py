@@ -8,7 +8,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from mlx_model.events import (
+from app.engines.contract import (
     Finished,
     GenerationStats,
     TextDelta,
@@ -16,6 +16,7 @@ from mlx_model.events import (
     ToolCall,
     ToolCallEvent,
 )
+from app.messages import openai_tool_call
 
 _FINISH_REASONS = {
     "end_of_turn": "stop",
@@ -29,21 +30,6 @@ _FINISH_REASONS = {
 
 def new_completion_id() -> str:
     return f"chatcmpl-{uuid.uuid4().hex}"
-
-
-def tool_call_json(call: ToolCall, index: int | None = None) -> dict[str, Any]:
-    """A tool call as OpenAI writes it (arguments as a JSON string)."""
-    out: dict[str, Any] = {
-        "id": call.id or f"call_{uuid.uuid4().hex[:24]}",
-        "type": "function",
-        "function": {
-            "name": call.name,
-            "arguments": json.dumps(call.arguments, ensure_ascii=False),
-        },
-    }
-    if index is not None:
-        out = {"index": index, **out}
-    return out
 
 
 def usage_json(stats: GenerationStats | None) -> dict[str, int]:
@@ -93,7 +79,7 @@ class Completion:
         if self.thinking:
             message["reasoning_content"] = "".join(self.thinking)
         if self.calls:
-            message["tool_calls"] = [tool_call_json(c) for c in self.calls]
+            message["tool_calls"] = [openai_tool_call(c) for c in self.calls]
         elif message["content"] is None:
             message["content"] = ""
         return {
@@ -145,7 +131,7 @@ class ChunkWriter:
             return self._chunk({"reasoning_content": event.text})
         if isinstance(event, ToolCallEvent):
             index, self.tool_calls = self.tool_calls, self.tool_calls + 1
-            return self._chunk({"tool_calls": [tool_call_json(event.call, index)]})
+            return self._chunk({"tool_calls": [openai_tool_call(event.call, index)]})
         if isinstance(event, Finished):
             self.stats = event.stats
         return None

@@ -2,7 +2,7 @@
 
 `EngineBridge.start` submits a generation job to `app.engine_service.EngineService` and
 pumps the job's events (a blocking iterator) from a small thread into an asyncio queue.
-`next_event` yields the engine's own events (`mlx_model.events`); a failed job arrives as
+`next_event` yields the generation's events (`app.engines.contract`); a failed job arrives as
 a `GenerationError`. `cancel` stops the generation through the service. `on_done` runs
 on the event loop once the job has really ended on the engine thread.
 """
@@ -16,8 +16,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from app.engine_service import EngineOutput, EngineService, JobDone, JobFailed, ServiceStatus
+from app.engines.contract import Event, Finished, GenerationError
 from app.options import GenerationOptions
-from mlx_model.events import EngineEvent, Finished, GenerationError
 
 _END = object()
 
@@ -53,15 +53,8 @@ class EngineBridge:
         on_done: Callable[[], None],
     ) -> RunningGeneration:
         loop = asyncio.get_running_loop()
-        kwargs = {**options.sampling(), "max_tokens": options.max_tokens}
-        if options.stop:
-            kwargs["stop"] = list(options.stop)
-        if options.image_budget is not None:
-            kwargs["image_budget"] = options.image_budget
-        if conversation_id is not None:
-            kwargs["conversation_id"] = conversation_id
         job = self.service.generate(
-            messages, tools=tools, enable_thinking=options.enable_thinking, **kwargs
+            messages, tools=tools, options=options, conversation_id=conversation_id
         )
         return RunningGeneration(job, loop, on_done)
 
@@ -99,7 +92,7 @@ class RunningGeneration:
             with contextlib.suppress(RuntimeError):
                 self._loop.call_soon_threadsafe(self._on_done)
 
-    async def next_event(self, timeout: float | None = None) -> EngineEvent | None:
+    async def next_event(self, timeout: float | None = None) -> Event | None:
         """The next engine event, or None once the job has ended; `TimeoutError` after `timeout`."""
         if self._ended:
             return None

@@ -1,22 +1,19 @@
-"""Fixtures for the app tests: a throw-away data folder, opened storage, and a scripted fake engine.
+"""Fixtures for the app tests: a throw-away data folder and opened storage.
 
-The fake engine exists for the few tests that need a deterministic failure or exact
-timing; the engine-service and controller tests also run against the real
-`mlx_model.engine.Engine` with the tiny checkpoint from tests/conftest.py.
+The engine doubles are in tests/doubles.py: the fake engine exists for the few tests that
+need a deterministic failure or exact timing; the engine-service and controller tests
+also run against the real local engine with the tiny checkpoint from tests/conftest.py.
 """
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from app.options import GenerationOptions
 from app.storage import Storage, open_storage
-from mlx_model.events import Finished, GenerationError, GenerationStats, TextDelta, ThinkingDelta
 
 
 @pytest.fixture(autouse=True)
@@ -32,86 +29,10 @@ def storage(tmp_path: Path) -> Iterator[Storage]:
         yield s
 
 
-class FakeEngine:
-    """Streams `words` as `TextDelta`s, `delay` seconds apart; cancellable like the real one.
-
-    `fail_after`: raise RuntimeError after that many words; `error_event`: end with a
-    `GenerationError` instead of `Finished`.
-    """
-
-    def __init__(
-        self,
-        path: str,
-        *,
-        words: list[str] | None = None,
-        delay: float = 0.0,
-        fail_after: int | None = None,
-        error_event: bool = False,
-        thinking: str = "",
-        **options: Any,
-    ) -> None:
-        self.path = path
-        self.words = words if words is not None else [f"w{i} " for i in range(5)]
-        self.delay = delay
-        self.fail_after = fail_after
-        self.error_event = error_event
-        self.thinking = thinking
-        self.options = options
-        self.calls: list[dict[str, Any]] = []
-        self.closed = False
-        self.thread_ids: set[int] = set()
-        self._cancel = threading.Event()
-
-    def cancel(self) -> None:
-        self._cancel.set()
-
-    def close(self) -> None:
-        self.closed = True
-
-    def stream(self, messages: list[dict[str, Any]], **kwargs: Any):
-        self._cancel.clear()
-        self.thread_ids.add(threading.get_ident())
-        self.calls.append({"messages": messages, **kwargs})
-        if self.thinking:
-            yield ThinkingDelta(self.thinking)
-        count = 0
-        for i, word in enumerate(self.words):
-            if self._cancel.is_set():
-                yield Finished(GenerationStats(generated_tokens=count, stop_reason="cancelled"))
-                return
-            if self.fail_after is not None and i == self.fail_after:
-                raise RuntimeError("fake engine exploded")
-            if self.delay:
-                time.sleep(self.delay)
-            count += 1
-            yield TextDelta(word)
-        if self.error_event:
-            yield GenerationError(
-                "context_overflow", "The conversation is too long for the context."
-            )
-            return
-        yield Finished(GenerationStats(generated_tokens=count, stop_reason="eos"))
-
-
-def fake_factory(**defaults: Any):
-    """An engine factory making `FakeEngine`s; `factory.engines` lists those it made."""
-    engines: list[FakeEngine] = []
-
-    def factory(path: str, **options: Any) -> FakeEngine:
-        if "missing" in str(path):
-            raise FileNotFoundError(f"No checkpoint at {path}")
-        engine = FakeEngine(path, **{**defaults, **options})
-        engines.append(engine)
-        return engine
-
-    factory.engines = engines  # type: ignore[attr-defined]
-    return factory
-
-
 @pytest.fixture
-def tiny_engine_options() -> dict[str, Any]:
+def greedy() -> GenerationOptions:
     """Generation options that keep the real tiny model fast and deterministic."""
-    return {"temperature": 0.0}
+    return GenerationOptions(temperature=0.0, max_tokens=8)
 
 
 def put_in_hub_cache(folder: Path, cache: Path, repo_id: str, commit: str = "a" * 40) -> Path:

@@ -37,16 +37,15 @@ CHILD = textwrap.dedent(
     from app.engine_service import EngineService
     from app.settings import Settings
     from app.storage import open_storage
+    from tests.doubles import script_turns, scripted_factory
 
     data_dir, checkpoint, conversation_id = sys.argv[1], sys.argv[2], int(sys.argv[3])
     storage = open_storage(data_dir, housekeeping=False)
-    service = EngineService()
-    assert service.load_model(checkpoint).wait(300) and service.is_loaded
-    # A random tiny model ends its answer at a random point; the engine's test seam forces
-    # ordinary word tokens so the answer streams until the kill.
-    vocab = json.loads(open(checkpoint + "/tokenizer.json").read())["model"]["vocab"]
-    words = [vocab[w] for w in ("\u2581the", "\u2581c", "a", "t", "\u2581is", "\u2581in")]
-    service.call(lambda engine: setattr(engine, "token_override", lambda gen: words[len(gen) % len(words)])).wait()
+    service = EngineService(scripted_factory())
+    assert service.load(checkpoint).wait(300) and service.is_loaded
+    # A random tiny model ends its answer at a random point; the scripted turn forces
+    # ordinary words, over and over, so the answer streams until the kill.
+    script_turns(service, [("forever", " the cat is in")])
     controller = ConversationController(storage, service, Settings(max_tokens=100000, temperature=0.0))
 
     def on_event(event):

@@ -1,7 +1,7 @@
 """The engine service: one thread owns the engine; jobs in order; events in order; failures survive.
 
-The main tests drive the real `mlx_model.engine.Engine` on the tiny checkpoint, from a plain
-thread and from a Qt event loop. A scripted fake engine is used only where a test needs a
+The main tests drive the real local engine on the tiny checkpoint, from a plain thread and
+from a Qt event loop. A fake engine (tests/doubles.py) is used only where a test needs a
 deterministic failure or a stream slow enough to cancel at a known point.
 """
 
@@ -25,12 +25,17 @@ from app.engine_service import (
     ServiceStatus,
     StatusChanged,
 )
-from mlx_model.events import Finished, GenerationError, TextDelta
-from tests.app.conftest import fake_factory
+from app.engines.contract import Finished, GenerationError, TextDelta
+from app.options import GenerationOptions
+from tests.doubles import fake_factory
 
 TIMEOUT = 120
 
 HELLO = [{"role": "user", "content": "Say hello."}]
+
+
+def greedy(max_tokens: int) -> GenerationOptions:
+    return GenerationOptions(max_tokens=max_tokens, temperature=0.0)
 
 
 @pytest.fixture
@@ -57,9 +62,9 @@ def test_load_then_generate_from_a_plain_thread(
     results: dict[str, list] = {}
 
     def worker() -> None:
-        load = service.load_model(str(tiny_checkpoint))
+        load = service.load(str(tiny_checkpoint))
         results["load"] = list(load.events(timeout=TIMEOUT))
-        gen = service.generate(HELLO, max_tokens=8, temperature=0.0)
+        gen = service.generate(HELLO, options=greedy(8))
         results["gen"] = list(gen.events(timeout=TIMEOUT))
 
     thread = threading.Thread(target=worker)
@@ -71,7 +76,7 @@ def test_load_then_generate_from_a_plain_thread(
     assert isinstance(load[0], JobStarted) and isinstance(load[-1], JobDone) and load[-1].ok
     assert any(isinstance(e, LoadProgress) for e in load)
     loaded = next(e for e in load if isinstance(e, ModelLoaded))
-    assert loaded.path == str(tiny_checkpoint) and loaded.info["context_limit"] > 0
+    assert loaded.path == str(tiny_checkpoint) and loaded.info.context_limit > 0
     assert service.model_path == str(tiny_checkpoint) and service.status is ServiceStatus.READY
 
     gen = results["gen"]
@@ -87,8 +92,8 @@ def test_load_then_generate_from_a_plain_thread(
 def test_cancel_mid_stream_ends_with_cancelled_and_the_service_stays_usable(
     service: EngineService, tiny_checkpoint: Path
 ) -> None:
-    service.load_model(str(tiny_checkpoint)).wait(TIMEOUT)
-    job = service.generate(HELLO, max_tokens=4000, temperature=0.0)
+    service.load(str(tiny_checkpoint)).wait(TIMEOUT)
+    job = service.generate(HELLO, options=greedy(4000))
     seen = []
     for event in job.events(timeout=TIMEOUT):
         seen.append(event)
@@ -98,7 +103,7 @@ def test_cancel_mid_stream_ends_with_cancelled_and_the_service_stays_usable(
     assert isinstance(final, Finished) and final.stats.stop_reason == "cancelled"
     assert final.stats.generated_tokens < 4000
     assert isinstance(seen[-1], JobDone) and seen[-1].cancelled
-    again = service.generate(HELLO, max_tokens=3, temperature=0.0)
+    again = service.generate(HELLO, options=greedy(3))
     assert again.wait(TIMEOUT) and isinstance(again.result, Finished)
     assert again.result.stats.stop_reason != "cancelled"
 
@@ -106,15 +111,15 @@ def test_cancel_mid_stream_ends_with_cancelled_and_the_service_stays_usable(
 def test_loading_a_second_model_unloads_the_first(
     service: EngineService, tiny_checkpoint: Path, tiny_checkpoint_bf16: Path
 ) -> None:
-    service.load_model(str(tiny_checkpoint)).wait(TIMEOUT)
-    second = service.load_model(str(tiny_checkpoint_bf16))
+    service.load(str(tiny_checkpoint)).wait(TIMEOUT)
+    second = service.load(str(tiny_checkpoint_bf16))
     events = list(second.events(timeout=TIMEOUT))
     unloaded = next(i for i, e in enumerate(events) if isinstance(e, ModelUnloaded))
     loaded = next(i for i, e in enumerate(events) if isinstance(e, ModelLoaded))
     assert unloaded < loaded
     assert events[unloaded].path == str(tiny_checkpoint)
     assert service.model_path == str(tiny_checkpoint_bf16)
-    gen = service.generate(HELLO, max_tokens=3, temperature=0.0)
+    gen = service.generate(HELLO, options=greedy(3))
     assert gen.wait(TIMEOUT) and isinstance(gen.result, Finished)
 
 
@@ -124,13 +129,13 @@ def test_failed_load_is_an_event_and_the_service_loads_the_next_model(
     bad = tmp_path / "not-a-checkpoint"
     bad.mkdir()
     (bad / "config.json").write_text("{ broken")
-    failing = service.load_model(str(bad))
+    failing = service.load(str(bad))
     events = list(failing.events(timeout=TIMEOUT))
     failure = next(e for e in events if isinstance(e, JobFailed))
     assert str(bad) in failure.message
     assert isinstance(events[-1], JobDone) and not events[-1].ok
     assert service.status is ServiceStatus.NO_MODEL
-    ok = service.load_model(str(tiny_checkpoint))
+    ok = service.load(str(tiny_checkpoint))
     assert ok.wait(TIMEOUT) and ok.error is None and service.is_loaded
 
 
@@ -144,14 +149,14 @@ def test_generate_without_a_model_fails_with_a_clear_message(service: EngineServ
 def test_jobs_from_many_threads_all_run_one_at_a_time_on_the_service_thread(
     service: EngineService, tiny_checkpoint: Path
 ) -> None:
-    service.load_model(str(tiny_checkpoint)).wait(TIMEOUT)
+    service.load(str(tiny_checkpoint)).wait(TIMEOUT)
     threads_seen: set[int] = set()
     service.subscribe(lambda e: threads_seen.add(threading.get_ident()))
     jobs = []
     lock = threading.Lock()
 
     def submit() -> None:
-        job = service.generate(HELLO, max_tokens=2, temperature=0.0)
+        job = service.generate(HELLO, options=greedy(2))
         with lock:
             jobs.append(job)
 
@@ -190,9 +195,9 @@ def test_qt_signals_arrive_on_the_gui_thread_in_order(
     signals.text_delta.connect(lambda job_id, text: texts.append(text))
 
     with qtbot.waitSignal(signals.model_loaded, timeout=TIMEOUT * 1000):
-        load = service.load_model(str(tiny_checkpoint))
+        load = service.load(str(tiny_checkpoint))
     with qtbot.waitSignal(signals.generation_finished, timeout=TIMEOUT * 1000) as finished:
-        gen = service.generate(HELLO, max_tokens=6, temperature=0.0)
+        gen = service.generate(HELLO, options=greedy(6))
     qtbot.waitUntil(
         lambda: any(isinstance(e, JobDone) and e.job_id == gen.id for e in received),
         timeout=TIMEOUT * 1000,
@@ -215,8 +220,8 @@ def test_qt_cancel_from_a_slot_stops_the_stream(
     from app.engine_signals import EngineSignals
 
     signals = EngineSignals(service)
-    service.load_model(str(tiny_checkpoint)).wait(TIMEOUT)
-    job = service.generate(HELLO, max_tokens=4000, temperature=0.0)
+    service.load(str(tiny_checkpoint)).wait(TIMEOUT)
+    job = service.generate(HELLO, options=greedy(4000))
     signals.text_delta.connect(lambda job_id, text: service.cancel(job_id))
     with qtbot.waitSignal(signals.job_done, timeout=TIMEOUT * 1000) as done:
         pass
@@ -231,7 +236,7 @@ def test_engine_that_raises_mid_stream_is_reported_and_the_service_goes_on() -> 
     factory = fake_factory(words=["a ", "b ", "c "], fail_after=2)
     svc = EngineService(factory)
     try:
-        svc.load_model("model-a").wait(TIMEOUT)
+        svc.load("model-a").wait(TIMEOUT)
         job = svc.generate(HELLO)
         events = list(job.events(timeout=TIMEOUT))
         assert [e.event.text for e in events if isinstance(e, EngineOutput)] == ["a ", "b "]
@@ -250,7 +255,7 @@ def test_engine_that_raises_mid_stream_is_reported_and_the_service_goes_on() -> 
 def test_generation_error_event_is_passed_through_and_marks_the_job_not_ok() -> None:
     svc = EngineService(fake_factory(error_event=True))
     try:
-        svc.load_model("m").wait(TIMEOUT)
+        svc.load("m").wait(TIMEOUT)
         job = svc.generate(HELLO)
         events = list(job.events(timeout=TIMEOUT))
         assert isinstance(engine_events(events)[-1], GenerationError)
@@ -262,7 +267,7 @@ def test_generation_error_event_is_passed_through_and_marks_the_job_not_ok() -> 
 def test_cancel_drops_queued_jobs_before_they_start() -> None:
     svc = EngineService(fake_factory(delay=0.05, words=["x "] * 40))
     try:
-        svc.load_model("m").wait(TIMEOUT)
+        svc.load("m").wait(TIMEOUT)
         running = svc.generate(HELLO)
         queued = svc.generate(HELLO)
         next(e for e in running.events(timeout=TIMEOUT) if isinstance(e, EngineOutput))
@@ -278,7 +283,7 @@ def test_a_broken_subscriber_does_not_stop_events() -> None:
     svc = EngineService(fake_factory())
     try:
         svc.subscribe(lambda e: 1 / 0)
-        job = svc.load_model("m")
+        job = svc.load("m")
         assert kinds(job.events(timeout=TIMEOUT))[-1] == "JobDone"
         assert svc.is_loaded
     finally:
@@ -289,7 +294,7 @@ def test_the_engine_is_only_touched_on_the_service_thread() -> None:
     factory = fake_factory()
     svc = EngineService(factory)
     try:
-        svc.load_model("m").wait(TIMEOUT)
+        svc.load("m").wait(TIMEOUT)
         for _ in range(2):
             svc.generate(HELLO).wait(TIMEOUT)
         assert factory.engines[0].thread_ids == {svc.thread.ident}
@@ -302,7 +307,7 @@ def test_the_engine_is_only_touched_on_the_service_thread() -> None:
 def test_unload_closes_the_engine_and_shutdown_stops_the_thread() -> None:
     factory = fake_factory()
     svc = EngineService(factory)
-    svc.load_model("m").wait(TIMEOUT)
+    svc.load("m").wait(TIMEOUT)
     events = list(svc.unload().events(timeout=TIMEOUT))
     assert any(isinstance(e, ModelUnloaded) and e.path == "m" for e in events)
     assert factory.engines[0].closed and not svc.is_loaded

@@ -11,10 +11,14 @@ from pathlib import Path
 
 import pytest
 
+from app.engines.agent import AgentResult, run_agent
+from app.engines.contract import LocalModel, ToolCall
 from app.mcp_client import MCPCall, MCPConfigError, MCPManager, MCPServerConfig, MCPStatus
-from app.server.testing import ForcedTurns, tool_call_text, turn_ids
-from mlx_model.events import Finished, TextDelta, ToolCall, ToolCallEvent, ToolResultEvent
-from mlx_model.tools import ToolRegistry, builtin_registry
+from app.messages import assistant_message, tool_message
+from app.options import GenerationOptions
+from app.tools.builtin import builtin_registry
+from app.tools.registry import ToolRegistry
+from tests.doubles import scripted_factory
 
 SERVER_SCRIPT = Path(__file__).with_name("mcp_test_server.py")
 
@@ -52,9 +56,15 @@ def manager(recorder: Recorder) -> Iterator[MCPManager]:
 
 @pytest.fixture(scope="module")
 def engine(tiny_checkpoint: Path):
-    from mlx_model.engine import Engine
+    """The real local engine on the tiny checkpoint, its model turns scripted."""
+    return scripted_factory()(LocalModel(str(tiny_checkpoint)))
 
-    return Engine.load(tiny_checkpoint, apply_limits=False, context_length=4096)
+
+def generate(engine, messages, tools, scripts, max_tokens=80) -> AgentResult:
+    """Run the agent loop on the scripted engine."""
+    engine.script(scripts)
+    options = GenerationOptions(max_tokens=max_tokens)
+    return AgentResult.collect(run_agent(engine, messages, tools=tools, options=options))
 
 
 def test_discovers_both_tools_with_their_schemas(manager):
@@ -82,26 +92,16 @@ def test_a_taken_name_gets_the_server_name_in_front(manager):
 def test_forced_call_round_trip_through_the_engine(manager, recorder, engine):
     registry = ToolRegistry()
     manager.register_into(registry)
-    engine.token_override = ForcedTurns(
-        [
-            turn_ids(engine, tool_call_text(engine, "add", {"a": 2, "b": 3}), end="tool_call"),
-            turn_ids(engine, "The sum is 5"),
-        ]
+    result = generate(
+        engine,
+        [{"role": "user", "content": "Add 2 and 3"}],
+        registry,
+        [("tool", "add", {"a": 2, "b": 3}), "The sum is 5"],
     )
-    try:
-        events = list(
-            engine.stream(
-                [{"role": "user", "content": "Add 2 and 3"}], tools=registry, max_tokens=80
-            )
-        )
-    finally:
-        engine.token_override = None
-    calls = [e.call for e in events if isinstance(e, ToolCallEvent)]
-    results = [e for e in events if isinstance(e, ToolResultEvent)]
-    assert [(c.name, c.arguments) for c in calls] == [("add", {"a": 2, "b": 3})]
-    assert [(r.result, r.error) for r in results] == [(5, None)]
-    assert "".join(e.text for e in events if isinstance(e, TextDelta)) == "The sum is 5"
-    assert events[-1].stats.stop_reason == "end_of_turn"
+    assert [(c.name, c.arguments) for c in result.tool_calls] == [("add", {"a": 2, "b": 3})]
+    assert [(r.result, r.error) for r in result.tool_results] == [(5, None)]
+    assert result.text == "The sum is 5"
+    assert result.stats.stop_reason == "end_of_turn"
     assert recorder.calls[-1] == MCPCall("calc", "add", {"a": 2, "b": 3}, "add")
 
 
@@ -133,19 +133,10 @@ def test_server_that_exits_mid_call_is_reported_and_the_chat_continues(engine):
         assert manager.add_server(stdio_config("crashy", on_call="exit")) is MCPStatus.READY
         registry = ToolRegistry()
         manager.register_into(registry)
-        engine.token_override = ForcedTurns(
-            [turn_ids(engine, tool_call_text(engine, "add", {"a": 1, "b": 2}), end="tool_call")]
-        )
-        try:
-            # Plain schemas: the engine stops at the call and the app runs it (as the GUI does).
-            events = list(
-                engine.stream(
-                    [{"role": "user", "content": "Add"}], tools=registry.schemas(), max_tokens=80
-                )
-            )
-        finally:
-            engine.token_override = None
-        [call] = [e.call for e in events if isinstance(e, ToolCallEvent)]
+        question = [{"role": "user", "content": "Add"}]
+        # Plain schemas: the turn stops at the call and the app runs it.
+        asked = generate(engine, question, registry.schemas(), [("tool", "add", {"a": 1, "b": 2})])
+        [call] = asked.tool_calls
         result = registry.execute(call)
         assert "crashy" in result.error and "add" in result.error
         status, message = manager.status()["crashy"]
@@ -153,40 +144,18 @@ def test_server_that_exits_mid_call_is_reported_and_the_chat_continues(engine):
         assert ("crashy", MCPStatus.FAILED, message) in recorder.statuses
         assert manager.tool_infos() == []  # its tools are no longer offered
         # The chat goes on: the failure is the tool's answer and the model replies to it.
-        engine.token_override = ForcedTurns([turn_ids(engine, "Sorry, the tool failed")])
-        try:
-            follow_up = list(
-                engine.stream(
-                    [
-                        {"role": "user", "content": "Add"},
-                        {
-                            "role": "assistant",
-                            "content": "",
-                            "tool_calls": [
-                                {
-                                    "id": call.id,
-                                    "type": "function",
-                                    "function": {"name": call.name, "arguments": call.arguments},
-                                }
-                            ],
-                        },
-                        {
-                            "role": "tool",
-                            "name": call.name,
-                            "tool_call_id": call.id,
-                            "content": result.error,
-                        },
-                    ],
-                    max_tokens=40,
-                )
-            )
-        finally:
-            engine.token_override = None
-        assert isinstance(follow_up[-1], Finished)
-        assert (
-            "".join(e.text for e in follow_up if isinstance(e, TextDelta))
-            == "Sorry, the tool failed"
+        follow_up = generate(
+            engine,
+            [
+                *question,
+                assistant_message("", calls=[call]),
+                tool_message(call, error=result.error),
+            ],
+            None,
+            ["Sorry, the tool failed"],
+            max_tokens=40,
         )
+        assert follow_up.error is None and follow_up.text == "Sorry, the tool failed"
 
 
 def test_engine_loop_continues_after_an_mcp_server_exits_mid_call(engine):
@@ -194,19 +163,14 @@ def test_engine_loop_continues_after_an_mcp_server_exits_mid_call(engine):
         manager.add_server(stdio_config("crashy2", on_call="exit"))
         registry = ToolRegistry()
         manager.register_into(registry)
-        engine.token_override = ForcedTurns(
-            [
-                turn_ids(engine, tool_call_text(engine, "add", {"a": 1, "b": 2}), end="tool_call"),
-                turn_ids(engine, "Sorry"),
-            ]
+        result = generate(
+            engine,
+            [{"role": "user", "content": "Add"}],
+            registry,
+            [("tool", "add", {"a": 1, "b": 2}), "Sorry"],
         )
-        try:
-            events = list(
-                engine.stream([{"role": "user", "content": "Add"}], tools=registry, max_tokens=80)
-            )
-        finally:
-            engine.token_override = None
-        assert isinstance(events[-1], Finished)
+        assert result.error is None and result.stats is not None
+        assert result.tool_results[0].error and result.text == "Sorry"
 
 
 def test_server_that_hangs_times_out():

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 from app import paths
+from app.engines.contract import LocalModel
+from app.options import GenerationOptions, OptionError
 from app.settings import DEFAULTS, Settings, SettingsError, SettingsStore
 from app.storage.database import Database
 
@@ -18,7 +20,7 @@ def test_defaults_cover_model_generation_devices_and_server() -> None:
     assert s.thinking is False and s.vision_budget == 280
     assert s.mic_device is None and s.camera_device is None
     assert s.server_host == "127.0.0.1"  # the local API is not exposed unless the user says so
-    assert s.sampling_overrides() == {}  # sampling comes from the checkpoint by default
+    assert s.generation_options().sampling() == {}  # sampling comes from the checkpoint
 
 
 def test_changes_persist_across_reopening(tmp_path: Path) -> None:
@@ -116,15 +118,20 @@ def test_reset_restores_defaults(tmp_path: Path) -> None:
     assert store.settings == DEFAULTS
 
 
-def test_load_and_sampling_options_follow_the_settings() -> None:
+def test_load_and_generation_options_follow_the_settings() -> None:
     s = Settings(precision="4bit", context_length=4096, kv_cache_bits=8, temperature=0.2, seed=3)
-    assert s.load_options() == {
-        "bits": 4,
-        "context_length": 4096,
-        "kv_bits": 8,
-        "use_checkpoint_template": False,
-    }
-    assert s.sampling_overrides() == {"temperature": 0.2, "seed": 3}
+    assert s.local_model("/m") == LocalModel("/m", bits=4, context_length=4096, kv_bits=8)
+    options = s.generation_options()
+    assert options.sampling() == {"temperature": 0.2, "seed": 3}
+    assert (options.max_tokens, options.image_budget) == (s.max_tokens, s.vision_budget)
+
+
+@pytest.mark.parametrize(("name", "value"), [("temperature", 2.5), ("top_k", -1), ("seed", -3)])
+def test_generation_settings_follow_the_options_one_set_of_limits(name, value) -> None:
+    with pytest.raises(SettingsError, match=name):
+        Settings().replace(**{name: value})
+    with pytest.raises(OptionError):
+        GenerationOptions(**{name: value})
 
 
 def test_data_folder_choice_lives_outside_the_database_and_applies_next_start(

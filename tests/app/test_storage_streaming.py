@@ -15,11 +15,12 @@ from app.conversation_controller import (
     title_from,
 )
 from app.engine_service import EngineService
+from app.engines.contract import Finished, GenerationStats, TextDelta, ToolCall, ToolCallEvent
 from app.settings import Settings
 from app.storage.conversations import StorageError
 from app.streaming_writer import StreamingWriter
-from mlx_model.events import ToolCall, ToolCallEvent, ToolResultEvent
-from tests.app.conftest import FakeEngine, fake_factory
+from app.tools.registry import ToolRegistry
+from tests.doubles import FakeEngine, fake_factory, scripted_factory
 
 TIMEOUT = 120
 
@@ -75,8 +76,8 @@ def test_writer_does_not_write_on_every_delta(storage) -> None:
 
 @pytest.fixture(scope="module")
 def real_service(tiny_checkpoint: Path):
-    service = EngineService()
-    assert service.load_model(str(tiny_checkpoint)).wait(TIMEOUT)
+    service = EngineService(scripted_factory())
+    assert service.load(str(tiny_checkpoint)).wait(TIMEOUT)
     assert service.is_loaded
     yield service
     service.shutdown(TIMEOUT)
@@ -178,7 +179,9 @@ def test_sending_nothing_is_refused_with_a_message(controller) -> None:
 # -- rendering and deterministic failures (scripted engine) -----------------------------------------------
 
 
-def test_render_puts_attachments_before_text_and_tool_turns_in_openai_shape(storage) -> None:
+def test_render_puts_attachments_before_text_and_tool_turns_as_the_agent_loop_does(
+    storage,
+) -> None:
     store = storage.conversations
     media = storage.media.add_bytes(b"img", kind="image", mime="image/png", ext=".png")
     conv = store.create_conversation()
@@ -205,7 +208,7 @@ def test_render_puts_attachments_before_text_and_tool_turns_in_openai_shape(stor
         "role": "tool",
         "tool_call_id": "c1",
         "name": "lookup",
-        "content": '{"animal": "cat"}',
+        "content": {"animal": "cat"},
     }
     assert chat[4] == {"role": "assistant", "content": "A cat."}
     assert len(chat) == 5
@@ -215,7 +218,7 @@ def test_a_failing_generation_keeps_its_partial_text_and_marks_the_message_error
     service = EngineService(fake_factory(words=["par", "tial", "never"], fail_after=2))
     ctl = ConversationController(storage, service)
     try:
-        service.load_model("m").wait(TIMEOUT)
+        service.load("m").wait(TIMEOUT)
         conv = ctl.new_conversation()
         finished = []
         ctl.subscribe(lambda e: finished.append(e) if isinstance(e, MessageFinished) else None)
@@ -232,22 +235,31 @@ def test_a_failing_generation_keeps_its_partial_text_and_marks_the_message_error
 
 
 class ToolEngine(FakeEngine):
-    def stream(self, messages, **kwargs):
-        from mlx_model.events import Finished, GenerationStats, TextDelta
+    """First turn: some text and a call to `clock`; second turn: the answer."""
 
-        call = ToolCall("clock", {"tz": "UTC"}, id="t1")
-        yield TextDelta("Checking. ")
-        yield ToolCallEvent(call)
-        yield ToolResultEvent(call, {"time": "12:00"})
-        yield TextDelta("It is noon.")
-        yield Finished(GenerationStats(generated_tokens=5, stop_reason="end_of_turn"))
+    def stream(self, messages, *, tools=None, options, conversation_id=None):
+        self.requests.append({"messages": list(messages), "tools": tools})
+        if len(self.requests) == 1:
+            yield TextDelta("Checking. ")
+            yield ToolCallEvent(ToolCall("clock", {"tz": "UTC"}, id="t1"))
+            yield Finished(GenerationStats(generated_tokens=3, stop_reason="tool_call"))
+        else:
+            yield TextDelta("It is noon.")
+            yield Finished(GenerationStats(generated_tokens=5, stop_reason="end_of_turn"))
 
 
 def test_tool_call_and_result_are_stored_as_separate_messages(storage) -> None:
-    service = EngineService(lambda path, **o: ToolEngine(path))
-    ctl = ConversationController(storage, service)
+    service = EngineService(lambda spec, progress: ToolEngine(spec.source))
+    registry = ToolRegistry()
+
+    @registry.register
+    def clock(tz: str) -> dict:
+        """The time in a time zone."""
+        return {"time": "12:00"}
+
+    ctl = ConversationController(storage, service, tools=registry)
     try:
-        service.load_model("m").wait(TIMEOUT)
+        service.load("m").wait(TIMEOUT)
         conv = ctl.new_conversation()
         turn = ctl.send(conv.id, "what time is it?")
         assert turn.wait(TIMEOUT)
@@ -255,7 +267,7 @@ def test_tool_call_and_result_are_stored_as_separate_messages(storage) -> None:
         assert [m.role for m in msgs] == ["user", "assistant", "tool", "assistant"]
         assert msgs[1].text == "Checking. " and msgs[1].tool_calls[0]["name"] == "clock"
         assert msgs[2].tool_result["result"] == {"time": "12:00"}
-        assert msgs[3].text == "It is noon." and msgs[3].stats["generated_tokens"] == 5
+        assert msgs[3].text == "It is noon." and msgs[3].stats["generated_tokens"] == 8
         assert turn.assistant_message_ids == [msgs[1].id, msgs[3].id]
     finally:
         ctl.close()

@@ -10,7 +10,9 @@ import pytest
 
 from app import terminal_chat
 from app.cli import build_parser, main
+from app.engines.contract import LocalModel
 from mlx_model.engine import Engine
+from tests.doubles import scripted_factory
 
 
 @pytest.fixture(scope="module")
@@ -90,13 +92,9 @@ def test_chat_regen_replaces_the_last_reply(tiny_checkpoint):
 
 
 def test_chat_shows_thinking_dimmed_on_a_terminal(tiny_checkpoint, monkeypatch):
-    script = None
-
     def load(args):
-        nonlocal script
-        engine = Engine.load(args.model, apply_limits=False)
-        script = engine.tokenizer.encode("<|channel>thought\nhmm<channel|>yes<turn|>")
-        engine.token_override = lambda generated: script[len(generated)]
+        engine = scripted_factory()(LocalModel(str(args.model)))
+        engine.script(["<|channel>thought\nhmm<channel|>yes"])
         return engine
 
     monkeypatch.setattr(terminal_chat, "load_engine", load)

@@ -13,7 +13,9 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
+from mlx_model import prompt as model_prompt
 from mlx_model.gemma4_unified import Model
+from mlx_model.generate import prefill
 from mlx_model.loading import load_model
 from mlx_model.testing.checkpoint_factory import (
     TinyAssistantSizes,
@@ -245,6 +247,20 @@ def prompt_builder(our_model: Model, ids, request):
         )
 
     return make
+
+
+def prefill_inputs(model, inputs, cache, chunk_size=None, *, progress=None, should_stop=None,
+                   start=0):  # fmt: skip
+    """The token loop's chunked prefill of processor-style inputs from `start` (`chunk_size`
+    None: one chunk); returns (prompt tokens now in the cache, the last chunk's logits)."""
+    prompt = model_prompt.Prompt.from_inputs(inputs, model_prompt.media_token_ids(model.config))
+    done, logits = start, None
+    chunk = chunk_size or prompt.length
+    for done, logits in prefill(model, prompt, cache, start=start, chunk_size=chunk,  # noqa: B007
+                                should_stop=should_stop):  # fmt: skip
+        if progress is not None:
+            progress(done, prompt.length)
+    return done, logits
 
 
 # --------------------------------------------------------------------------- comparisons

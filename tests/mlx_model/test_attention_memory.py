@@ -20,8 +20,11 @@ import numpy as np
 import pytest
 
 from mlx_model.attention import AttentionOptions
+from mlx_model.config import read_checkpoint_config
 from mlx_model.loading import load_model
-from mlx_model.memory_plan import plan_memory, read_checkpoint_config
+from mlx_model.memory_plan import plan_memory
+
+from .conftest import prefill_inputs
 
 CHUNK = 128
 CONTEXTS = (2048, 8192)
@@ -46,7 +49,7 @@ def _peak_of_last_chunks(folder, options, context: int, chunks: int) -> int:
     mx.reset_peak_memory()
     rng = np.random.default_rng(context)
     ids = mx.array(rng.integers(32, 600, size=(1, chunks * CHUNK)), dtype=mx.int32)
-    mx.eval(model.prefill(cache, chunk_size=CHUNK, input_ids=ids))
+    mx.eval(prefill_inputs(model, {"input_ids": ids}, cache, CHUNK)[1])
     assert all(c.offset == context for c in cache)
     peak = mx.get_peak_memory() - base
     del model, cache

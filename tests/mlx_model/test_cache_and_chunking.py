@@ -16,7 +16,7 @@ from mlx_model.cache import (
     trim_prompt_cache,
 )
 
-from .conftest import argmax_agreement, reference_logits, relative_error
+from .conftest import argmax_agreement, prefill_inputs, reference_logits, relative_error
 
 F32_TOL = 1e-4
 
@@ -114,9 +114,9 @@ def test_chunked_prefill_never_cuts_an_image_and_equals_unchunked(
     cut, _ = _run_fixed_chunks(our_model, inputs, fixed)
     assert relative_error(cut, ref) > 1e-3
 
-    # Model.prefill plans the same chunks and returns the last position's logits.
+    # The token loop's prefill plans the same chunks and returns the last position's logits.
     cache = our_model.make_cache()
-    last = our_model.prefill(cache, chunk_size=chunk, **inputs)
+    last = prefill_inputs(our_model, inputs, cache, chunk)[1]
     assert last.shape[1] == 1
     assert relative_error(last[:, -1], ref[:, -1]) <= F32_TOL
     assert cache[0].offset == len(prompt)
@@ -128,7 +128,7 @@ def test_decode_after_chunked_prefill_matches_transformers(
     prompt = prompt_builder(4).text(5).image(rows=3, cols=6, budget=18).text(window + 2).build()
     inputs = prompt.inputs()
     cache = our_model.make_cache()
-    our_model.prefill(cache, chunk_size=7, **inputs)
+    prefill_inputs(our_model, inputs, cache, 7)
     continuation = prompt_builder(5).random_tokens(2 * window)
     outs = [np.array(our_model(np.array([[t]]), cache=cache)[0, -1]) for t in continuation]
     full = {

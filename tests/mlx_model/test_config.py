@@ -9,7 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mlx_model.config import FULL, SLIDING, ConfigError, ModelConfig, load_config
+from mlx_model.config import (
+    FULL,
+    SLIDING,
+    ConfigError,
+    ModelConfig,
+    load_config,
+    read_checkpoint_config,
+)
 
 REFERENCE_12B = (
     Path(__file__).resolve().parents[2] / "mlx_model/reference_configs/gemma-4-12B-it.config.json"
@@ -169,3 +176,13 @@ def test_load_config_names_a_missing_file(tmp_path):
     with pytest.raises(ConfigError, match="config.json"):
         load_config(tmp_path)
     assert issubclass(ConfigError, ValueError)
+
+
+def test_a_missing_model_folder_is_named_in_the_error(tmp_path):
+    with pytest.raises(ValueError, match="no such model folder"):
+        read_checkpoint_config(tmp_path / "nowhere")
+
+
+def test_a_folder_without_config_json_is_named_in_the_error(tmp_path):
+    with pytest.raises(ValueError, match=r"config\.json: missing"):
+        read_checkpoint_config(tmp_path)

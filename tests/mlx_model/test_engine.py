@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from mlx_model.engine import Engine, drop_oldest_turn
+from mlx_model.engine import Engine
 from mlx_model.events import (
     Finished,
     GenerationError,
@@ -17,7 +17,9 @@ from mlx_model.events import (
     TextDelta,
     ThinkingDelta,
 )
+from mlx_model.prompt import drop_oldest_turn
 from mlx_model.testing.checkpoint_factory import token_ids_of
+from tests.mlx_model.forced_tokens import force_tokens, forced
 
 from .conftest import reference_logits
 
@@ -32,9 +34,6 @@ def engine(tiny_checkpoint):
 @pytest.fixture(autouse=True)
 def _fresh(engine):
     engine.prompt_cache.clear()
-    engine.token_override = None
-    yield
-    engine.token_override = None
 
 
 def _image(seed=0, size=(48, 80)):
@@ -99,13 +98,13 @@ def test_stream_event_order_and_stats(engine):
     assert stats.ttft_s > 0 and stats.prefill_tps > 0 and stats.peak_memory_bytes > 0
     assert stats.context_limit == 2048
     assert stats.stop_reason in ("eos", "end_of_turn", "length", "tool_call")
-    assert stats.extra["messages"][-1]["role"] == "assistant"
 
 
 def test_max_tokens_stops_with_length(engine, tiny_checkpoint):
     filler = token_ids_of(tiny_checkpoint).unk + 100  # an ordinary text piece, never a stop
-    engine.token_override = lambda generated: filler
-    result = engine.generate(TEXT_MESSAGES, max_tokens=5, **GREEDY)
+    result = engine.generate(
+        TEXT_MESSAGES, max_tokens=5, logits_processors=[forced([filler, None])], **GREEDY
+    )
     assert result.token_ids == [filler] * 5
     assert result.stats.stop_reason == "length"
 
@@ -115,8 +114,9 @@ def test_stops_on_the_checkpoints_stop_tokens(engine, stop_token, reason):
     tokenizer = engine.tokenizer
     text_ids = tokenizer.encode("Hello world")
     script = [*text_ids, tokenizer.token_to_id(stop_token), *text_ids]
-    engine.token_override = lambda generated: script[len(generated)]
-    result = engine.generate(TEXT_MESSAGES, max_tokens=50, **GREEDY)
+    result = engine.generate(
+        TEXT_MESSAGES, max_tokens=50, logits_processors=[forced(script)], **GREEDY
+    )
     assert result.token_ids == script[: len(text_ids) + 1]
     assert result.text == "Hello world"
     assert result.stats.stop_reason == reason
@@ -125,8 +125,10 @@ def test_stops_on_the_checkpoints_stop_tokens(engine, stop_token, reason):
 def test_stop_string_ends_generation_and_is_not_shown(engine):
     tokenizer = engine.tokenizer
     script = tokenizer.encode("The quick brown fox jumps over the lazy dog")
-    engine.token_override = lambda generated: script[len(generated) % len(script)]
-    result = engine.generate(TEXT_MESSAGES, max_tokens=40, stop=["fox"], **GREEDY)
+    cycle = force_tokens(lambda step: script[step % len(script)])
+    result = engine.generate(
+        TEXT_MESSAGES, max_tokens=40, stop=["fox"], logits_processors=[cycle], **GREEDY
+    )
     assert result.text == "The quick brown "
     assert result.stats.stop_reason == "stop_string"
     assert len(result.token_ids) < len(script)
@@ -135,8 +137,13 @@ def test_stop_string_ends_generation_and_is_not_shown(engine):
 def test_thinking_is_streamed_separately(engine):
     tokenizer = engine.tokenizer
     script = tokenizer.encode("<|channel>thought\nLet me check<channel|>The answer is yes<turn|>")
-    engine.token_override = lambda generated: script[len(generated)]
-    result = engine.generate(TEXT_MESSAGES, max_tokens=50, enable_thinking=True, **GREEDY)
+    result = engine.generate(
+        TEXT_MESSAGES,
+        max_tokens=50,
+        enable_thinking=True,
+        logits_processors=[forced(script)],
+        **GREEDY,
+    )
     assert result.thinking == "Let me check"
     assert result.text == "The answer is yes"
     assert result.stats.stop_reason == "end_of_turn"
@@ -156,28 +163,30 @@ def test_same_seed_same_sample_and_options_are_validated(engine):
 def test_cancel_takes_effect_within_one_decode_step(engine, tiny_checkpoint):
     filler = token_ids_of(tiny_checkpoint).unk + 100
 
-    def override(generated):
-        if len(generated) == 3:
+    def choose(step):
+        if step == 3:
             engine.cancel()  # as if the user pressed stop while token 4 is being computed
         return filler
 
-    engine.token_override = override
-    result = engine.generate(TEXT_MESSAGES, max_tokens=100, **GREEDY)
+    result = engine.generate(
+        TEXT_MESSAGES, max_tokens=100, logits_processors=[force_tokens(choose)], **GREEDY
+    )
     assert result.stats.stop_reason == "cancelled"
     assert len(result.token_ids) == 3
 
 
 def test_cancel_from_another_thread_and_engine_is_usable_right_after(engine, tiny_checkpoint):
     filler = token_ids_of(tiny_checkpoint).unk + 100
-    engine.token_override = lambda generated: filler  # never stops by itself
+    never_stops = forced([filler, None])
     timer = threading.Timer(0.3, engine.cancel)
     timer.start()
     started = time.perf_counter()
-    result = engine.generate(TEXT_MESSAGES, max_tokens=100_000, **GREEDY)
+    result = engine.generate(
+        TEXT_MESSAGES, max_tokens=100_000, logits_processors=[never_stops], **GREEDY
+    )
     timer.join()
     assert result.stats.stop_reason == "cancelled"
     assert time.perf_counter() - started < 5
-    engine.token_override = None
     after = engine.generate(TEXT_MESSAGES, max_tokens=10, **GREEDY)
     engine.prompt_cache.clear()
     cold = engine.generate(TEXT_MESSAGES, max_tokens=10, **GREEDY)

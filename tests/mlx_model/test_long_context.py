@@ -7,9 +7,8 @@ import numpy as np
 import pytest
 
 from mlx_model.attention import AttentionOptions
-from mlx_model.gemma4_unified import PrefillCancelled
 
-from .conftest import load_our_model
+from .conftest import load_our_model, prefill_inputs
 
 PLAIN = AttentionOptions(mode="plain")
 # Any chunk's scores pass a one-byte budget: "auto" then picks key blocks of the smallest size.
@@ -53,7 +52,7 @@ def _prefill_and_decode(model, inputs, chunk, steps, forced=None):
     """Logits of the last prompt position and of `steps` cached decode steps, and the tokens
     (greedy, or `forced`)."""
     cache = model.make_cache()
-    logits = model.prefill(cache, chunk_size=chunk, **inputs)
+    _, logits = prefill_inputs(model, inputs, cache, chunk)
     out, tokens = [logits[:, -1]], []
     for i in range(steps):
         token = forced[i] if forced is not None else int(mx.argmax(out[-1], axis=-1).item())
@@ -117,11 +116,12 @@ def test_prefill_reports_the_tokens_in_the_cache_after_each_chunk(
 ):
     prompt = _long_prompt(prompt_builder, window, seed=1)
     reports = []
-    our_model.prefill(
+    prefill_inputs(
+        our_model,
+        prompt.inputs(),
         our_model.make_cache(),
-        chunk_size=window,
+        window,
         progress=lambda done, total: reports.append((done, total)),
-        **prompt.inputs(),
     )
     done = [d for d, _ in reports]
     assert all(total == len(prompt) for _, total in reports)
@@ -134,20 +134,14 @@ def test_cancelled_prefill_keeps_whole_chunks_and_continues_to_the_same_logits(
 ):
     prompt = prompt_builder(2).text(6 * window + 5).build()
     inputs = prompt.inputs()
-    uninterrupted = our_model.prefill(our_model.make_cache(), chunk_size=window, **inputs)
+    _, uninterrupted = prefill_inputs(our_model, inputs, our_model.make_cache(), window)
 
     cache = our_model.make_cache()
     asked = []
-    with pytest.raises(PrefillCancelled) as stopped:
-        our_model.prefill(
-            cache,
-            chunk_size=window,
-            should_cancel=lambda: asked.append(1) or len(asked) > 3,
-            **inputs,
-        )
-    done = stopped.value.done
-    assert done == 3 * window and stopped.value.total == len(prompt)
+    done, _ = prefill_inputs(
+        our_model, inputs, cache, window, should_stop=lambda: asked.append(1) or len(asked) > 3
+    )
+    assert done == 3 * window < len(prompt)
     assert all(c.offset == done for c in cache)
-    rest = {k: v[:, done:] for k, v in inputs.items()}
-    resumed = our_model.prefill(cache, chunk_size=window, **rest)
+    _, resumed = prefill_inputs(our_model, inputs, cache, window, start=done)
     assert np.allclose(np.array(resumed), np.array(uninterrupted), atol=1e-5)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import mlx.core as mx
@@ -10,15 +9,12 @@ import psutil
 import pytest
 from mlx.utils import tree_flatten
 
-from mlx_model import memory_plan
-from mlx_model.config import ModelConfig
+from mlx_model.config import REFERENCE_CONFIG, ModelConfig
 from mlx_model.convert import convert
 from mlx_model.loading import load_model
 from mlx_model.memory_plan import (
-    REFERENCE_CONFIG,
-    MemoryLimitError,
+    MIN_PREFILL_CHUNK,
     MemoryPlanError,
-    apply_memory_limits,
     device_budget,
     parameter_count,
     plan_memory,
@@ -26,17 +22,6 @@ from mlx_model.memory_plan import (
 
 GB = 10**9
 BIG_BUDGET = 10**15
-
-
-@pytest.fixture
-def restore_mlx_limits():
-    """Put MLX's process-wide memory and cache limits back after a test changes them."""
-    memory = mx.get_memory_limit()
-    cache = mx.set_cache_limit(0)
-    mx.set_cache_limit(cache)
-    yield
-    mx.set_memory_limit(memory)
-    mx.set_cache_limit(cache)
 
 
 @pytest.fixture(scope="module")
@@ -155,63 +140,6 @@ def test_budget_off_metal_is_physical_memory():
     assert device_budget()[0] == psutil.virtual_memory().total
 
 
-def test_applied_limits_set_mlx_memory_and_cache_limits(tiny_config, restore_mlx_limits):
-    plan = plan_memory(tiny_config, bits=4, context_length=2048, device_budget_bytes=BIG_BUDGET)
-    applied = apply_memory_limits(plan)
-    assert mx.get_memory_limit() == applied.memory_limit == plan.total_bytes
-    assert mx.set_cache_limit(0) == applied.cache_limit == plan.headroom_bytes
-
-
-def test_guard_refuses_a_context_longer_than_planned(tiny_config, restore_mlx_limits):
-    plan = plan_memory(tiny_config, bits=4, context_length=2048, device_budget_bytes=BIG_BUDGET)
-    guard = apply_memory_limits(plan).guard
-    guard.check_context(2048)
-    with pytest.raises(MemoryLimitError, match="2,049 tokens"):
-        guard.check_context(2049)
-
-
-def test_guard_refuses_an_allocation_past_the_plan(tiny_config):
-    plan = plan_memory(tiny_config, bits=4, context_length=2048, device_budget_bytes=BIG_BUDGET)
-    guard = memory_plan.MemoryGuard(limit_bytes=plan.total_bytes, context_length=2048)
-    guard.check_allocation(1024)
-    with pytest.raises(MemoryLimitError):
-        guard.check_allocation(plan.total_bytes + 1)
-
-
-def test_plan_command_prints_the_12b_numbers(capsys):
-    parser = argparse.ArgumentParser()
-    memory_plan.add_arguments(parser)
-    args = parser.parse_args(["--context", "8K", "--context", "128K", "--budget-gb", "64"])
-    assert memory_plan.run(args) == 0
-    out = capsys.readouterr().out
-    assert "11,959,730,176" in out and "4-bit weights and 128K context fit in" in out
-
-
-def test_plan_command_exits_nonzero_and_proposes_when_too_big(capsys):
-    parser = argparse.ArgumentParser()
-    memory_plan.add_arguments(parser)
-    args = parser.parse_args(["--bits", "8", "--context", "256K", "--budget-gb", "16"])
-    assert memory_plan.run(args) == 1
-    assert "Instead: 4-bit weights" in capsys.readouterr().out
-
-
-def test_plan_command_reads_a_checkpoint_folder(tiny_checkpoint, capsys):
-    parser = argparse.ArgumentParser()
-    memory_plan.add_arguments(parser)
-    assert memory_plan.run(parser.parse_args([str(tiny_checkpoint), "--context", "4K"])) == 0
-    assert str(tiny_checkpoint) in capsys.readouterr().out
-
-
-def test_a_missing_model_folder_is_named_in_the_error(tmp_path):
-    with pytest.raises(ValueError, match="no such model folder"):
-        memory_plan.read_checkpoint_config(tmp_path / "nowhere")
-
-
-def test_a_folder_without_config_json_is_named_in_the_error(tmp_path):
-    with pytest.raises(ValueError, match=r"config\.json: missing"):
-        memory_plan.read_checkpoint_config(tmp_path)
-
-
 @pytest.mark.parametrize("backend", ["metal", "cpu"])
 @pytest.mark.parametrize("context", [8192, 32768, 131072, 262144])
 def test_attention_temporaries_stay_within_the_attention_budget_at_any_context(
@@ -230,16 +158,6 @@ def test_attention_temporaries_stay_within_the_attention_budget_at_any_context(
     assert not full.path.scores_materialized
 
 
-def test_plan_prints_attention_temporaries_as_their_own_line(capsys):
-    parser = argparse.ArgumentParser()
-    memory_plan.add_arguments(parser)
-    args = parser.parse_args(["--context", "256K", "--budget-gb", "64", "--backend", "metal"])
-    assert memory_plan.run(args) == 0
-    line = next(x for x in capsys.readouterr().out.splitlines() if "attention:" in x)
-    assert "metal" in line and "head dim 512: key blocks of" in line
-    assert "head dim 256: MLX unfused" in line
-
-
 def test_a_tight_plan_runs_smaller_prefill_chunks_instead_of_failing(config_12b):
     roomy = plan_memory(
         config_12b, bits=4, context_length=262144, kv_bits=4, device_budget_bytes=BIG_BUDGET
@@ -252,6 +170,6 @@ def test_a_tight_plan_runs_smaller_prefill_chunks_instead_of_failing(config_12b)
         device_budget_bytes=roomy.total_bytes - 1,
     )
     assert roomy.prefill_chunk == 512
-    assert memory_plan.MIN_PREFILL_CHUNK <= tight.prefill_chunk < 512
+    assert MIN_PREFILL_CHUNK <= tight.prefill_chunk < 512
     assert tight.fits and tight.requested_chunk == 512
     assert "reduced from 512 to fit" in tight.describe()

@@ -9,6 +9,7 @@ import pytest
 from mlx_model.engine import Engine
 from mlx_model.prompt_cache import block_safe_length, common_prefix_length, prompt_keys
 from mlx_model.testing.checkpoint_factory import TinyModelSizes, write_tiny_checkpoint
+from tests.mlx_model.forced_tokens import forced
 
 GREEDY = {"temperature": 0.0}
 
@@ -107,13 +108,13 @@ def test_without_settling_thought_stripping_costs_only_the_last_reply(engine):
     tokenizer = engine.tokenizer
     reply = "<|channel>thought\nLet me check<channel|>The weather is sunny<turn|>"
     script = tokenizer.encode(reply)
-    engine.token_override = lambda generated: (
-        script[len(generated)] if len(generated) < len(script) else None
+    first = engine.generate(
+        FIRST,
+        max_tokens=40,
+        enable_thinking=True,
+        settle_cache=False,
+        logits_processors=[forced(script)],
     )
-    try:
-        first = engine.generate(FIRST, max_tokens=40, enable_thinking=True, settle_cache=False)
-    finally:
-        engine.token_override = None
     assert first.thinking == "Let me check"
     messages = _second(first.text, thinking=first.thinking)
     second = engine.generate(messages, max_tokens=8, enable_thinking=True, settle_cache=False)

@@ -10,10 +10,10 @@ import openai
 import pytest
 
 from app.engine_service import EngineOutput, EngineService
+from app.engines.contract import Finished
 from app.server.config import ServerConfig
 from app.server.runner import ServerThread
-from app.server.testing import clear_script, load_service
-from mlx_model.events import Finished
+from tests.doubles import clear_script, scripted_service
 
 API_KEY = "test-key-0123456789"
 MAX_BODY = 1024 * 1024
@@ -21,7 +21,7 @@ MAX_BODY = 1024 * 1024
 
 @pytest.fixture(scope="session")
 def engine_service(tiny_checkpoint: Path) -> Iterator[EngineService]:
-    service = load_service(tiny_checkpoint)
+    service = scripted_service(tiny_checkpoint)
     yield service
     service.shutdown()
 

@@ -17,7 +17,7 @@ from PIL import Image
 from app.engine_service import EngineService
 from app.server.config import ServerConfig
 from app.server.runner import ServerThread
-from app.server.testing import script_turns
+from tests.doubles import script_turns
 
 from .conftest import API_KEY, MAX_BODY
 

@@ -110,7 +110,7 @@ class RecordingEngine:
         self._engine = engine
         self.delay_s = delay_s
         self.prompts: list[dict] = []
-        processor = engine.processor
+        processor = engine.engine.processor  # the model library's engine inside
         original = processor.apply_chat_template
 
         def recording(*args, **kwargs):
@@ -136,7 +136,7 @@ class RecordingEngine:
 def app_backend_for(qtbot, tmp_path: Path, tiny_checkpoint: Path):
     """An AppBackend over the tiny checkpoint with file-backed capture sources."""
     from app.capture.sources import FileAudioSource, FileVideoSource
-    from app.engine_service import default_engine_factory
+    from tests.doubles import scripted_factory
     from ui.app_backend import AppBackend
 
     made = []
@@ -145,11 +145,8 @@ def app_backend_for(qtbot, tmp_path: Path, tiny_checkpoint: Path):
               max_tokens: int = 24):  # fmt: skip
         engines: list[RecordingEngine] = []
 
-        def factory(path, *, progress=None, **options):
-            engine = RecordingEngine(
-                default_engine_factory(path, progress=progress, apply_limits=False, **options),
-                delay_s,
-            )
+        def factory(spec, progress=None):
+            engine = RecordingEngine(scripted_factory()(spec, progress), delay_s)
             engines.append(engine)
             return engine
 

@@ -7,7 +7,7 @@ import socket
 import openai
 import pytest
 
-from app.server.testing import free_port
+from tests.doubles import free_port
 
 KEY = "local-key-0123456789"
 

@@ -8,7 +8,7 @@ import pytest
 from PySide6.QtCore import Qt
 
 from app.server.runner import ServerThread
-from app.server.testing import LOOPBACK_API_KEY, free_port, script_turns
+from tests.doubles import LOOPBACK_API_KEY, free_port, script_turns
 
 
 @pytest.fixture

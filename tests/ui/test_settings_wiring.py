@@ -17,8 +17,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.server.testing import script_turns
 from app.settings import SettingsStore
+from tests.doubles import script_turns, scripted_factory
 
 MCP_SERVER = Path(__file__).parents[1] / "app" / "mcp_test_server.py"
 
@@ -30,16 +30,12 @@ def calc_server(name: str = "calc", **options) -> dict:
 @pytest.fixture
 def backend_for(qtbot, tmp_path: Path):
     """AppBackends on one data folder; `model` loads the tiny checkpoint (memory limits off)."""
-    from app.engine_service import default_engine_factory
     from ui.app_backend import AppBackend
 
     made = []
 
-    def local_factory(path, *, progress=None, **options):
-        return default_engine_factory(path, progress=progress, apply_limits=False, **options)
-
     def build(model: Path | None = None):
-        backend = AppBackend(data_dir=str(tmp_path / "data"), engine_factory=local_factory)
+        backend = AppBackend(data_dir=str(tmp_path / "data"), engine_factory=scripted_factory())
         backend.settings_store.update(max_tokens=96, seed=0)
         made.append(backend)
         if model is not None:

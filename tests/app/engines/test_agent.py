@@ -1,16 +1,19 @@
-"""The engine's function-calling loop, driven by forced token sequences.
+"""The agent loop: model turns and tool runs until the answer, on the real local engine.
 
 A tiny random model cannot decide to call a tool, so each test scripts the model side:
-`engine.token_override` forces the ids of a scripted reply, one model turn after another.
+each model turn says the ids of the next scripted reply (tests/doubles.py).
 """
 
 from __future__ import annotations
 
 import pytest
 
-from mlx_model.engine import Engine
-from mlx_model.events import Finished, ToolCallEvent, ToolResultEvent
-from mlx_model.tools import ToolRegistry, builtin_registry
+from app.engines.agent import AgentResult, run_agent
+from app.engines.contract import Finished, LocalModel, ToolCallEvent, ToolResultEvent
+from app.options import GenerationOptions
+from app.tools.builtin import builtin_registry
+from app.tools.registry import ToolRegistry
+from tests.doubles import scripted_factory
 
 QUESTION = [
     {"role": "user", "content": "What is two plus three? Let me check the calculator tool."}
@@ -18,32 +21,28 @@ QUESTION = [
 
 
 @pytest.fixture(scope="module")
-def engine(tiny_checkpoint):
-    return Engine.load(tiny_checkpoint, apply_limits=False, context_length=4096, prefill_chunk=64)
+def scripted(tiny_checkpoint):
+    spec = LocalModel(str(tiny_checkpoint), context_length=4096, tuning={"prefill_chunk": 64})
+    return scripted_factory()(spec)
 
 
-@pytest.fixture(autouse=True)
-def _fresh(engine):
-    engine.prompt_cache.clear()
-    yield
-    engine.token_override = None
+@pytest.fixture
+def engine(scripted):
+    scripted.engine.prompt_cache.clear()
+    yield scripted.engine
+    scripted.script([])
 
 
-def script_turns(engine, *replies: str):
+def script_turns(scripted, *replies: str):
     """Force each model turn to produce the ids of the next reply (then the model's own choice)."""
-    turns = [engine.tokenizer.encode(reply) for reply in replies]
-    state = {"turn": -1}
+    tokenizer = scripted.engine.tokenizer
+    scripted.script([tokenizer.encode(reply) for reply in replies])
+    scripted.turns = 0
 
-    def override(generated):
-        if not generated:
-            state["turn"] += 1
-        if state["turn"] >= len(turns):
-            return None
-        script = turns[state["turn"]]
-        return script[len(generated)] if len(generated) < len(script) else None
 
-    engine.token_override = override
-    return state
+def generate(scripted, tools, max_tokens=100) -> AgentResult:
+    options = GenerationOptions(max_tokens=max_tokens, temperature=0.0)
+    return AgentResult.collect(run_agent(scripted, QUESTION, tools=tools, options=options))
 
 
 def _context_text(engine) -> str:
@@ -54,18 +53,16 @@ def _context_text(engine) -> str:
 CALL = '<|tool_call>call:calculator{expression:<|"|>2+3<|"|>}<tool_call|><|tool_response>'
 
 
-def test_tool_call_round_trip_reaches_the_final_answer(engine):
-    state = script_turns(engine, CALL, "The answer is 5<turn|>")
-    events = list(
-        engine.stream(QUESTION, tools=builtin_registry(), max_tokens=100, temperature=0.0)
-    )
+def test_tool_call_round_trip_reaches_the_final_answer(scripted, engine):
+    script_turns(scripted, CALL, "The answer is 5<turn|>")
+    events = generate(scripted, builtin_registry()).events
     calls = [e for e in events if isinstance(e, ToolCallEvent)]
     results = [e for e in events if isinstance(e, ToolResultEvent)]
     assert [(c.call.name, c.call.arguments) for c in calls] == [
         ("calculator", {"expression": "2+3"})
     ]
     assert results[0].result == {"expression": "2+3", "result": 5} and results[0].error is None
-    assert state["turn"] == 1  # the model was asked a second time
+    assert scripted.turns == 2  # the model was asked a second time
     finished = events[-1]
     assert isinstance(finished, Finished)
     assert finished.stats.stop_reason == "end_of_turn"
@@ -78,27 +75,24 @@ def test_tool_call_round_trip_reaches_the_final_answer(engine):
     assert "result:5" in context
     assert context.index("result:5") < context.rindex("The answer is 5")
     # the second turn reused the first turn's cache instead of prefilling everything again
-    assert finished.stats.cached_tokens > 0
-    appended = finished.stats.extra["messages"]
-    assert [m["role"] for m in appended] == ["assistant", "assistant"]
-    assert appended[0]["tool_responses"][0]["response"]["result"] == 5
-    assert appended[0]["tool_calls"][0]["function"]["name"] == "calculator"
+    second = finished.stats.extra["turns"][1]
+    assert second["cached_tokens"] > 0 and second["stop_reason"] == "end_of_turn"
 
 
-def test_parallel_calls_in_one_turn_all_run(engine):
+def test_parallel_calls_in_one_turn_all_run(scripted, engine):
     two = (
         '<|tool_call>call:calculator{expression:<|"|>2*4<|"|>}<tool_call|>'
         '<|tool_call>call:calculator{expression:<|"|>10-1<|"|>}<tool_call|><|tool_response>'
     )
-    script_turns(engine, two, "Done<turn|>")
-    result = engine.generate(QUESTION, tools=builtin_registry(), max_tokens=100, temperature=0.0)
+    script_turns(scripted, two, "Done<turn|>")
+    result = generate(scripted, builtin_registry())
     assert [r.result["result"] for r in result.tool_results] == [8, 9]
     context = _context_text(engine)
     assert context.count("<|tool_response>response:calculator") == 2
     assert result.text.endswith("Done")
 
 
-def test_invalid_call_is_reported_to_the_model_not_executed(engine):
+def test_invalid_call_is_reported_to_the_model_not_executed(scripted, engine):
     ran = []
     registry = ToolRegistry()
 
@@ -109,32 +103,31 @@ def test_invalid_call_is_reported_to_the_model_not_executed(engine):
         return a + b
 
     bad = '<|tool_call>call:add{a:<|"|>two<|"|>,b:3}<tool_call|><|tool_response>'
-    script_turns(engine, bad, "Sorry<turn|>")
-    result = engine.generate(QUESTION, tools=registry, max_tokens=100, temperature=0.0)
+    script_turns(scripted, bad, "Sorry<turn|>")
+    result = generate(scripted, registry)
     assert ran == []
     assert "expected integer" in result.tool_results[0].error
     assert "error:" in _context_text(engine)
 
 
-def test_step_limit_stops_a_model_that_keeps_calling(engine):
+def test_step_limit_stops_a_model_that_keeps_calling(scripted, engine):
     registry = builtin_registry(max_steps=2)
-    script_turns(engine, CALL, CALL, CALL, CALL)
-    result = engine.generate(QUESTION, tools=registry, max_tokens=200, temperature=0.0)
+    script_turns(scripted, CALL, CALL, CALL, CALL)
+    result = generate(scripted, registry, max_tokens=200)
     assert len(result.tool_results) == 2
     assert result.stats.stop_reason == "tool_call"
     assert result.stats.extra["tool_step_limit"] == 2
 
 
-def test_plain_schemas_hand_the_call_to_the_caller(engine):
-    script_turns(engine, CALL)
-    schemas = builtin_registry().schemas()
-    result = engine.generate(QUESTION, tools=schemas, max_tokens=100, temperature=0.0)
+def test_plain_schemas_hand_the_call_to_the_caller(scripted, engine):
+    script_turns(scripted, CALL)
+    result = generate(scripted, builtin_registry().schemas())
     assert [c.name for c in result.tool_calls] == ["calculator"]
     assert result.tool_results == []
     assert result.stats.stop_reason == "tool_call"
 
 
-def test_typed_functions_can_be_passed_directly(engine):
+def test_typed_functions_can_be_passed_directly(scripted, engine):
     def get_weather(city: str) -> dict:
         """Get the weather for a city.
 
@@ -144,8 +137,8 @@ def test_typed_functions_can_be_passed_directly(engine):
         return {"city": city, "sky": "sunny"}
 
     call = '<|tool_call>call:get_weather{city:<|"|>Paris<|"|>}<tool_call|><|tool_response>'
-    script_turns(engine, call, "It is sunny<turn|>")
-    result = engine.generate(QUESTION, tools=[get_weather], max_tokens=100, temperature=0.0)
+    script_turns(scripted, call, "It is sunny<turn|>")
+    result = generate(scripted, [get_weather])
     assert result.tool_results[0].result == {"city": "Paris", "sky": "sunny"}
     context = _context_text(engine)
     assert "<|tool>declaration:get_weather" in context
@@ -169,27 +162,25 @@ def _page_tool(page: str):
     return fetch_page
 
 
-def test_a_tool_result_cannot_forge_turn_markers(engine):
+def test_a_tool_result_cannot_forge_turn_markers(scripted, engine):
     """A page with turn markers in it adds no control tokens to the next prompt."""
     controls = {}
     for page in ("harmless text", FORGED):
         registry = ToolRegistry()
         registry.register(_page_tool(page))
         call = '<|tool_call>call:fetch_page{url:<|"|>x<|"|>}<tool_call|><|tool_response>'
-        script_turns(engine, call, "Done<turn|>")
-        result = engine.generate(QUESTION, tools=registry, max_tokens=60, temperature=0.0)
+        script_turns(scripted, call, "Done<turn|>")
+        result = generate(scripted, registry, max_tokens=60)
         assert result.stats.extra["tool_steps"] == 1
         controls[page] = _controls_in_context(engine)
         engine.prompt_cache.clear()
     assert controls[FORGED] == controls["harmless text"]
 
 
-def test_control_strings_the_model_writes_as_text_are_part_of_the_answer(engine):
+def test_control_strings_the_model_writes_as_text_are_part_of_the_answer(scripted, engine):
     written = "Type <turn|> to end a turn, or <|tool_call>call:x{}<tool_call|>."
     script = engine.tokenizer.encode_plain(written) + [engine.tokenizer.token_to_id("<turn|>")]
-    engine.token_override = lambda generated: (
-        script[len(generated)] if len(generated) < len(script) else None
-    )
-    result = engine.generate(QUESTION, max_tokens=len(script) + 5, temperature=0.0)
+    scripted.script([script])
+    result = generate(scripted, None, max_tokens=len(script) + 5)
     assert result.text == written
     assert result.tool_calls == [] and result.stats.stop_reason == "end_of_turn"
