@@ -1,207 +1,269 @@
-"""`gemma-desk chat`: an interactive chat in the terminal, streaming, thinking shown dimmed.
+"""`gemma-desk chat`: the conversation of the app, in the terminal.
 
-Attachments given on the command line go with the first message. Commands: `/exit`,
-`/reset` (new conversation), `/regen` (answer the last message again). Where the
-conversation is kept is a small seam (`ChatHistory`), so the app can later back it with
-its conversation store.
+It runs on the same `AppSession` as the GUI: conversations are saved to the same store and
+appear in the GUI (`--continue ID` picks one up again, from either), the settings choose
+the model or the remote backend (flags may override them for one run), MCP servers in the
+settings offer their tools with the same approval (a y/N question here). Answers stream,
+thinking dimmed on a terminal.
+
+Lines starting with `/` are commands and never reach the model (`//text` sends `/text`):
+/help, /image PATH, /audio PATH, /video PATH, /file PATH (attach to the next message),
+/think on|off, /system TEXT, /new, /regen, /exit.
 """
 
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
+import threading
 from pathlib import Path
-from typing import Any, Protocol, TextIO
+from typing import Any, TextIO
 
-from app.engines.contract import (
-    Finished,
-    GenerationError,
-    TextDelta,
-    ThinkingDelta,
-    ToolCallEvent,
-    ToolResultEvent,
+from app.cli_args import (
+    add_generation_arguments,
+    add_session_arguments,
+    generation_overrides,
+    load_model,
 )
-from app.terminal_generate import user_message
+from app.conversation_controller import MessageAdded, MessageDelta
+from app.errors import ErrorKind, kind_of
+from app.options import OptionError
+from app.session import ApprovalRequested, AppSession, Notice
+from app.storage.conversations import StorageError
 
 DIM, RESET = "\x1b[2m", "\x1b[0m"
-
-
-class ChatHistory(Protocol):
-    """Where the chat's messages live (in memory here; the app's store later)."""
-
-    def messages(self) -> list[dict[str, Any]]: ...
-    def append(self, message: dict[str, Any]) -> None: ...
-    def pop_reply(self) -> None: ...
-    def clear(self) -> None: ...
-
-
-class MemoryHistory:
-    """The default `ChatHistory`: a list in memory."""
-
-    def __init__(self, system: str | None = None):
-        self._system = system
-        self._messages: list[dict[str, Any]] = []
-        self.clear()
-
-    def messages(self) -> list[dict[str, Any]]:
-        return list(self._messages)
-
-    def append(self, message: dict[str, Any]) -> None:
-        self._messages.append(message)
-
-    def pop_reply(self) -> None:
-        """Drop everything after the last user message (to regenerate it)."""
-        while self._messages and self._messages[-1]["role"] != "user":
-            self._messages.pop()
-
-    def clear(self) -> None:
-        self._messages = [{"role": "system", "content": self._system}] if self._system else []
-
-
-def load_engine(args: argparse.Namespace):
-    from app.engines.contract import LocalModel
-    from app.engines.local import LocalEngine
-
-    return LocalEngine.open(LocalModel(str(args.model), args.bits, args.context))
+HELP = """Commands (a line starting with / is never sent to the model; //text sends /text):
+  /image PATH, /audio PATH, /video PATH   attach a file of that kind to your next message
+  /file PATH                              attach any image, audio or video file
+  /think on|off                           let the model think first (shown dimmed)
+  /system TEXT                            this conversation's system prompt (no TEXT: none)
+  /new                                    start a new conversation
+  /regen                                  answer the last message again
+  /help                                   this list
+  /exit                                   quit (the conversation stays saved)"""
+ATTACH_KINDS = {"/image": "image", "/audio": "audio", "/video": "video", "/file": None}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--model", required=True, help="checkpoint folder or Hugging Face repo id (cached)"
-    )
-    parser.add_argument("--image", action="append", default=[], type=Path)
-    parser.add_argument("--audio", type=Path)
-    parser.add_argument("--video", type=Path)
-    parser.add_argument("--think", action="store_true", help="let the model think (shown dimmed)")
+    add_session_arguments(parser)
+    parser.add_argument("--continue", dest="resume", type=int, metavar="ID",
+                        help="continue a saved conversation (its number in the app)")  # fmt: skip
+    parser.add_argument("--image", action="append", default=[], type=Path,
+                        help="attach to the first message (repeatable)")  # fmt: skip
+    parser.add_argument("--audio", type=Path, help="attach to the first message")
+    parser.add_argument("--video", type=Path, help="attach to the first message")
+    parser.add_argument("--system", help="the system prompt of a new conversation")
     parser.add_argument("--tools", action="store_true", help="offer the built-in tools")
-    parser.add_argument(
-        "--folder", action="append", default=[], type=Path,
-        help="a folder the read_text_file tool may read (with --tools; repeatable)",
-    )  # fmt: skip
-    parser.add_argument("--system", help="a system prompt")
-    parser.add_argument("--max-tokens", type=int, default=2048)
-    parser.add_argument("--temperature", type=float)
-    parser.add_argument("--seed", type=int)
-    parser.add_argument("--bits", type=int, choices=[4, 8])
-    parser.add_argument("--context", type=int)
-    parser.add_argument(
-        "--use-checkpoint-template",
-        action="store_true",
-        help="render with the checkpoint's own chat template even when it is an outdated "
-        "Gemma 4 one (default: Google's canonical chat format)",
-    )
+    parser.add_argument("--folder", action="append", default=[], type=Path,
+                        help="a folder the read_text_file tool may read (with --tools)")  # fmt: skip
+    parser.add_argument("--no-mcp", action="store_true", help="do not start the MCP servers")
+    add_generation_arguments(parser)
 
 
-def run(
-    args: argparse.Namespace,
-    stdin: TextIO | None = None,
-    stdout: TextIO | None = None,
-    history: ChatHistory | None = None,
-) -> int:
-    stdin = stdin or sys.stdin
-    out = stdout or sys.stdout
+class TerminalChat:
+    """One terminal conversation over a session; `handle(line)` for each line typed."""
+
+    def __init__(self, session: AppSession, args: argparse.Namespace, stdin: TextIO, out: TextIO):
+        self.session, self.args, self.stdin, self.out = session, args, stdin, out
+        self.tty = out.isatty()
+        self.overrides = generation_overrides(args)
+        self.pending: list[Any] = []  # attachments for the next message
+        self.conversation_id = 0
+        self._thinking = False
+        self._lock = threading.Lock()  # the engine thread writes answers, this one prompts
+        session.can_ask = True
+        session.subscribe(self._on_session_event)
+        session.controller.subscribe(self._on_controller_event)
+
+    # -- conversations ------------------------------------------------------------------------
+
+    def open(self, resume: int | None, system: str | None) -> None:
+        store = self.session.storage.conversations
+        if resume is not None:
+            conversation = store.get_conversation(resume)  # StorageError when there is none
+            self.conversation_id = conversation.id
+            shown = [m for m in store.messages(conversation.id) if m.role in ("user", "assistant")]
+            self.write(
+                f"Continuing “{conversation.title or 'Untitled'}” ({len(shown)} messages).\n"
+            )
+        else:
+            self.conversation_id = self.session.controller.new_conversation().id
+            if system:
+                store.update_conversation(self.conversation_id, system_prompt=system)
+        self.write(f"Conversation {self.conversation_id}: /help lists the commands.\n")
+
+    # -- one line -------------------------------------------------------------------------------
+
+    def handle(self, line: str) -> bool:
+        """Act on one typed line; False when the chat should end."""
+        text = line.rstrip("\n")
+        if not text.strip():
+            return True
+        if text.startswith("//"):
+            return self.send(text[1:]) or True
+        if not text.startswith("/"):
+            return self.send(text) or True
+        command, _, rest = text.strip().partition(" ")
+        rest = rest.strip()
+        if command in ("/exit", "/quit"):
+            return False
+        if command == "/help":
+            self.write(HELP + "\n")
+        elif command in ATTACH_KINDS:
+            self.attach(ATTACH_KINDS[command], rest)
+        elif command == "/think" and rest in ("on", "off"):
+            self.overrides["enable_thinking"] = rest == "on"
+            self.write(f"Thinking {rest}.\n")
+        elif command == "/system":
+            store = self.session.storage.conversations
+            store.update_conversation(self.conversation_id, system_prompt=rest)
+            self.write("System prompt set.\n" if rest else "System prompt cleared.\n")
+        elif command in ("/new", "/reset"):
+            self.conversation_id = self.session.controller.new_conversation().id
+            self.pending.clear()
+            self.write(f"Conversation {self.conversation_id}.\n")
+        elif command == "/regen":
+            self.run_turn(
+                lambda: self.session.controller.regenerate(self.conversation_id, **self.overrides)
+            )
+        else:
+            self.write(
+                f"Unknown command {command}{' ' + rest if rest else ''}: /help lists them.\n"
+            )
+        return True
+
+    def attach(self, kind: str | None, argument: str) -> None:
+        paths = shlex.split(argument) if argument else []
+        if len(paths) != 1:
+            self.write("Give one file, e.g. /image ~/Pictures/cat.jpg\n")
+            return
+        path = Path(paths[0]).expanduser()
+        try:
+            attachment = self.session.ingestor.from_path(path)
+        except Exception as exc:  # noqa: BLE001 - said to the user, the chat goes on
+            if kind_of(exc) not in (ErrorKind.MEDIA, ErrorKind.NOT_FOUND) and not isinstance(
+                exc, OSError
+            ):
+                raise
+            self.write(f"Cannot attach {path.name}: {exc}\n")
+            return
+        if kind is not None and attachment.kind != kind:
+            self.write(
+                f"{path.name} is {attachment.kind}, not {kind}: use /file or /{attachment.kind}.\n"
+            )
+            return
+        self.pending.append(attachment)
+        self.write(f"Attached {attachment.kind} {attachment.filename} to your next message.\n")
+
+    def send(self, text: str) -> None:
+        attachments, self.pending = self.pending, []
+        controller = self.session.controller
+        self.run_turn(
+            lambda: controller.send(self.conversation_id, text, attachments, **self.overrides)
+        )
+
+    def run_turn(self, start: Any) -> None:
+        """Start a turn, stream it to the terminal, wait for its end and print its numbers."""
+        try:
+            turn = start()
+        except (StorageError, OptionError) as exc:
+            self.write(f"error: {exc}\n")
+            return
+        turn.wait()
+        stats = turn.stats or {}
+        with self._lock:
+            if self._thinking and self.tty:
+                self.out.write(RESET)
+            self._thinking = False
+            if turn.status == "error":
+                self.out.write(f"\nerror: {turn.error}\n")
+            else:
+                self.out.write(
+                    f"\n({stats.get('generated_tokens', 0)} tokens, {stats.get('decode_tps', 0.0):.1f} "
+                    f"tok/s, first token {stats.get('ttft_s', 0.0):.2f}s, stop: {stats.get('stop_reason')})\n"
+                )
+            self.out.flush()
+
+    # -- events (the engine thread) ---------------------------------------------------------------
+
+    def _on_controller_event(self, event: Any) -> None:
+        if getattr(event, "conversation_id", self.conversation_id) != self.conversation_id:
+            return  # another front end's conversation
+        if isinstance(event, MessageDelta):
+            with self._lock:
+                if event.thinking:
+                    if not self._thinking:
+                        self.out.write(DIM if self.tty else "[thinking] ")
+                        self._thinking = True
+                    self.out.write(event.thinking)
+                if event.text:
+                    if self._thinking:
+                        self.out.write(RESET + "\n" if self.tty else "\n[answer] ")
+                        self._thinking = False
+                    self.out.write(event.text)
+                self.out.flush()
+        elif isinstance(event, MessageAdded) and event.role == "tool":
+            result = (
+                self.session.storage.conversations.get_message(event.message_id).tool_result or {}
+            )
+            call = result.get("call") or {}
+            shown = result.get("error") or result.get("result")
+            self.write(f"\n[tool] {call.get('name')}({call.get('arguments')}) -> {shown}\n")
+
+    def _on_session_event(self, event: Any) -> None:
+        if isinstance(event, ApprovalRequested):
+            self.write(f"\n{event.approval.prompt} [y/N] ")
+            answer = self.stdin.readline().strip().lower()
+            event.approval.answer(answer in ("y", "yes"))
+        elif isinstance(event, Notice):
+            self.write(f"[{event.text}]\n")
+
+    def write(self, text: str) -> None:
+        with self._lock:
+            self.out.write(text)
+            self.out.flush()
+
+
+def run(args: argparse.Namespace, stdin: TextIO | None = None, stdout: TextIO | None = None) -> int:
+    stdin, out = stdin or sys.stdin, stdout or sys.stdout
     for path in [*args.image, args.audio, args.video, *args.folder]:
         if path is not None and not Path(path).exists():
             print(f"error: no such file or folder: {path}", file=sys.stderr)
             return 2
-    try:
-        engine = load_engine(args)
-    except Exception as exc:  # noqa: BLE001
-        print(f"error: cannot load {args.model}: {exc}", file=sys.stderr)
-        return 1
-    tools = None
-    if args.tools:
-        from app.tools.builtin import builtin_registry
-
-        tools = builtin_registry(args.folder)
-    history = history or MemoryHistory(args.system)
-    tty = out.isatty()
-    pending_media = (list(args.image), args.audio, args.video)
-    out.write("Chat with the model (/exit to quit, /reset for a new chat, /regen to retry).\n")
-    while True:
-        out.write("> ")
-        out.flush()
-        line = stdin.readline()
-        if not line:
-            out.write("\n")
-            return 0
-        text = line.strip()
-        if not text:
-            continue
-        if text in ("/exit", "/quit"):
-            return 0
-        if text == "/reset":
-            history.clear()
-            continue
-        if text == "/regen":
-            history.pop_reply()
-            if not history.messages() or history.messages()[-1]["role"] != "user":
-                continue
-        else:
-            history.append(user_message(text, *pending_media))
-            pending_media = ([], None, None)
-        reply = _respond(engine, history.messages(), args, tools, out, tty)
-        for message in reply:
-            history.append(message)
-
-
-def _respond(engine, messages, args, tools, out: TextIO, tty: bool) -> list[dict[str, Any]]:
-    from app.engines.agent import run_agent
-    from app.messages import assistant_message, tool_message
-    from app.options import GenerationOptions
-
-    thinking = False
-    appended: list[dict[str, Any]] = []
-    text, thoughts, calls = "", "", []
-    options = GenerationOptions(
-        max_tokens=args.max_tokens,
-        temperature=args.temperature,
-        seed=args.seed,
-        enable_thinking=args.think,
-    )
-    for event in run_agent(
-        engine,
-        messages,
-        tools=tools,
-        options=options,
-        conversation_id="terminal",
-    ):
-        if isinstance(event, TextDelta):
-            text += event.text
-        elif isinstance(event, ThinkingDelta):
-            thoughts += event.text
-        elif isinstance(event, ToolCallEvent):
-            calls.append(event.call)
-        elif isinstance(event, ToolResultEvent):
-            if calls:
-                appended.append(assistant_message(text, thoughts, calls))
-                text, thoughts, calls = "", "", []
-            appended.append(tool_message(event.call, event.result, event.error))
-        if isinstance(event, ThinkingDelta):
-            if not thinking:
-                out.write(DIM if tty else "[thinking] ")
-                thinking = True
-            out.write(event.text)
-        elif isinstance(event, TextDelta):
-            if thinking:
-                out.write(RESET + "\n" if tty else "\n[answer] ")
-                thinking = False
-            out.write(event.text)
-        elif isinstance(event, ToolCallEvent):
-            out.write(f"\n[tool call] {event.call.name}({event.call.arguments})\n")
-        elif isinstance(event, ToolResultEvent):
-            shown = event.error if event.error is not None else event.result
-            out.write(f"[tool result] {shown}\n")
-        elif isinstance(event, GenerationError):
-            out.write(f"\nerror: {event.message}\n")
-        elif isinstance(event, Finished):
-            if thinking and tty:
-                out.write(RESET)
-            s = event.stats
-            out.write(
-                f"\n({s.generated_tokens} tokens, {s.decode_tps:.1f} tok/s, "
-                f"first token {s.ttft_s:.2f}s, stop: {s.stop_reason})\n"
+    with AppSession(args.data_dir) as session:
+        chat = TerminalChat(session, args, stdin, out)
+        try:
+            session.generation_options(**chat.overrides)
+            chat.open(args.resume, args.system)
+        except (OptionError, StorageError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        load = load_model(session, args)
+        if load is None:
+            print(
+                "error: no model chosen: give --model or --remote, or choose one in the app",
+                file=sys.stderr,
             )
-            appended.append(assistant_message(text, thoughts))
-        out.flush()
-    return appended
+            return 2
+        load.wait()
+        if load.error is not None:
+            print(f"error: cannot load {load.args['path']}: {load.error.message}", file=sys.stderr)
+            return 1
+        if args.tools:
+            session.offer_builtin_tools(list(args.folder))
+        if session.settings.mcp_servers and not args.no_mcp:
+            session.start_mcp(wait=True)
+        for name in ("image", "audio", "video"):
+            for path in getattr(args, name) if name == "image" else [getattr(args, name)]:
+                if path is not None:
+                    chat.attach(name, shlex.quote(str(path)))
+        chat.write("Chat with the model (/help lists the commands, /exit quits).\n")
+        while True:
+            chat.write("> ")
+            line = stdin.readline()
+            if not line:
+                chat.write("\n")
+                return 0
+            if not chat.handle(line):
+                return 0

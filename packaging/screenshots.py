@@ -62,7 +62,7 @@ The wave is $x(t) = \\sin(2\\pi f t)$ with $f = 440$."""
 
 
 def populate(backend) -> str:
-    from mlx_model.events import GenerationStats
+    from app.engines.contract import GenerationStats
     from ui.backend import AttachmentView, MessageView, ToolCardView
 
     tmp = Path(tempfile.mkdtemp(prefix="gemma-desk-shots-"))

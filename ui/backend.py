@@ -1,10 +1,11 @@
 """What the widgets see of the application: view models and the `Backend` interface they call.
 
-Widgets never import `app/` directly. They hold a `Backend` (a QObject): plain method
-calls that return at once (nothing here waits on the model) and Qt signals that carry
-what happens later. `ui.app_backend.AppBackend` implements it over the real app layer;
-`ui.memory_backend.MemoryBackend` is an in-memory one for previews, screenshots and tests
-of the widgets alone. Keeping this seam small keeps every adaptation to `app/` local.
+Widgets never import `app/` directly: the app's plain view data (`MessageView`,
+`ModelStatus`, `SettingField`, ...) reaches them through this module. They hold a
+`Backend` (a QObject): plain method calls that return at once (nothing here waits on the
+model) and Qt signals that carry what happens later. `ui.app_backend.AppBackend`
+implements it over `app.session.AppSession`; `ui.memory_backend.MemoryBackend` is an
+in-memory one for previews, screenshots and tests of the widgets alone. Keeping this seam small keeps every adaptation to `app/` local.
 """
 
 from __future__ import annotations
@@ -16,8 +17,18 @@ from typing import Any
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QImage
 
-VISION_BUDGETS = (70, 140, 280, 560, 1120)
-DEFAULT_VISION_BUDGET = 280
+from app.models.offer import DownloadOffer
+from app.options import DEFAULT_IMAGE_BUDGET, IMAGE_BUDGETS
+from app.settings_form import SettingField
+from app.views import ConversationSummary, MessageView, ModelStatus, RunStats, ToolCardView
+
+__all__ = [
+    "DEFAULT_VISION_BUDGET", "VISION_BUDGETS", "AttachmentRejected", "AttachmentView", "Backend",
+    "CaptureSession", "ConversationSummary", "DownloadOffer", "MessageView", "ModelStatus",
+    "RunStats", "SettingField", "ToolCardView",
+]  # fmt: skip
+VISION_BUDGETS = IMAGE_BUDGETS
+DEFAULT_VISION_BUDGET = DEFAULT_IMAGE_BUDGET
 
 
 @dataclass
@@ -35,95 +46,6 @@ class AttachmentView:
     waveform: list[float] = field(default_factory=list)  # audio peaks in 0..1
     frames: list[QImage] = field(default_factory=list)  # video frame strip
     source: Any = None
-
-
-@dataclass
-class ToolCardView:
-    """A tool call the model made and, once run, its result or error."""
-
-    name: str
-    arguments: dict[str, Any] = field(default_factory=dict)
-    result: Any = None
-    error: str | None = None
-    call_id: str = ""
-    done: bool = False
-
-
-@dataclass
-class MessageView:
-    """One message of a conversation, complete or still streaming."""
-
-    id: str
-    role: str  # "user" | "assistant" | "system" | "tool"
-    text: str = ""
-    thinking: str = ""
-    thinking_seconds: float | None = None
-    attachments: list[AttachmentView] = field(default_factory=list)
-    tools: list[ToolCardView] = field(default_factory=list)
-    error: str | None = None
-    error_kind: str = ""
-    streaming: bool = False
-    stats: Any = None  # mlx_model.events.GenerationStats when known
-
-
-@dataclass
-class ConversationSummary:
-    id: str
-    title: str
-    updated_at: float = 0.0
-    generating: bool = False
-
-
-@dataclass
-class ModelStatus:
-    """What the status line shows about the model."""
-
-    state: str = "none"  # "none" | "loading" | "ready" | "error"
-    name: str = ""
-    precision: str = ""
-    path: str = ""
-    progress: float = 0.0  # 0..1 while loading
-    context_limit: int = 0
-    message: str = ""
-
-
-@dataclass
-class RunStats:
-    """Numbers of the last answer and the machine, for the status line."""
-
-    tokens_per_s: float = 0.0
-    context_used: int = 0
-    context_limit: int = 0
-    memory_bytes: int = 0
-
-
-@dataclass
-class DownloadOffer:
-    """The first-run screen's facts about the recommended model download."""
-
-    name: str
-    repo_id: str
-    size_bytes: int
-    free_disk_bytes: int
-    destination: str
-    memory_plan: list[tuple[str, str]] = field(default_factory=list)  # (label, value) rows
-    plan_verdict: str = ""
-    fits: bool = True
-
-
-@dataclass
-class SettingField:
-    """One setting as the settings dialog edits it."""
-
-    key: str
-    label: str
-    value: Any
-    kind: str  # "bool" | "int" | "float" | "str" | "choice" | "path" | "dir"
-    choices: tuple[Any, ...] = ()
-    minimum: float | None = None
-    maximum: float | None = None
-    help: str = ""
-    section: str = "General"
 
 
 class AttachmentRejected(Exception):
@@ -198,7 +120,7 @@ class Backend(QObject):
         conversation_id: str,
         text: str,
         attachments: list[AttachmentView],
-        vision_budget: int = DEFAULT_VISION_BUDGET,
+        vision_budget: int | None = None,
     ) -> None:
         raise NotImplementedError
 

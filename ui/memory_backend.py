@@ -237,7 +237,7 @@ class MemoryBackend(Backend):
         timer.deleteLater()
         started = answer.stats
         answer.streaming = False
-        from mlx_model.events import GenerationStats
+        from app.engines.contract import GenerationStats
 
         tokens = max(1, len(answer.text.split()))
         elapsed = max(1e-3, time.monotonic() - started)

@@ -26,14 +26,6 @@ from ui.backend import MessageView, ToolCardView
 from ui.markdown_render import plain_text
 from ui.markdown_view import MarkdownView, WrappedLabel
 
-ERROR_HINTS = {
-    "context_overflow": "Start a new conversation, or remove large attachments, and try again.",
-    "media": "Remove the attachment named above, or replace it with a smaller or shorter file.",
-    "memory": "Close other apps, or choose 4-bit weights or a shorter context in Model & Memory.",
-    "no_model": "Choose or download a model first (Model menu → Choose Model…).",
-    "internal": "Try Regenerate. If it happens again, restart Gemma Desk.",
-}
-
 
 def icon_button(icon: str, name: str, tooltip: str = "") -> QToolButton:
     button = QToolButton()
@@ -290,7 +282,7 @@ class MessageWidget(QFrame):
                 self.tool_cards.append(card)
                 self.tools_column.addWidget(card)
         if message.error:
-            hint = ERROR_HINTS.get(message.error_kind, "")
+            hint = message.error_hint
             self.error_label.setText(f"<b>{message.error}</b>" + (f"<br>{hint}" if hint else ""))
             self.error_card.setAccessibleName(f"Error: {message.error} {hint}")
             self.error_card.setVisible(True)

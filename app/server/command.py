@@ -1,22 +1,21 @@
-"""`gemma-desk serve`: load a checkpoint and serve it over an OpenAI-compatible HTTP API."""
+"""`gemma-desk serve`: load a model (as the app's settings or the flags say) and serve it over an
+OpenAI-compatible HTTP API, from the same `AppSession` as the GUI and the chat."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
 from pathlib import Path
 
+from app.cli_args import add_session_arguments, load_model
 from app.server.config import DEFAULT_HOST, DEFAULT_PORT, ServerConfig, ServerConfigError
 
 API_KEY_ENV = "GEMMA_DESK_API_KEY"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--model", required=True, help="checkpoint folder or Hugging Face repo id (cached) to serve"
-    )
+    add_session_arguments(parser)
     parser.add_argument(
         "--host",
         default=DEFAULT_HOST,
@@ -55,15 +54,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-body-mb", type=float, default=32, help="largest request body in MiB (default 32)"
     )
-    parser.add_argument(
-        "--context-length", type=int, default=None, help="tokens of KV cache to plan for"
-    )
-    parser.add_argument(
-        "--use-checkpoint-template",
-        action="store_true",
-        help="render with the checkpoint's own chat template even when it is an outdated "
-        "Gemma 4 one (default: Google's canonical chat format)",
-    )
 
 
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
@@ -88,36 +78,22 @@ def run(args: argparse.Namespace) -> int:
     except ServerConfigError as exc:
         print(f"gemma-desk serve: {exc}", file=sys.stderr)
         return 2
-    import uvicorn
-
-    from app.engine_service import EngineService
-    from app.server.app import create_app
     from app.server.engine_bridge import model_id_for
-    from app.server.runner import uvicorn_config
+    from app.session import AppSession
 
-    service = EngineService()
-    try:
-        from app.engines.contract import LocalModel
-
-        print(f"Loading {args.model} ...", file=sys.stderr)
-        spec = LocalModel(
-            args.model,
-            context_length=args.context_length,
-            use_checkpoint_template=args.use_checkpoint_template,
-        )
-        job = service.load(spec)
-        job.wait()
-        if job.error is not None:
-            print(f"gemma-desk serve: {job.error.message}", file=sys.stderr)
+    with AppSession(args.data_dir) as session:
+        load = load_model(session, args)
+        if load is None:
+            print("gemma-desk serve: no model chosen: give --model or --remote", file=sys.stderr)
+            return 2
+        print(f"Loading {load.args['path']} ...", file=sys.stderr)
+        load.wait()
+        if load.error is not None:
+            print(f"gemma-desk serve: {load.error.message}", file=sys.stderr)
             return 1
-        app = create_app(service, config)
-        server = uvicorn.Server(uvicorn_config(app, config, log_level="info"))
-        model_id = model_id_for(service.model_path, config.model_id)
+        model_id = model_id_for(session.service.model_path, config.model_id)
         print(
             f"Serving {model_id!r} at http://{config.host}:{config.port}/v1 (Ctrl-C stops)",
             file=sys.stderr,
         )
-        asyncio.run(server.serve())
-        return 0 if server.started else 1
-    finally:
-        service.shutdown()
+        return session.serve_forever(config)

@@ -12,13 +12,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from mlx_model.tools import ToolRegistry
 
 from app import shell_env
 from app.mcp_client import MCPConfigError, MCPManager, MCPServerConfig, MCPStatus, _stdio_command
 from app.mcp_config import import_claude_desktop_servers, parse_mcp_servers
 from app.settings import SettingsError, validate
 from mlx_model.events import ToolCall
-from mlx_model.tools import ToolRegistry
 
 SERVER_SCRIPT = Path(__file__).with_name("mcp_test_server.py")
 

@@ -157,7 +157,7 @@ def app_backend_for(qtbot, tmp_path: Path, tiny_checkpoint: Path):
             camera_source_factory=(lambda: FileVideoSource(video, speed=1.0)) if video else None,
             clip_audio=False,
         )
-        backend.settings_store.update(max_tokens=max_tokens, seed=0)
+        backend.session.settings_store.update(max_tokens=max_tokens, seed=0)
         backend.engines = engines
         made.append(backend)
         backend.load_model(str(tiny_checkpoint))
@@ -167,4 +167,3 @@ def app_backend_for(qtbot, tmp_path: Path, tiny_checkpoint: Path):
     yield build
     for backend in made:
         backend.shutdown()
-        backend.storage.close()

@@ -15,8 +15,8 @@ KEY = "local-key-0123456789"
 def serve(qtbot, backend, **changes) -> str:
     settings = {"server_enabled": True, "server_port": free_port(), "server_api_key": KEY}
     backend.apply_settings({**settings, **changes})
-    qtbot.waitUntil(lambda: bool(backend.server_url), timeout=30_000)
-    return backend.server_url
+    qtbot.waitUntil(lambda: bool(backend.session.server_url), timeout=30_000)
+    return backend.session.server_url
 
 
 def test_turning_the_server_on_serves_the_loaded_model_to_openai_clients(
@@ -47,7 +47,7 @@ def test_turning_the_server_off_closes_its_port(qtbot, app_backend_for):
     url = serve(qtbot, backend)
     port = int(url.rsplit(":", 1)[1].split("/")[0])
     backend.apply_settings({"server_enabled": False})
-    qtbot.waitUntil(lambda: backend.server_url == "", timeout=10_000)
+    qtbot.waitUntil(lambda: backend.session.server_url == "", timeout=10_000)
 
     def port_closed() -> bool:
         with socket.socket() as sock:
@@ -66,5 +66,5 @@ def test_a_port_already_in_use_is_reported_and_the_app_goes_on(qtbot, app_backen
         port = taken.getsockname()[1]
         backend.apply_settings({"server_enabled": True, "server_port": port})
         qtbot.waitUntil(lambda: any("could not start" in n for n in notices), timeout=30_000)
-    assert backend.server_url == ""
+    assert backend.session.server_url == ""
     assert backend.model_status().state == "ready"

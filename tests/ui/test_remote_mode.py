@@ -20,14 +20,13 @@ def backend_for(qtbot, tmp_path: Path):
 
     def build():
         backend = AppBackend(data_dir=str(tmp_path / f"data{len(made)}"))
-        backend.settings_store.update(max_tokens=64)
+        backend.session.settings_store.update(max_tokens=64)
         made.append(backend)
         return backend
 
     yield build
     for backend in made:
         backend.shutdown()
-        backend.storage.close()
 
 
 def use_remote(qtbot, backend, loopback_server: ServerThread, **changes) -> None:
@@ -88,7 +87,7 @@ def test_the_remote_url_is_not_remembered_as_the_local_model_folder(
     backend = backend_for()
     use_remote(qtbot, backend, loopback_server)
     assert backend.model_status().state == "ready"
-    assert backend.settings.model_path == ""
+    assert backend.session.settings.model_path == ""
 
 
 def test_switching_the_backend_setting_reloads_the_engine(qtbot, backend_for, loopback_server):
@@ -96,11 +95,11 @@ def test_switching_the_backend_setting_reloads_the_engine(qtbot, backend_for, lo
     assert backend.model_status().state == "none"
     use_remote(qtbot, backend, loopback_server)
     assert backend.model_status().state == "ready"
-    assert backend.service.model_path == loopback_server.url
+    assert backend.session.service.model_path == loopback_server.url
 
     backend.apply_settings({"backend": "local"})  # no local model chosen: nothing loaded
     qtbot.waitUntil(lambda: backend.model_status().state == "none", timeout=10_000)
-    assert not backend.service.is_loaded
+    assert not backend.session.service.is_loaded
 
 
 def test_a_wrong_api_key_shows_a_clear_error_and_the_app_goes_on(

@@ -36,7 +36,7 @@ def backend_for(qtbot, tmp_path: Path):
 
     def build(model: Path | None = None):
         backend = AppBackend(data_dir=str(tmp_path / "data"), engine_factory=scripted_factory())
-        backend.settings_store.update(max_tokens=96, seed=0)
+        backend.session.settings_store.update(max_tokens=96, seed=0)
         made.append(backend)
         if model is not None:
             backend.load_model(str(model))
@@ -46,7 +46,6 @@ def backend_for(qtbot, tmp_path: Path):
     yield build
     for backend in made:
         backend.shutdown()
-        backend.storage.close()
 
 
 def send_text(qtbot, window, text: str) -> None:
@@ -75,9 +74,9 @@ def test_tools_of_the_mcp_servers_in_settings_are_offered_to_the_chat(
 ):
     backend = backend_for(tiny_checkpoint)
     backend.apply_settings({"mcp_servers": [calc_server(trusted=True)]})
-    qtbot.waitUntil(lambda: backend.tool_names == ["add", "word_count"], timeout=60_000)
-    assert set(backend.controller.tools.tools) == {"add", "word_count"}
-    assert backend.mcp_status["calc"][0] == "ready"
+    qtbot.waitUntil(lambda: backend.session.tool_names == ("add", "word_count"), timeout=60_000)
+    assert set(backend.session.controller.tools.tools) == {"add", "word_count"}
+    assert backend.session.mcp_status["calc"][0] == "ready"
 
 
 def test_the_model_calls_an_mcp_tool_and_the_chat_shows_its_result(
@@ -85,9 +84,9 @@ def test_the_model_calls_an_mcp_tool_and_the_chat_shows_its_result(
 ):
     backend = backend_for(tiny_checkpoint)
     backend.apply_settings({"mcp_servers": [calc_server(trusted=True)]})
-    qtbot.waitUntil(lambda: backend.tool_names == ["add", "word_count"], timeout=60_000)
+    qtbot.waitUntil(lambda: backend.session.tool_names == ("add", "word_count"), timeout=60_000)
     window = window_for(backend)
-    script_turns(backend.service, [("tool", "add", {"a": 2, "b": 3}), "The sum is 5"])
+    script_turns(backend.session.service, [("tool", "add", {"a": 2, "b": 3}), "The sum is 5"])
 
     send_text(qtbot, window, "Add 2 and 3")
     card = wait_for_tool_result(qtbot, backend, window.conversation_id)
@@ -106,9 +105,9 @@ def test_an_untrusted_servers_call_runs_once_the_user_allows_it(
 ):
     backend = backend_for(tiny_checkpoint)
     backend.apply_settings({"mcp_servers": [calc_server()]})
-    qtbot.waitUntil(lambda: backend.tool_names == ["add", "word_count"], timeout=60_000)
+    qtbot.waitUntil(lambda: backend.session.tool_names == ("add", "word_count"), timeout=60_000)
     window = window_for(backend)
-    script_turns(backend.service, [("tool", "add", {"a": 4, "b": 5}), "Nine"])
+    script_turns(backend.session.service, [("tool", "add", {"a": 4, "b": 5}), "Nine"])
 
     send_text(qtbot, window, "Add 4 and 5")
     qtbot.waitUntil(lambda: bool(window._approval_boxes), timeout=60_000)
@@ -125,9 +124,9 @@ def test_an_untrusted_servers_call_is_refused_when_the_user_declines(
 ):
     backend = backend_for(tiny_checkpoint)
     backend.apply_settings({"mcp_servers": [calc_server()]})
-    qtbot.waitUntil(lambda: backend.tool_names == ["add", "word_count"], timeout=60_000)
+    qtbot.waitUntil(lambda: backend.session.tool_names == ("add", "word_count"), timeout=60_000)
     window = window_for(backend)
-    script_turns(backend.service, [("tool", "add", {"a": 4, "b": 5}), "Declined"])
+    script_turns(backend.session.service, [("tool", "add", {"a": 4, "b": 5}), "Declined"])
 
     send_text(qtbot, window, "Add 4 and 5")
     qtbot.waitUntil(lambda: bool(window._approval_boxes), timeout=60_000)
@@ -148,8 +147,8 @@ def test_an_mcp_server_that_cannot_start_is_reported_and_the_others_still_work(
     broken = {"name": "broken", "command": [str(Path(__file__).parent / "no-such-program")]}
     backend.apply_settings({"mcp_servers": [broken, calc_server(trusted=True)]})
 
-    qtbot.waitUntil(lambda: backend.tool_names == ["add", "word_count"], timeout=60_000)
-    assert backend.mcp_status["broken"][0] == "failed"
+    qtbot.waitUntil(lambda: backend.session.tool_names == ("add", "word_count"), timeout=60_000)
+    assert backend.session.mcp_status["broken"][0] == "failed"
     assert any("broken" in n and "failed" in n for n in notices)
     assert window.isVisible()
 
@@ -157,9 +156,9 @@ def test_an_mcp_server_that_cannot_start_is_reported_and_the_others_still_work(
 def test_removing_the_mcp_servers_from_settings_withdraws_their_tools(qtbot, backend_for):
     backend = backend_for()
     backend.apply_settings({"mcp_servers": [calc_server(trusted=True)]})
-    qtbot.waitUntil(lambda: backend.tool_names == ["add", "word_count"], timeout=60_000)
+    qtbot.waitUntil(lambda: backend.session.tool_names == ("add", "word_count"), timeout=60_000)
     backend.apply_settings({"mcp_servers": []})
-    assert backend.tool_names == [] and backend.controller.tools is None
+    assert backend.session.tool_names == () and backend.session.controller.tools is None
 
 
 # --- dictation mode --------------------------------------------------------------------------
@@ -170,7 +169,7 @@ def test_the_dictation_menu_toggle_is_saved_in_settings(qtbot, window_for, backe
     window = window_for(backend)
     window.dictation_action.trigger()
     assert window.push_to_talk.dictation is True
-    assert SettingsStore(backend.storage.db).settings.dictation_mode is True
+    assert SettingsStore(backend.session.storage.db).settings.dictation_mode is True
 
 
 def test_a_saved_dictation_mode_is_on_when_the_window_opens(qtbot, window_for, backend_for):
@@ -216,12 +215,12 @@ def test_the_settings_dialog_refuses_bad_mcp_json_and_names_the_setting(
     dialog.editors["mcp_servers"].setPlainText('[{"name": "web", "url": ')
     dialog.accept()
     assert "MCP servers" in dialog.error.text() and "not valid JSON" in dialog.error.text()
-    assert dialog.isVisible() and backend.settings.mcp_servers == ()
+    assert dialog.isVisible() and backend.session.settings.mcp_servers == ()
 
     dialog.editors["mcp_servers"].setPlainText('[{"name": "web"}]')
     dialog.accept()
     assert "mcp_servers" in dialog.error.text() and "command or a URL" in dialog.error.text()
-    assert backend.settings.mcp_servers == ()
+    assert backend.session.settings.mcp_servers == ()
 
 
 def test_every_settings_control_has_an_accessible_name(qtbot, window_for, backend_for):

@@ -1,0 +1,88 @@
+"""Command-line flags the subcommands share: the data folder, the model, the generation options.
+
+The generation flags are checked with the options' own rules (`app.options.LIMITS`), so a
+value the GUI or the server would refuse is refused here too, naming the flag. Flags left
+out keep the settings' values: `gemma-desk chat` and the GUI generate the same way.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from app.options import IMAGE_BUDGETS, LIMITS, OptionError
+
+_SAMPLING_FLAGS = ("temperature", "top_p", "top_k", "min_p", "repetition_penalty", "seed")
+
+
+def _checked(name: str) -> Any:
+    limit = LIMITS[name]
+
+    def parse(text: str) -> Any:
+        try:
+            value = int(text) if limit.integer else float(text)
+            return limit.check(name, value)
+        except (ValueError, OptionError) as exc:
+            raise argparse.ArgumentTypeError(f"{limit.describe()} ({exc})") from None
+
+    return parse
+
+
+def add_session_arguments(parser: argparse.ArgumentParser, *, model_required: bool = False) -> None:
+    """`--data-dir`, and which model: `--model PATH` or `--remote URL` (default: the settings')."""
+    parser.add_argument(
+        "--data-dir", metavar="DIR", help="the app's data folder (conversations, settings)"
+    )
+    parser.add_argument(
+        "--model", required=model_required,
+        help="checkpoint folder or Hugging Face repo id (cached); "
+        "default: the model chosen in the app's settings",
+    )  # fmt: skip
+    parser.add_argument(
+        "--remote", metavar="URL", help="an OpenAI-compatible server to use instead"
+    )
+    parser.add_argument("--remote-model", default="", help="the remote server's model id")
+    parser.add_argument("--bits", type=int, choices=[4, 8], help="quantize the weights on load")
+    parser.add_argument("--context", type=int, help="context length to plan for (tokens)")
+    parser.add_argument(
+        "--use-checkpoint-template", action="store_true", default=None,
+        help="render with the checkpoint's own chat template even when it is an outdated "
+        "Gemma 4 one (default: the settings' choice, else Google's canonical chat format)",
+    )  # fmt: skip
+
+
+def add_generation_arguments(parser: argparse.ArgumentParser) -> None:
+    """The generation options as flags (left out: the settings' values)."""
+    parser.add_argument("--max-tokens", type=_checked("max_tokens"))
+    parser.add_argument("--temperature", type=_checked("temperature"), help="0 = greedy")
+    parser.add_argument("--top-p", type=_checked("top_p"))
+    parser.add_argument("--top-k", type=_checked("top_k"), help="0 = off")
+    parser.add_argument("--min-p", type=_checked("min_p"))
+    parser.add_argument("--repetition-penalty", type=_checked("repetition_penalty"))
+    parser.add_argument("--seed", type=_checked("seed"))
+    parser.add_argument(
+        "--image-budget", type=int, choices=IMAGE_BUDGETS, help="soft tokens per image"
+    )
+    parser.add_argument(
+        "--think", action="store_true", default=None, help="let the model think first"
+    )
+
+
+def generation_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The generation flags given on the command line, as option overrides."""
+    values = {name: getattr(args, name, None) for name in (*_SAMPLING_FLAGS, "max_tokens")}
+    values["image_budget"] = getattr(args, "image_budget", None)
+    values["enable_thinking"] = getattr(args, "think", None)
+    return {name: value for name, value in values.items() if value is not None}
+
+
+def load_model(session: Any, args: argparse.Namespace) -> Any:
+    """Start loading what the flags (or else the settings) choose; None when nothing is chosen."""
+    if getattr(args, "remote", None):
+        return session.load_remote(args.remote, args.remote_model)
+    if getattr(args, "model", None):
+        pairs = (("bits", args.bits), ("context_length", args.context),
+                 ("use_checkpoint_template", getattr(args, "use_checkpoint_template", None)))  # fmt: skip
+        overrides = {k: v for k, v in pairs if v}
+        return session.load_local(str(args.model), **overrides)
+    return session.load_from_settings()

@@ -1,0 +1,183 @@
+"""Plain data the front ends show: messages with their tool cards, conversations, the model's
+status, numbers of the last answer. Built from the store and the engine's events, Qt-free.
+
+`message_views(storage, conversation_id)` turns stored rows into `MessageView`s: a tool's
+result completes the card of the call on the answer that made it, an error carries the
+hint of its kind (`app.errors.user_hint`), the stats become `GenerationStats` again.
+`MessageView.attachments` holds the app's `Attachment`s; the GUI swaps in its previews.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from app.attachments import Attachment
+from app.engines.contract import GenerationStats
+from app.errors import ErrorKind, user_hint
+from app.storage import Storage
+from app.storage.conversations import Message
+
+_STATS_FIELDS = {f.name for f in dataclasses.fields(GenerationStats)}
+
+
+@dataclass
+class ToolCardView:
+    """A tool call the model made and, once run, its result or error."""
+
+    name: str
+    arguments: dict[str, Any] = field(default_factory=dict)
+    result: Any = None
+    error: str | None = None
+    call_id: str = ""
+    done: bool = False
+
+
+@dataclass
+class MessageView:
+    """One message of a conversation, complete or still streaming."""
+
+    id: str
+    role: str  # "user" | "assistant" | "system" | "tool"
+    text: str = ""
+    thinking: str = ""
+    thinking_seconds: float | None = None
+    attachments: list[Any] = field(default_factory=list)
+    tools: list[ToolCardView] = field(default_factory=list)
+    error: str | None = None
+    error_hint: str = ""  # what the user can do about the error (from its kind)
+    streaming: bool = False
+    stats: GenerationStats | None = None
+
+
+@dataclass
+class ConversationSummary:
+    id: str
+    title: str
+    updated_at: float = 0.0
+    generating: bool = False
+
+
+@dataclass
+class ModelStatus:
+    """What the status line shows about the model."""
+
+    state: str = "none"  # "none" | "loading" | "ready" | "error"
+    name: str = ""
+    precision: str = ""
+    path: str = ""
+    progress: float = 0.0  # 0..1 while loading
+    context_limit: int = 0
+    message: str = ""
+
+
+@dataclass
+class RunStats:
+    """Numbers of the last answer and the machine, for the status line."""
+
+    tokens_per_s: float = 0.0
+    context_used: int = 0
+    context_limit: int = 0
+    memory_bytes: int = 0
+
+
+def message_view(
+    message: Message, storage: Storage, live: tuple[str, str] | None = None
+) -> MessageView:
+    """One stored message as shown (`live`: the text and thinking streamed so far)."""
+    text, thinking = message.text, message.thinking
+    if live is not None and message.status == "streaming":
+        text, thinking = live
+    stats = message.stats or {}
+    kind = stats.get("error_kind", ErrorKind.INTERNAL) if message.status == "error" else None
+    attachments = []
+    for ref in message.attachments:
+        record = storage.media.find(ref.sha256)
+        if record is not None:
+            attachments.append(Attachment.from_record(record, ref.filename))
+    return MessageView(
+        id=str(message.id),
+        role=message.role,
+        text=text,
+        thinking=thinking,
+        thinking_seconds=stats.get("extra", {}).get("thinking_s"),
+        attachments=attachments,
+        tools=[
+            ToolCardView(c.get("name", ""), c.get("arguments", {}), call_id=c.get("id", ""))
+            for c in message.tool_calls or []
+        ],
+        error=message.error if message.status == "error" else None,
+        error_hint=user_hint(kind),
+        streaming=message.status == "streaming",
+        stats=stats_of(stats),
+    )
+
+
+def message_views(
+    storage: Storage, conversation_id: int, live: Mapping[int, tuple[str, str]] | None = None
+) -> list[MessageView]:
+    """A conversation's messages as shown: tool results merged into their answer's cards."""
+    views: list[MessageView] = []
+    for message in storage.conversations.messages(conversation_id):
+        if message.role == "tool":
+            target = next((v for v in reversed(views) if v.role == "assistant"), None)
+            if target is not None:
+                merge_tool(target, tool_card(message))
+        elif message.role != "system":
+            views.append(message_view(message, storage, (live or {}).get(message.id)))
+    return views
+
+
+def tool_card(message: Message) -> ToolCardView:
+    """A stored tool message as the finished card of its call."""
+    result = message.tool_result or {}
+    call = result.get("call") or {}
+    return ToolCardView(
+        call.get("name", ""),
+        call.get("arguments", {}),
+        result.get("result"),
+        result.get("error"),
+        call.get("id", ""),
+        done=True,
+    )
+
+
+def merge_tool(target: MessageView, card: ToolCardView) -> None:
+    """Put a finished card in place of its call's card (or add it)."""
+    for index, existing in enumerate(target.tools):
+        if existing.call_id == card.call_id or (not existing.done and existing.name == card.name):
+            target.tools[index] = card
+            return
+    target.tools.append(card)
+
+
+def stats_of(stats: Mapping[str, Any] | None) -> GenerationStats | None:
+    """Stored stats (a dict) as `GenerationStats`, or None."""
+    if not stats:
+        return None
+    return GenerationStats(**{k: v for k, v in stats.items() if k in _STATS_FIELDS})
+
+
+def run_stats(stats: GenerationStats, context_limit: int = 0) -> RunStats:
+    """The status line's numbers from an answer's stats."""
+    return RunStats(
+        stats.decode_tps,
+        stats.context_tokens,
+        stats.context_limit or context_limit,
+        stats.peak_memory_bytes,
+    )
+
+
+def conversation_summaries(
+    storage: Storage, generating: Callable[[int], bool], query: str = ""
+) -> list[ConversationSummary]:
+    """The conversations (those matching `query`, when given), most recent first."""
+    store = storage.conversations
+    if query:
+        ids = dict.fromkeys(hit.conversation_id for hit in store.search(query))
+        found = [store.get_conversation(cid) for cid in ids]
+    else:
+        found = store.list_conversations()
+    return [ConversationSummary(str(c.id), c.title, c.updated_at, generating(c.id)) for c in found]

@@ -1,0 +1,131 @@
+"""`gemma-desk generate` on a tiny checkpoint: one answer, through the same session as the app."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from app.cli import main
+from mlx_model.engine import Engine
+
+
+@pytest.fixture(scope="module")
+def greedy_reference(tiny_checkpoint):
+    engine = Engine.load(tiny_checkpoint, apply_limits=False)
+    messages = [{"role": "user", "content": "Hello, how are you today?"}]
+    return engine.generate(messages, max_tokens=6, temperature=0.0)
+
+
+def generate(tiny_checkpoint, tmp_path, *flags: str) -> list[str]:
+    return ["generate", "--data-dir", str(tmp_path / "data"), "--model", str(tiny_checkpoint),
+            *flags]  # fmt: skip
+
+
+def test_json_prints_one_object_with_the_greedy_tokens(
+    tiny_checkpoint, tmp_path, greedy_reference, capsys
+):
+    args = generate(tiny_checkpoint, tmp_path, "--prompt", "Hello, how are you today?",
+                    "--max-tokens", "6", "--temperature", "0", "--json")  # fmt: skip
+    assert main(args) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out) == {"token_ids", "text", "thinking", "tool_calls", "stats"}
+    assert out["token_ids"] == greedy_reference.token_ids
+    assert out["text"] == greedy_reference.text
+    assert out["stats"]["generated_tokens"] == len(out["token_ids"])
+    assert {"prefilled_tokens", "cached_tokens", "ttft_s", "stop_reason"} <= set(out["stats"])
+
+
+def test_an_image_and_a_seed_give_the_same_tokens_twice(tiny_checkpoint, tmp_path, capsys):
+    from PIL import Image
+
+    image = tmp_path / "pic.png"
+    pixels = (np.random.default_rng(0).random((40, 40, 3)) * 255).astype(np.uint8)
+    Image.fromarray(pixels).save(image)
+    args = generate(tiny_checkpoint, tmp_path, "--prompt", "Describe the picture.",
+                    "--image", str(image), "--max-tokens", "4", "--seed", "3", "--json")  # fmt: skip
+    assert main(args) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert first["stats"]["prefilled_tokens"] > 20  # the image's soft tokens are in the prompt
+    assert main(args) == 0
+    assert json.loads(capsys.readouterr().out)["token_ids"] == first["token_ids"]
+
+
+def test_the_settings_generation_options_apply_unless_a_flag_overrides_them(
+    tiny_checkpoint, tmp_path, capsys
+):
+    from app.session import AppSession
+
+    with AppSession(tmp_path / "data") as session:
+        session.apply_settings({"max_tokens": 3, "temperature": 0.0})
+    args = generate(tiny_checkpoint, tmp_path, "--prompt", "Hi", "--json")
+    assert main(args) == 0
+    assert json.loads(capsys.readouterr().out)["stats"]["generated_tokens"] <= 3
+    assert main([*args, "--max-tokens", "5"]) == 0
+    assert json.loads(capsys.readouterr().out)["stats"]["generated_tokens"] <= 5
+
+
+def test_an_option_out_of_its_range_is_refused_by_the_flag(tiny_checkpoint, tmp_path, capsys):
+    with pytest.raises(SystemExit) as caught:
+        main(generate(tiny_checkpoint, tmp_path, "--prompt", "x", "--temperature", "3"))
+    assert caught.value.code == 2
+    assert "--temperature" in capsys.readouterr().err
+
+
+def test_a_missing_file_is_named(tiny_checkpoint, tmp_path, capsys):
+    args = generate(tiny_checkpoint, tmp_path, "--prompt", "x", "--image", "nope.png")
+    assert main(args) == 2
+    assert "nope.png" in capsys.readouterr().err
+
+
+def test_the_canonical_format_is_used_unless_told_to_keep_an_outdated_template(
+    tiny_checkpoint, tmp_path, monkeypatch, capsys
+):
+    import hashlib
+
+    from mlx_model.processing import Tokenizer, chat_template
+
+    outdated = (
+        "{{ bos_token }}<|turn>user\n{{ messages[0]['content'] }}<turn|>\n<|turn>model\n{# old #}"
+    )
+    folder = tmp_path / "model"
+    folder.mkdir()
+    for item in tiny_checkpoint.iterdir():
+        (folder / item.name).symlink_to(item)
+    (folder / "chat_template.jinja").unlink()
+    (folder / "chat_template.jinja").write_text(outdated)
+    sha = hashlib.sha256(outdated.encode()).hexdigest()
+    monkeypatch.setitem(chat_template.STALE_TEMPLATE_SHA256, sha, "2026-05-28")
+    base = generate(folder, tmp_path, "--prompt", "Hello", "--max-tokens", "1",
+                    "--temperature", "0", "--json")  # fmt: skip
+    assert main(base) == 0
+    canonical = json.loads(capsys.readouterr().out)["stats"]["prefilled_tokens"]
+    assert main([*base, "--use-checkpoint-template"]) == 0
+    own = json.loads(capsys.readouterr().out)["stats"]["prefilled_tokens"]
+    # the canonical prompt ends with the empty thought channel the outdated one lacks
+    channel = Tokenizer.from_pretrained(tiny_checkpoint).encode("<|channel>thought\n<channel|>")
+    assert canonical == own + len(channel)
+
+
+def test_a_token_the_generation_config_suppresses_is_never_emitted(
+    tiny_checkpoint, greedy_reference, tmp_path, capsys
+):
+    """The checkpoint suppresses the token greedy decoding would emit first."""
+    first = greedy_reference.token_ids[0]
+    folder = tmp_path / "model"
+    folder.mkdir()
+    for item in tiny_checkpoint.iterdir():
+        if item.name != "generation_config.json":
+            (folder / item.name).symlink_to(item)
+    generation = json.loads((tiny_checkpoint / "generation_config.json").read_text())
+    (folder / "generation_config.json").write_text(
+        json.dumps({**generation, "suppress_tokens": [first]})
+    )
+    prompt = ["--prompt", "Hello, how are you today?", "--max-tokens", "6", "--json"]
+    assert main([*generate(folder, tmp_path, *prompt), "--temperature", "0"]) == 0
+    greedy = json.loads(capsys.readouterr().out)["token_ids"]
+    assert greedy[0] != first and first not in greedy
+    for seed in range(3):  # the checkpoint's own sampling settings
+        assert main([*generate(folder, tmp_path, *prompt), "--seed", str(seed)]) == 0
+        assert first not in json.loads(capsys.readouterr().out)["token_ids"]
