@@ -45,8 +45,8 @@ from app.engines.contract import (
     Finished,
     GenerationError,
     LocalModel,
-    open_engine,
 )
+from app.engines.factory import open_engine
 from app.errors import AppError, ErrorKind, kind_of
 from app.options import DEFAULTS, GenerationOptions
 

@@ -37,7 +37,8 @@ from app.engine_service import (
     ModelUnloaded,
     ServiceEvent,
 )
-from app.engines.contract import EngineFactory, EngineSpec, LocalModel, TextDelta, open_engine
+from app.engines.contract import EngineFactory, EngineSpec, LocalModel, TextDelta
+from app.engines.factory import open_engine
 from app.mcp_client import MCPManager
 from app.options import GenerationOptions
 from app.settings import REMOTE_FIELDS, SERVER_FIELDS, Settings, SettingsError, SettingsStore
@@ -185,6 +186,20 @@ class AppSession:
         """Change settings (validated; `SettingsError` names a bad one); the session reacts."""
         if values:
             self.settings_store.update(**values)
+
+    def start(self, model_path: str | None = None) -> Job | None:
+        """What the desktop app does when it opens: load the model (`model_path`, given on the
+        command line, else the settings' choice), start the MCP servers and the API server
+        the settings ask for. Returns the load job, if any."""
+        if model_path:
+            job = self.load_local(model_path, remember=True)
+        else:
+            job = self.load_from_settings()
+        if self.settings.mcp_servers:
+            self.start_mcp()
+        if self.settings.server_enabled:
+            self.apply_server_setting()
+        return job
 
     # -- the model ----------------------------------------------------------------------------
 

@@ -34,8 +34,8 @@ from app.engines.contract import (
     ThinkingDelta,
     ToolCall,
     ToolCallEvent,
-    open_engine,
 )
+from app.engines.factory import open_engine
 from app.engines.local import LocalEngine
 from app.options import GenerationOptions
 from app.server.config import ServerConfig
@@ -170,12 +170,17 @@ def free_port() -> int:
 
 
 class FakeEngine:
-    """The engine contract in memory: streams `words` as `TextDelta`s, `delay` s apart.
+    """The engine contract in memory: a turn streams `words` as `TextDelta`s, `delay` s apart.
 
-    `fail_after`: raise RuntimeError after that many words; `error_event`: end with a
-    `GenerationError`; `thinking`: say it first; `calls`: a `ToolCall` list to end the
-    first turn with (stop reason "tool_call"). Cancellable like the real ones.
+    `script(...)` sets the next turns as the scripted engine's do (text, `("tool", name,
+    arguments)`, `("forever", text)`), one word per token. `fail_after`: raise RuntimeError
+    after that many words; `error_event`: end with a `GenerationError`; `thinking`: say it
+    first; `calls`: end the first turn with these `ToolCall`s. A prompt of more than
+    `CONTEXT_LIMIT` words overflows; a second stream while one runs is refused as busy.
+    Cancellable like the real engines.
     """
+
+    CONTEXT_LIMIT = 1024
 
     def __init__(
         self,
@@ -194,14 +199,18 @@ class FakeEngine:
         self.fail_after = fail_after
         self.error_event = error_event
         self.thinking = thinking
-        self.pending_calls = list(calls or [])
+        self.scripts: list[Script] = [list(calls)] if calls else []
         self.requests: list[dict[str, Any]] = []
         self.closed = False
         self.thread_ids: set[int] = set()
         self._cancel = threading.Event()
+        self._busy = threading.Lock()
 
     def info(self) -> EngineInfo:
-        return EngineInfo(kind="local", source=self.source, name="fake", context_limit=1024)
+        return EngineInfo("local", self.source, "fake", context_limit=self.CONTEXT_LIMIT)
+
+    def script(self, scripts: Sequence[Script]) -> None:
+        self.scripts = list(scripts)
 
     def cancel(self) -> None:
         self._cancel.set()
@@ -218,37 +227,69 @@ class FakeEngine:
         conversation_id: str | None = None,
     ) -> Iterator[Any]:
         self._cancel.clear()
+        if not self._busy.acquire(blocking=False):
+            yield GenerationError("busy", "the fake engine is already generating")
+            return
+        try:
+            yield from self._turn(list(messages), tools, options, conversation_id)
+        finally:
+            self._busy.release()
+
+    def _turn(self, messages, tools, options, conversation_id) -> Iterator[Any]:
         self.thread_ids.add(threading.get_ident())
         self.requests.append(
-            {"messages": list(messages), "tools": tools, "options": options,
+            {"messages": messages, "tools": tools, "options": options,
              "conversation_id": conversation_id}
         )  # fmt: skip
+        prompt = sum(len(str(m.get("content", "")).split()) for m in messages)
+        if prompt > self.CONTEXT_LIMIT:
+            yield GenerationError("context_overflow", f"{prompt} words, over {self.CONTEXT_LIMIT}")
+            return
+        words, calls, forever = self.words, [], False
+        if self.scripts:
+            script = self.scripts.pop(0)
+            if isinstance(script, str):
+                words = [w + " " for w in script.split(" ")]
+                words[-1] = words[-1].rstrip()
+            elif isinstance(script, tuple) and script[0] == "forever":
+                words, forever = [script[1] + " "], True
+            elif isinstance(script, tuple) and script[0] == "tool":
+                calls = [ToolCall(script[1], dict(script[2]), id=f"call_{len(self.requests)}")]
+            else:
+                calls = list(script)
         if self.thinking:
             yield ThinkingDelta(self.thinking)
-        if self.pending_calls:
-            calls, self.pending_calls = self.pending_calls, []
+        stats = GenerationStats(
+            prefilled_tokens=prompt, context_limit=self.CONTEXT_LIMIT, ttft_s=0.001
+        )
+        if calls:
             for call in calls:
                 yield ToolCallEvent(call)
-            yield Finished(GenerationStats(generated_tokens=len(calls), stop_reason="tool_call"))
+            stats.generated_tokens, stats.stop_reason = len(calls), "tool_call"
+            yield Finished(stats)
             return
-        count = 0
-        for i, word in enumerate(self.words[: options.max_tokens]):
+        count, reason = 0, "end_of_turn"
+        while count < len(words) or forever:
             if self._cancel.is_set():
-                yield Finished(GenerationStats(generated_tokens=count, stop_reason="cancelled"))
-                return
-            if self.fail_after is not None and i == self.fail_after:
+                reason = "cancelled"
+                break
+            if count >= options.max_tokens:
+                reason = "length"
+                break
+            if self.fail_after is not None and count == self.fail_after:
                 raise RuntimeError("fake engine exploded")
             if self.delay:
                 time.sleep(self.delay)
+            yield TextDelta(words[count % len(words)])
             count += 1
-            yield TextDelta(word)
         if self.error_event:
             yield GenerationError(
                 "context_overflow", "The conversation is too long for the context."
             )
             return
-        reason = "length" if count >= options.max_tokens else "end_of_turn"
-        yield Finished(GenerationStats(generated_tokens=count, stop_reason=reason))
+        stats.generated_tokens, stats.stop_reason = count, reason
+        stats.context_tokens = prompt + count
+        yield Finished(stats)
 
 
 def fake_factory(**defaults: Any):

@@ -61,14 +61,7 @@ class AppBackend(Backend):
         self._session_event.connect(self._on_session_event)
         self._transcript.connect(self._on_transcript)
         self._unsubscribe = self.session.subscribe(self._session_event.emit)
-        if model_path:  # given on the command line: this run uses that checkpoint
-            self.session.load_local(model_path, remember=True)
-        else:
-            self.session.load_from_settings()
-        if self.session.settings.mcp_servers:
-            self.session.start_mcp()
-        if self.session.settings.server_enabled:
-            self.session.apply_server_setting()
+        self.session.start(model_path)
 
     def setting(self, key: str, default: Any = None) -> Any:
         return getattr(self.session.settings, key, default)

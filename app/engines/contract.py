@@ -9,7 +9,7 @@ stream. Both engines take the same `app.options.GenerationOptions` unchanged; an
 engine cannot apply is refused by name with a `GenerationError` of kind "unsupported".
 
 Which engine to open is an `EngineSpec`: `LocalModel(path, ...)` or `RemoteModel(url, ...)`;
-an `EngineFactory(spec, progress)` opens one (`open_engine` by default). `info()` tells the
+an `EngineFactory(spec, progress)` opens one (`app.engines.factory.open_engine` by default). `info()` tells the
 app what it needs to show (name, where, context limit, precision) as typed fields.
 """
 
@@ -116,17 +116,6 @@ class Engine(Protocol):
 EngineFactory = Callable[[EngineSpec, ProgressCallback | None], Engine]
 
 
-def open_engine(spec: EngineSpec, progress: ProgressCallback | None = None) -> Engine:
-    """The default `EngineFactory`: the local MLX engine or the remote client."""
-    if isinstance(spec, RemoteModel):
-        from app.engines.remote import RemoteEngine
-
-        return RemoteEngine.open(spec)
-    from app.engines.local import LocalEngine
-
-    return LocalEngine.open(spec, progress)
-
-
 def model_name(source: str) -> str:
     """A model's display name from its folder ("models--google--gemma-4" -> "gemma-4")."""
     name = Path(source).name.replace("--", "/")
@@ -154,5 +143,4 @@ __all__ = [
     "ToolCallEvent",
     "ToolResultEvent",
     "model_name",
-    "open_engine",
 ]
