@@ -18,6 +18,7 @@ from app import shell_env
 from app.mcp_client import MCPConfigError, MCPManager, MCPServerConfig, MCPStatus, _stdio_command
 from app.mcp_config import import_claude_desktop_servers, parse_mcp_servers
 from app.settings import SettingsError, validate
+from app.tools.registry import ToolRegistry
 from mlx_model.events import ToolCall
 
 SERVER_SCRIPT = Path(__file__).with_name("mcp_test_server.py")

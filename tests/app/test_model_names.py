@@ -147,11 +147,13 @@ def test_models_lists_cached_checkpoints(tiny_checkpoint, hub_cache, tmp_path, c
     assert Path(rows[0]["path"]).parent.name == "snapshots"
 
 
-def test_generate_takes_a_cached_repo_id(tiny_checkpoint, hub_cache, capsys):
+def test_generate_takes_a_cached_repo_id(tiny_checkpoint, hub_cache, tmp_path, capsys):
     put_in_hub_cache(tiny_checkpoint, hub_cache, REPO)
     code = main(
         [
             "generate",
+            "--data-dir",
+            str(tmp_path / "data"),
             "--model",
             REPO,
             "--prompt",
