@@ -1,0 +1,70 @@
+"""The token loop on its own: chunked prefill with progress, decode, stop ids, stopping early."""
+
+from __future__ import annotations
+
+import pytest
+
+from mlx_model.engine import Engine
+from mlx_model.generate import generate_step, plan_chunks
+from mlx_model.prompt import media_token_ids, render_prompt
+from mlx_model.sampling import SamplingOptions, make_token_sampler
+from tests.mlx_model.forced_tokens import forced
+
+MESSAGES = [{"role": "user", "content": "The quick brown fox jumps over the lazy dog. " * 4}]
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_checkpoint):
+    return Engine.load(tiny_checkpoint, apply_limits=False, context_length=2048, prefill_chunk=8)
+
+
+@pytest.fixture
+def prompt(engine):
+    return render_prompt(engine.processor, MESSAGES, media_token_ids(engine.config))
+
+
+def greedy():
+    return make_token_sampler(SamplingOptions(temperature=0.0))
+
+
+def test_generate_step_gives_the_engines_greedy_tokens(engine, prompt):
+    sampler, _ = greedy()
+    steps = []
+    tokens = list(
+        generate_step(
+            engine.model, prompt, engine.model.make_cache(), sampler=sampler, max_tokens=6,
+            prefill_step_size=8, prompt_progress_callback=lambda done, total: steps.append(done),
+        )
+    )  # fmt: skip
+    engine.prompt_cache.clear()
+    reference = engine.generate(MESSAGES, max_tokens=6, temperature=0.0, settle_cache=False)
+    assert tokens == reference.token_ids[: len(tokens)] and len(tokens) == len(reference.token_ids)
+    assert steps == [end for _, end in plan_chunks(prompt, 0, 8)] and steps[-1] == prompt.length
+
+
+def test_a_stop_id_is_yielded_and_ends_the_loop(engine, prompt):
+    sampler, _ = greedy()
+    stop = engine.tokenizer.token_to_id("<turn|>")
+    word = engine.tokenizer.encode("fox")[0]
+    tokens = list(
+        generate_step(
+            engine.model, prompt, engine.model.make_cache(), sampler=sampler, max_tokens=50,
+            logits_processors=[forced([word, word, stop, word])], stop_ids=frozenset({stop}),
+        )
+    )  # fmt: skip
+    assert tokens == [word, word, stop]
+
+
+def test_should_stop_ends_the_loop_between_steps(engine, prompt):
+    sampler, _ = greedy()
+    count = 0
+
+    def should_stop() -> bool:
+        return count >= 3
+
+    for _ in generate_step(
+        engine.model, prompt, engine.model.make_cache(), sampler=sampler, max_tokens=100,
+        should_stop=should_stop,
+    ):  # fmt: skip
+        count += 1
+    assert count == 3
