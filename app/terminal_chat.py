@@ -1,7 +1,7 @@
 """`gemma-desk chat`: the conversation of the app, in the terminal.
 
 It runs on the same `AppSession` as the GUI: conversations are saved to the same store and
-appear in the GUI (`--continue ID` picks one up again, from either), the settings choose
+appear in the GUI (`--list` shows them, `--continue ID` picks one up again, from either), the settings choose
 the model or the remote backend (flags may override them for one run), MCP servers in the
 settings offer their tools with the same approval (a y/N question here). Answers stream,
 thinking dimmed on a terminal.
@@ -48,7 +48,8 @@ ATTACH_KINDS = {"/image": "image", "/audio": "audio", "/video": "video", "/file"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_session_arguments(parser)
     parser.add_argument("--continue", dest="resume", type=int, metavar="ID",
-                        help="continue a saved conversation (its number in the app)")  # fmt: skip
+                        help="continue a saved conversation (--list shows their numbers)")  # fmt: skip
+    parser.add_argument("--list", action="store_true", help="list the saved conversations and quit")
     parser.add_argument("--image", action="append", default=[], type=Path,
                         help="attach to the first message (repeatable)")  # fmt: skip
     parser.add_argument("--audio", type=Path, help="attach to the first message")
@@ -232,6 +233,10 @@ def run(args: argparse.Namespace, stdin: TextIO | None = None, stdout: TextIO | 
             print(f"error: no such file or folder: {path}", file=sys.stderr)
             return 2
     with AppSession(args.data_dir) as session:
+        if args.list:
+            for conversation in session.storage.conversations.list_conversations():
+                out.write(f"{conversation.id:>5}  {conversation.title or 'Untitled'}\n")
+            return 0
         chat = TerminalChat(session, args, stdin, out)
         try:
             session.generation_options(**chat.overrides)

@@ -76,6 +76,7 @@ def test_a_chat_is_saved_to_the_store_the_gui_shows(chat, data_dir):
 def test_continue_picks_up_a_saved_conversation(chat, data_dir):
     chat("First question\n/exit\n", scripts=["First answer"])
     [(conversation, _)] = saved(data_dir)
+    assert f"{conversation.id}  First question" in chat("", "--list")
     out = chat("Second question\n/exit\n", "--continue", str(conversation.id), scripts=["Again"])
     assert "Continuing “First question”" in out
     [(again, views)] = saved(data_dir)
