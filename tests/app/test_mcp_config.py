@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from mlx_model.tools import ToolRegistry
 
 from app import shell_env
 from app.mcp_client import MCPConfigError, MCPManager, MCPServerConfig, MCPStatus, _stdio_command

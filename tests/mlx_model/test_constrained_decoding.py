@@ -15,7 +15,6 @@ import mlx.core as mx
 import numpy as np
 import pytest
 from mlx_lm.generate import generate_step
-from mlx_model.tools import schema_errors
 
 from mlx_model.constrained import OutputConstraint
 from mlx_model.processing.output_parser import OutputParser
