@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import mlx.core as mx
+import numpy as np
 import pytest
 
 from mlx_model.engine import Engine
-from mlx_model.generate import generate_step, plan_chunks
+from mlx_model.generate import generate_step, plan_chunks, prefill
 from mlx_model.prompt import media_token_ids, render_prompt
 from mlx_model.sampling import SamplingOptions, make_token_sampler
 from tests.mlx_model.forced_tokens import forced
@@ -68,3 +70,16 @@ def test_should_stop_ends_the_loop_between_steps(engine, prompt):
     ):  # fmt: skip
         count += 1
     assert count == 3
+
+
+def test_prefill_can_give_the_hidden_states_a_speculative_loop_starts_from(engine, prompt):
+    *_, (done, (logits, hidden)) = prefill(
+        engine.model, prompt, engine.model.make_cache(), chunk_size=8, return_hidden=True
+    )
+    whole_logits, whole_hidden = engine.model(
+        mx.array(prompt.ids[None]), cache=engine.model.make_cache(), logits_to_keep=1,
+        return_hidden=True,
+    )  # fmt: skip
+    assert done == prompt.length
+    assert np.allclose(np.array(logits), np.array(whole_logits), atol=1e-4)
+    assert np.allclose(np.array(hidden[:, -1]), np.array(whole_hidden[:, -1]), atol=1e-4)
