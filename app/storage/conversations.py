@@ -102,6 +102,22 @@ class Message:
 
 
 @dataclass(frozen=True)
+class NewMessage:
+    """A message to append with `ConversationStore.append_messages` (an import's rows)."""
+
+    role: Role
+    text: str = ""
+    thinking: str = ""
+    tool_calls: Sequence[dict[str, Any]] | None = None
+    tool_result: dict[str, Any] | None = None
+    stats: dict[str, Any] | None = None
+    status: MessageStatus = "done"
+    error: str | None = None
+    attachments: Sequence[tuple[str, str, str]] = ()  # (sha256, kind, filename)
+    created_at: float | None = None
+
+
+@dataclass(frozen=True)
 class SearchHit:
     conversation_id: int
     conversation_title: str
@@ -411,6 +427,67 @@ class ConversationStore:
                 "UPDATE conversations SET updated_at = ? WHERE id = ?", (now, conversation_id)
             )
             return self.get_message(message_id)
+
+    def append_messages(self, conversation_id: int, messages: Sequence[NewMessage]) -> list[int]:
+        """Append many messages in one transaction (an import); returns their ids in order.
+
+        The next position is read once, so this stays linear in the number of messages.
+        """
+        for m in messages:
+            if m.role not in ROLES:
+                raise StorageError(f"Unknown message role {m.role!r}; expected one of {ROLES}.")
+        now = self._clock()
+        ids: list[int] = []
+        with self.db.transaction() as conn:
+            if (
+                conn.execute(
+                    "SELECT 1 FROM conversations WHERE id = ?", (conversation_id,)
+                ).fetchone()
+                is None
+            ):
+                raise StorageError(f"No conversation with id {conversation_id}.")
+            position = conn.execute(
+                "SELECT COALESCE(MAX(position) + 1, 0) FROM messages WHERE conversation_id = ?",
+                (conversation_id,),
+            ).fetchone()[0]
+            attachment_rows: list[tuple[int, int, str, str, str]] = []
+            for offset, m in enumerate(messages):
+                created = now if m.created_at is None else m.created_at
+                cur = conn.execute(
+                    "INSERT INTO messages (conversation_id, position, role, text, thinking,"
+                    " tool_calls, tool_result, stats, status, error, created_at, updated_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        conversation_id,
+                        position + offset,
+                        m.role,
+                        m.text,
+                        m.thinking,
+                        _dumps(list(m.tool_calls)) if m.tool_calls else None,
+                        _dumps(m.tool_result),
+                        _dumps(m.stats),
+                        m.status,
+                        m.error,
+                        created,
+                        created,
+                    ),
+                )
+                ids.append(cur.lastrowid)
+                attachment_rows.extend(
+                    (cur.lastrowid, index, sha256, kind, filename)
+                    for index, (sha256, kind, filename) in enumerate(m.attachments)
+                )
+            conn.executemany(
+                "INSERT INTO attachments (message_id, position, sha256, kind, filename)"
+                " VALUES (?, ?, ?, ?, ?)",
+                attachment_rows,
+            )
+            if messages:  # as `add_message` does: the conversation was updated by the last one
+                conn.execute(
+                    "UPDATE conversations SET updated_at = ? WHERE id = ?",
+                    (created, conversation_id),
+                )
+        return ids
 
     def get_message(self, message_id: int) -> Message:
         row = self.db.query_one("SELECT * FROM messages WHERE id = ?", (message_id,))

@@ -6,6 +6,10 @@ MIME type, size and a JSON `meta` (duration, size in pixels, waveform preview...
 same file attached twice is stored once. Files are written to a temporary name and
 renamed into place, so a crash never leaves a half-written file under a real hash.
 
+Every path is built from a checked hash (64 hex digits) and a short alphanumeric extension
+and must resolve inside the media folder: `MediaPathError` otherwise, before anything is
+written.
+
 Files are removed only by `collect_garbage`: those no message refers to any more (after
 the trash was purged) and older than a grace period (so media ingested for a message
 still being composed survive).
@@ -16,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import sqlite3
 import tempfile
@@ -28,6 +33,28 @@ from app.storage.database import Database
 
 CHUNK = 1 << 20
 GARBAGE_GRACE_S = 24 * 3600
+SHA256_PATTERN = re.compile(r"[0-9a-f]{64}")
+EXTENSION_PATTERN = re.compile(r"\.[A-Za-z0-9]{1,10}")
+# Derived files: ".thumb.jpg", ".strip.jpg" (a second short alphanumeric part allowed).
+SUFFIX_PATTERN = re.compile(r"(\.[A-Za-z0-9]{1,10}){1,2}")
+
+
+class MediaPathError(ValueError):
+    """A hash or extension that would put a file outside the media folder (or is malformed)."""
+
+
+def normalize_extension(ext: str) -> str:
+    """`ext` as stored: "" or a dot and 1-10 letters/digits ("png" -> ".png"); else `MediaPathError`."""
+    if not isinstance(ext, str):
+        raise MediaPathError(f"A media file extension must be text; got {type(ext).__name__}.")
+    if not ext:
+        return ""
+    ext = ext if ext.startswith(".") else f".{ext}"
+    if not EXTENSION_PATTERN.fullmatch(ext):
+        raise MediaPathError(
+            f"The media file extension {ext[:20]!r} is not allowed (a dot and 1-10 letters or digits)."
+        )
+    return ext
 
 
 @dataclass(frozen=True)
@@ -61,7 +88,23 @@ class MediaStore:
     # -- paths ----------------------------------------------------------------------------
 
     def _rel(self, sha256: str, suffix: str) -> str:
+        if not isinstance(sha256, str) or not SHA256_PATTERN.fullmatch(sha256):
+            raise MediaPathError(f"{str(sha256)[:70]!r} is not a sha256 hash (64 hex digits).")
+        if suffix and not SUFFIX_PATTERN.fullmatch(suffix):
+            raise MediaPathError(f"The media file suffix {suffix[:20]!r} is not allowed.")
         return f"{sha256[:2]}/{sha256}{suffix}"
+
+    def _target(self, rel: str) -> Path:
+        """The absolute path of `rel`, checked to resolve inside the media folder."""
+        root = self.root.resolve()
+        target = (root / rel).resolve()
+        if not target.is_relative_to(root) or target == root:
+            raise MediaPathError(f"{rel!r} would be outside the media folder.")
+        return target
+
+    def path_for(self, sha256: str, ext: str) -> Path:
+        """Where the bytes of `sha256` with extension `ext` are (or would be) stored."""
+        return self._target(self._rel(sha256, normalize_extension(ext)))
 
     def path_of(self, sha256: str) -> Path:
         """Where the bytes of `sha256` live (raises `KeyError` for an unknown hash)."""
@@ -98,7 +141,7 @@ class MediaStore:
         ext: str,
         meta: dict[str, Any] | None = None,
     ) -> MediaRecord:
-        ext = ext if not ext or ext.startswith(".") else f".{ext}"
+        ext = normalize_extension(ext)
         digest = hashlib.sha256()
         fd, tmp_name = tempfile.mkstemp(prefix=".incoming-", dir=self.root)
         size = 0
@@ -112,7 +155,7 @@ class MediaStore:
                 os.fsync(out.fileno())
             sha256 = digest.hexdigest()
             rel = self._rel(sha256, ext)
-            target = self.root / rel
+            target = self._target(rel)
             target.parent.mkdir(parents=True, exist_ok=True)
             if target.exists() and target.stat().st_size == size:
                 os.unlink(tmp_name)
@@ -142,7 +185,7 @@ class MediaStore:
 
     def write_derived(self, sha256: str, suffix: str, data: bytes) -> Path:
         """Write a derived file (thumbnail, frame strip) beside the media file, atomically."""
-        path = self.root / self._rel(sha256, suffix)
+        path = self._target(self._rel(sha256, suffix))
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_bytes(data)
