@@ -80,6 +80,38 @@ class ChecksumMismatch(DownloadError):
         self.path, self.expected, self.actual = path, expected, actual
 
 
+class UnsafePathError(DownloadError):
+    """The hub listed a file whose path would land outside the model folder."""
+
+
+def check_repo_path(path: str, dest: Path) -> str:
+    """`path` if it is a plain relative path that stays inside `dest`; else `UnsafePathError`.
+
+    Refused: absolute paths, drive letters, `..` or empty parts, backslashes, NUL, and
+    anything that resolves (symlinks included) outside `dest`.
+    """
+    parts = path.split("/")
+    if (
+        not path
+        or "\\" in path
+        or "\x00" in path
+        or path.startswith("/")
+        or (len(path) > 1 and path[1] == ":")
+        or any(part in ("", ".", "..") for part in parts)
+    ):
+        raise UnsafePathError(
+            f"The hub listed a file named {path[:200]!r}, which is not a plain path inside "
+            "the model folder; nothing was downloaded."
+        )
+    root = dest.resolve()
+    if not (root / path).resolve().is_relative_to(root):
+        raise UnsafePathError(
+            f"The hub listed a file {path[:200]!r} that would be written outside {dest}; "
+            "nothing was downloaded."
+        )
+    return path
+
+
 class StalledError(DownloadError):
     """The server kept sending nothing; the retries ran out."""
 
@@ -349,6 +381,7 @@ class ModelDownloader:
                 continue
             if not any(fnmatch(item.path, pattern) for pattern in self.entry.allow_patterns):
                 continue
+            check_repo_path(item.path, self.dest)
             sha256 = item.lfs.sha256 if item.lfs is not None else None
             files.append(
                 RemoteFile(item.path, int(item.size), sha256, None if sha256 else item.blob_id)

@@ -236,3 +236,32 @@ def test_an_unknown_repo_is_reported_by_name(hub, tmp_path):
     downloader = ModelDownloader("nobody/nothing", tmp_path, endpoint=hub.endpoint, token=False)
     with pytest.raises(dl.DownloadError, match="nobody/nothing was not found"):
         downloader.run()
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    ["../../escaped.json", "/tmp/absolute.json", "sub/../../x.json", "..\\x.json", "C:/x.json"],
+)
+def test_a_listing_with_a_path_outside_the_model_folder_is_refused_and_nothing_is_written(
+    make, hub, monkeypatch, tmp_path, hostile
+):
+    listed = hub.tree()
+    monkeypatch.setattr(
+        hub, "tree", lambda: [*listed, {**listed[0], "path": hostile, "type": "file"}]
+    )
+    downloader = make()
+    with pytest.raises(dl.UnsafePathError, match="plain path|outside"):
+        downloader.run()
+    written = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert [p for p in written if "models" not in p.relative_to(tmp_path).parts] == []
+    assert not [p for p in written if p.suffix == ".json" and p.name != "state.json"]
+    assert not hub.gets_of(hostile.rsplit("/", 1)[-1])
+
+
+def test_a_listed_name_resolving_through_a_link_outside_the_folder_is_refused(tmp_path):
+    dest = tmp_path / "models" / "m"
+    dest.mkdir(parents=True)
+    (dest / "link").symlink_to(tmp_path, target_is_directory=True)
+    with pytest.raises(dl.UnsafePathError, match="outside"):
+        dl.check_repo_path("link/config.json", dest)
+    assert dl.check_repo_path("sub/config.json", dest) == "sub/config.json"
