@@ -20,7 +20,9 @@ class ErrorKind(enum.StrEnum):
     INVALID_REQUEST = "invalid_request"  # an option or message the engine cannot take
     UNSUPPORTED = "unsupported"  # valid, but this engine cannot apply it (remote backend)
     CONTEXT_OVERFLOW = "context_overflow"
-    MEDIA = "media"  # an attachment that is corrupt, unsupported, too big or too long
+    MEDIA = "media"  # an attachment that is corrupt or unsupported
+    MEDIA_TOO_LARGE = "media_too_large"  # over a size limit (bytes, pixels, per-request budget)
+    MEDIA_TOO_LONG = "media_too_long"  # audio or video over a duration limit
     TOOL = "tool"
     NO_MODEL = "no_model"
     LOADING = "loading"  # the model is still loading
@@ -53,6 +55,12 @@ KINDS: dict[ErrorKind, KindInfo] = {
     ErrorKind.MEDIA: KindInfo(
         400, "Remove the attachment named above, or replace it with a smaller or shorter file."
     ),
+    ErrorKind.MEDIA_TOO_LARGE: KindInfo(
+        413, "Remove the attachment named above, or replace it with a smaller file."
+    ),
+    ErrorKind.MEDIA_TOO_LONG: KindInfo(
+        400, "Remove the recording named above, or attach a shorter clip of it."
+    ),
     ErrorKind.TOOL: KindInfo(400),
     ErrorKind.NO_MODEL: KindInfo(
         503, "Choose or download a model first (Model menu → Choose Model…)."
@@ -73,6 +81,9 @@ KINDS: dict[ErrorKind, KindInfo] = {
     ErrorKind.REMOTE: KindInfo(502, "The remote server failed; see its logs."),
     ErrorKind.INTERNAL: KindInfo(500, "Try Regenerate. If it happens again, restart Gemma Desk."),
 }
+
+
+MEDIA_KINDS = frozenset({ErrorKind.MEDIA, ErrorKind.MEDIA_TOO_LARGE, ErrorKind.MEDIA_TOO_LONG})
 
 
 class AppError(Exception):

@@ -27,7 +27,7 @@ from app.cli_args import (
     load_model,
 )
 from app.conversation_controller import MessageAdded, MessageDelta
-from app.errors import ErrorKind, kind_of
+from app.errors import MEDIA_KINDS, ErrorKind, kind_of
 from app.options import OptionError
 from app.session import ApprovalRequested, AppSession, Notice
 from app.storage.conversations import StorageError
@@ -143,7 +143,7 @@ class TerminalChat:
         try:
             attachment = self.session.ingestor.from_path(path)
         except Exception as exc:  # noqa: BLE001 - said to the user, the chat goes on
-            if kind_of(exc) not in (ErrorKind.MEDIA, ErrorKind.NOT_FOUND) and not isinstance(
+            if kind_of(exc) not in {*MEDIA_KINDS, ErrorKind.NOT_FOUND} and not isinstance(
                 exc, OSError
             ):
                 raise

@@ -42,6 +42,7 @@ from .events import (
     ToolCallEvent,
 )
 from .generate import DEFAULT_PREFILL_CHUNK, DecodeLoop, decode, plan_chunks, prefill
+from .processing.errors import MediaError
 from .prompt import Prompt, fit_context, media_token_ids, render_prompt
 from .prompt_cache import CacheEntry, PromptCacheStore, block_safe_length, common_prefix_length
 from .sampling import (
@@ -484,7 +485,7 @@ class Engine:
 
 
 def _message(exc: BaseException) -> str:
-    if isinstance(exc, GenerationFailure | MemoryError) or error_kind(exc) == "media":
+    if isinstance(exc, GenerationFailure | MemoryError | MediaError):
         return str(exc)
     return f"{type(exc).__name__}: {exc}"
 

@@ -10,7 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 from .config import ConfigError
-from .processing.errors import ChatFormatError, MediaError
+from .processing.errors import (
+    ChatFormatError,
+    MediaError,
+    MediaTooLargeError,
+    MediaTooLongError,
+)
 
 
 class GenerationFailure(Exception):
@@ -58,6 +63,10 @@ def error_kind(exc: BaseException) -> str:
     """The `GenerationError.kind` an exception is reported as."""
     if isinstance(exc, GenerationFailure):
         return exc.kind
+    if isinstance(exc, MediaTooLargeError):
+        return "media_too_large"
+    if isinstance(exc, MediaTooLongError):
+        return "media_too_long"
     if isinstance(exc, MediaError):
         return "media"
     if isinstance(exc, ChatFormatError):

@@ -23,6 +23,7 @@ Sampler = Callable[[mx.array], mx.array]
 LogitsProcessor = Callable[[mx.array, mx.array], mx.array]
 
 # The Gemma 4 model card's recommendation, used when the checkpoint does not say.
+MAX_SEED = 2**64 - 1  # MLX's generator takes an unsigned 64-bit seed
 MODEL_CARD_DEFAULTS = {"temperature": 1.0, "top_p": 0.95, "top_k": 64}
 
 
@@ -63,6 +64,12 @@ class SamplingOptions:
             raise ValueError(f"min_p must be in [0, 1], got {self.min_p}")
         if self.repetition_penalty is not None and self.repetition_penalty <= 0:
             raise ValueError(f"repetition_penalty must be > 0, got {self.repetition_penalty}")
+        if self.seed is not None and (
+            isinstance(self.seed, bool)
+            or not isinstance(self.seed, int)
+            or not 0 <= self.seed <= MAX_SEED
+        ):
+            raise ValueError(f"seed must be an integer from 0 to {MAX_SEED}, got {self.seed!r}")
 
     @classmethod
     def from_generation_config(cls, config: dict[str, Any]) -> SamplingOptions:

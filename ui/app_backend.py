@@ -18,7 +18,7 @@ from PySide6.QtGui import QImage
 from app import session as events
 from app.controller_signals import ControllerSignals
 from app.engines.contract import EngineFactory
-from app.errors import ErrorKind, kind_of
+from app.errors import MEDIA_KINDS, kind_of
 from app.session import AppSession
 from app.settings_form import setting_fields
 from app.storage.conversations import StorageError
@@ -187,7 +187,7 @@ class AppBackend(Backend):
         try:
             return attachment_view(ingest())
         except Exception as exc:
-            if kind_of(exc) is ErrorKind.MEDIA:
+            if kind_of(exc) in MEDIA_KINDS:
                 raise AttachmentRejected(name, str(exc)) from exc
             raise
 

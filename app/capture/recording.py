@@ -17,7 +17,7 @@ from typing import Any
 
 from app.attachments import Attachment, AttachmentIngestor
 from app.capture.errors import CaptureError, CaptureUnavailable
-from app.errors import ErrorKind, kind_of
+from app.errors import MEDIA_KINDS, kind_of
 
 
 class Recording:
@@ -62,7 +62,7 @@ class Recording:
                 capture = produce()
                 self.finished(self.ingestor.from_capture(capture)[0] if capture else None)
             except Exception as exc:  # noqa: BLE001 - a recording problem never crashes the app
-                if isinstance(exc, CaptureError) or kind_of(exc) is ErrorKind.MEDIA:
+                if isinstance(exc, CaptureError) or kind_of(exc) in MEDIA_KINDS:
                     self.failed(str(getattr(exc, "reason", exc)))
                 else:
                     self.failed(f"The recording could not be saved: {exc}")

@@ -37,6 +37,7 @@ from app.server.generation_queue import GenerationQueue
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+MAX_JSON_NESTING = 64  # objects/lists inside each other; tool schemas need far fewer
 _DRAIN_LIMIT = (
     256 * 1024 * 1024
 )  # an oversize body is read and dropped up to this, so the client sees the 413
@@ -86,7 +87,11 @@ def create_app(
         return JSONResponse(_model_json(state))
 
     async def health(request: Request) -> Response:
-        _check_host(request, config)
+        # On loopback anyone on this machine may ask; reachable from outside, only with the key.
+        if is_loopback(config.host):
+            _check_host(request, config)
+        else:
+            _check_request(request, config)
         reason = state.bridge.unavailable_reason()
         body = {
             "status": "ok" if reason is None else "unavailable",
@@ -180,9 +185,29 @@ async def _read_json(request: Request, limit: int) -> Any:
             raise too_big
         chunks.append(chunk)
     try:
-        return json.loads(b"".join(chunks))
+        body = json.loads(b"".join(chunks))
     except ValueError as exc:
         raise bad_request(f"The body is not valid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise bad_request(f"The JSON body nests deeper than {MAX_JSON_NESTING} levels.") from exc
+    if json_nesting(body, MAX_JSON_NESTING) > MAX_JSON_NESTING:
+        raise bad_request(f"The JSON body nests deeper than {MAX_JSON_NESTING} levels.")
+    return body
+
+
+def json_nesting(value: Any, limit: int) -> int:
+    """How deeply lists/objects nest in `value`, counted without recursion (stops past `limit`)."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if deepest > limit:
+            break
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+    return deepest
 
 
 async def _drain(request: Request, already: int) -> None:

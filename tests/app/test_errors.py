@@ -13,14 +13,19 @@ from mlx_model.errors import (
     MemoryLimitError,
     MemoryPlanError,
 )
-from mlx_model.processing.errors import MediaTooLargeError, MediaTooLongError
+from mlx_model.processing.errors import (
+    CorruptMediaError,
+    MediaTooLargeError,
+    MediaTooLongError,
+)
 
 
 @pytest.mark.parametrize(
     ("exc", "kind"),
     [
-        (MediaTooLargeError("photo.png is too large"), ErrorKind.MEDIA),
-        (MediaTooLongError("clip.wav is too long"), ErrorKind.MEDIA),
+        (MediaTooLargeError("photo.png is too large"), ErrorKind.MEDIA_TOO_LARGE),
+        (MediaTooLongError("clip.wav is too long"), ErrorKind.MEDIA_TOO_LONG),
+        (CorruptMediaError("photo.png does not decode"), ErrorKind.MEDIA),
         (ContextOverflowError("too long"), ErrorKind.CONTEXT_OVERFLOW),
         (InvalidRequestError("bad"), ErrorKind.INVALID_REQUEST),
         (MemoryLimitError("no room"), ErrorKind.MEMORY),

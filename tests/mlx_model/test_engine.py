@@ -295,3 +295,24 @@ def test_load_reports_progress_in_order_up_to_the_processor(tiny_checkpoint):
     fractions = [fraction for fraction, _ in steps]
     assert fractions == sorted(fractions) and fractions[0] >= 0.0 and fractions[-1] < 1.0
     assert [message for _, message in steps][-1] == "Loading the tokenizer and processors"
+
+
+def test_media_errors_are_reported_by_type_never_as_internal(engine, tmp_path):
+    too_long = np.zeros(16_000 * 31, dtype=np.float32)
+    result = engine.generate(
+        [
+            {
+                "role": "user",
+                "content": [{"type": "audio", "audio": too_long}, {"type": "text", "text": "Hi"}],
+            }
+        ],
+        max_tokens=2,
+    )
+    assert result.error is not None and result.error.kind == "media_too_long", result.error
+    assert "MediaTooLongError" not in result.error.message
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 64)
+    result = engine.generate(
+        [{"role": "user", "content": [{"type": "image", "image": str(broken)}]}], max_tokens=2
+    )
+    assert result.error is not None and result.error.kind == "media", result.error

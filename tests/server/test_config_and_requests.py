@@ -109,3 +109,114 @@ def test_tool_choice_none_offers_no_tools():
     tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
     assert chat(tools=[tool], tool_choice="none").tools is None
     assert chat(tools=[tool]).tools[0]["function"]["name"] == "f"
+
+
+@pytest.mark.parametrize("seed", [-1, 2**64, 1.5, True, "7"])
+def test_a_seed_outside_0_to_2_64_is_a_400(seed):
+    error = error_of(seed=seed)
+    assert error.status == 400 and error.param == "seed"
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [{"enable_thinking": "false"}, {"chat_template_kwargs": {"enable_thinking": 0}}],
+)
+def test_enable_thinking_must_be_a_boolean(fields):
+    error = error_of(**fields)
+    assert error.status == 400 and "enable_thinking" in error.param
+
+
+def test_enable_thinking_false_turns_thinking_off():
+    assert chat(enable_thinking=False, reasoning_effort="high").enable_thinking is False
+    assert chat(chat_template_kwargs={"enable_thinking": True}).enable_thinking is True
+
+
+def test_the_sampling_options_refuse_a_seed_mlx_cannot_take():
+    from mlx_model.sampling import MAX_SEED, SamplingOptions
+
+    assert SamplingOptions().replace(seed=MAX_SEED).seed == MAX_SEED
+    for seed in (-1, MAX_SEED + 1):
+        with pytest.raises(ValueError, match="seed"):
+            SamplingOptions().replace(seed=seed)
+
+
+@pytest.mark.parametrize(
+    ("error", "kind", "status"),
+    [
+        ("MediaTooLargeError", "media_too_large", 413),
+        ("MediaTooLongError", "media_too_long", 400),
+        ("CorruptMediaError", "media", 400),
+        ("ChatFormatError", "invalid_request", 400),
+    ],
+)
+def test_processing_errors_map_to_their_kind_and_status_by_type(error, kind, status):
+    from app.server.errors import engine_error
+    from mlx_model.errors import error_kind
+    from mlx_model.processing import errors
+
+    exc = getattr(errors, error)("bad input")
+    assert error_kind(exc) == kind
+    assert engine_error(kind, "bad input").status == status
+
+    class Renamed(type(exc)):  # a subclass whose name ends differently still maps by type
+        pass
+
+    assert error_kind(Renamed("bad input")) == kind
+
+
+def asgi_get(app, path: str, **headers: str):
+    """One request straight into the ASGI app (no socket is opened)."""
+    import asyncio
+
+    import httpx2
+
+    async def go():
+        transport = httpx2.ASGITransport(app=app)
+        async with httpx2.AsyncClient(transport=transport, base_url="http://gpu-box") as client:
+            return await client.get(path, headers=headers)
+
+    return asyncio.run(go())
+
+
+def test_health_needs_the_key_when_the_server_is_reachable_from_outside():
+    from app.engine_service import EngineService
+    from app.server.app import create_app
+
+    service = EngineService()
+    try:
+        app = create_app(service, ServerConfig(host="0.0.0.0", api_key="long-enough-key"))
+        assert asgi_get(app, "/health").status_code == 401
+        answered = asgi_get(app, "/health", authorization="Bearer long-enough-key")
+        assert answered.status_code == 503 and answered.json()["status"] == "unavailable"
+        loopback = create_app(service, ServerConfig(host="127.0.0.1", api_key="long-enough-key"))
+        assert asgi_get(loopback, "/health", host="127.0.0.1").status_code == 503
+    finally:
+        service.shutdown()
+
+
+def test_json_nested_deeper_than_the_limit_is_a_400_not_a_500():
+    import asyncio
+
+    import httpx2
+
+    from app.engine_service import EngineService
+    from app.server.app import MAX_JSON_NESTING, create_app
+
+    service = EngineService()
+    app = create_app(service, ServerConfig())
+
+    async def post(body: bytes):
+        transport = httpx2.ASGITransport(app=app)
+        async with httpx2.AsyncClient(transport=transport, base_url="http://127.0.0.1") as c:
+            return await c.post(
+                "/v1/chat/completions", content=body, headers={"content-type": "application/json"}
+            )
+
+    try:
+        for depth in (MAX_JSON_NESTING + 1, 100_000):
+            body = b'{"model": "m", "messages": ' + b"[" * depth + b"]" * depth + b"}"
+            response = asyncio.run(post(body))
+            assert response.status_code == 400, response.text
+            assert "nests deeper" in response.json()["error"]["message"]
+    finally:
+        service.shutdown()
