@@ -23,14 +23,17 @@ for both engines.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import enum
 import gc
 import itertools
 import logging
 import queue
+import sys
 import threading
 import traceback
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -201,6 +204,7 @@ class EngineService:
         self._status = ServiceStatus.NO_MODEL
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
+        _LIVE.add(self)
 
     # -- state (read from any thread) -----------------------------------------------------
 
@@ -303,8 +307,10 @@ class EngineService:
     def shutdown(self, timeout: float | None = 10.0) -> bool:
         """Cancel everything, unload, stop the thread; True if it stopped within `timeout`."""
         self.cancel()
-        self._queue.put(_STOP)
-        self._thread.join(timeout)
+        if self._thread.is_alive():
+            self._queue.put(_STOP)
+            self._thread.join(timeout)
+        _LIVE.discard(self)
         return not self._thread.is_alive()
 
     def _submit(self, kind: JobKind, **args: Any) -> Job:
@@ -349,8 +355,10 @@ class EngineService:
                 with self._lock:
                     self._current = None
                 job._done.set()
-        # Shutting down: drop the engine here, on the thread that owns it.
+        # Shutting down: drop the engine here, on the thread that owns it, then MLX's
+        # per-thread streams, which must not outlive this thread (see `_release_streams`).
         self._release_engine()
+        _release_streams()
         self._status = ServiceStatus.STOPPED
 
     def _run_job(self, job: Job) -> None:
@@ -455,6 +463,35 @@ class EngineService:
             import mlx.core as mx
 
             mx.clear_cache()
+
+
+def _release_streams() -> None:
+    """Finish MLX's work on this thread and destroy the streams it created here.
+
+    MLX gives every thread its own default stream. One that outlives its thread (the
+    global random key, seeded on the engine thread, refers to it) makes the process abort
+    at exit on Linux ("terminate called without an active exception", rc 134).
+    """
+    if "mlx.core" not in sys.modules:  # an injected engine that never touched MLX
+        return
+    try:
+        import mlx.core as mx
+
+        mx.synchronize()
+        mx.clear_streams()
+    except Exception:  # noqa: BLE001 - shutting down: log and go on
+        log.exception("releasing MLX streams failed")
+
+
+# Services still running when the interpreter exits are shut down first (an engine thread
+# must end cleanly, see `_release_streams`, even when the caller forgot `shutdown()`).
+_LIVE: weakref.WeakSet[EngineService] = weakref.WeakSet()
+
+
+@atexit.register
+def _shutdown_live_services() -> None:
+    for service in list(_LIVE):
+        service.shutdown(timeout=10.0)
 
 
 class _NoModel(AppError):

@@ -495,16 +495,19 @@ class AppSession:
         threading.Thread(target=work, name="api-server-start", daemon=True).start()
 
     def serve_forever(self, config: Any) -> int:
-        """Run the API server on this thread until it is stopped (Ctrl-C); `gemma-desk serve`."""
+        """Run the API server on this thread until SIGINT/SIGTERM; `gemma-desk serve`.
+
+        The first signal cancels the running answer (its client gets the end of it) and shuts
+        the server down gracefully; 0 once it served and stopped, 1 if it could not start.
+        """
         import asyncio
 
-        import uvicorn
-
         from app.server.app import create_app
-        from app.server.runner import uvicorn_config
+        from app.server.runner import StoppableServer, uvicorn_config
 
-        server = uvicorn.Server(
-            uvicorn_config(create_app(self.service, config), config, log_level="info")
+        server = StoppableServer(
+            uvicorn_config(create_app(self.service, config), config, log_level="info"),
+            on_stop=self.service.cancel,
         )
         asyncio.run(server.serve())
         return 0 if server.started else 1

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import threading
 from pathlib import Path
 
 from app.cli_args import add_session_arguments, load_model
@@ -79,21 +80,39 @@ def run(args: argparse.Namespace) -> int:
         print(f"gemma-desk serve: {exc}", file=sys.stderr)
         return 2
     from app.server.engine_bridge import model_id_for
+    from app.server.runner import on_stop_signals, restore_signals
     from app.session import AppSession
 
-    with AppSession(args.data_dir) as session:
-        load = load_model(session, args)
-        if load is None:
-            print("gemma-desk serve: no model chosen: give --model or --remote", file=sys.stderr)
-            return 2
-        print(f"Loading {load.args['path']} ...", file=sys.stderr)
-        load.wait()
-        if load.error is not None:
-            print(f"gemma-desk serve: {load.error.message}", file=sys.stderr)
-            return 1
-        model_id = model_id_for(session.service.model_path, config.model_id)
-        print(
-            f"Serving {model_id!r} at http://{config.host}:{config.port}/v1 (Ctrl-C stops)",
-            file=sys.stderr,
-        )
-        return session.serve_forever(config)
+    # Until the server runs (and installs its own handlers), Ctrl-C/SIGTERM just ask to stop:
+    # a load cannot be interrupted, so the session's close waits for it and exits cleanly.
+    stop = threading.Event()
+    previous = on_stop_signals(lambda signum, frame: stop.set())
+    try:
+        with AppSession(args.data_dir) as session:
+            load = load_model(session, args)
+            if load is None:
+                print(
+                    "gemma-desk serve: no model chosen: give --model or --remote", file=sys.stderr
+                )
+                return 2
+            print(f"Loading {load.args['path']} ...", file=sys.stderr)
+            while not load.wait(0.1):
+                if stop.is_set():
+                    print("Stopped before the model was loaded.", file=sys.stderr)
+                    return 0
+            if load.error is not None:
+                print(f"gemma-desk serve: {load.error.message}", file=sys.stderr)
+                return 1
+            if stop.is_set():
+                return 0
+            model_id = model_id_for(session.service.model_path, config.model_id)
+            print(
+                f"Serving {model_id!r} at http://{config.host}:{config.port}/v1 (Ctrl-C stops)",
+                file=sys.stderr,
+            )
+            rc = session.serve_forever(config)
+            if rc == 0:
+                print("Stopped.", file=sys.stderr)
+            return rc
+    finally:
+        restore_signals(previous)

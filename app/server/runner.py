@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
 import threading
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import uvicorn
@@ -28,6 +31,53 @@ def uvicorn_config(app: Any, config: ServerConfig, **overrides: Any) -> uvicorn.
     }
     options.update(overrides)
     return uvicorn.Config(app, **options)
+
+
+class StoppableServer(uvicorn.Server):
+    """Uvicorn whose SIGINT/SIGTERM stop the server without re-raising the signal afterwards.
+
+    The first signal cancels the running generation (`on_stop`, so its client gets the end
+    of the answer) and starts uvicorn's graceful shutdown; `run` then stops the engine
+    thread and returns 0. A second Ctrl-C forces the exit.
+    """
+
+    def __init__(self, config: uvicorn.Config, *, on_stop: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._on_stop = on_stop
+        self.stop_signal: int | None = None
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = on_stop_signals(self.request_stop)
+        try:
+            yield
+        finally:
+            restore_signals(previous)
+
+    def request_stop(self, sig: int = signal.SIGTERM, frame: Any = None) -> None:
+        if self.should_exit and sig == signal.SIGINT:
+            self.force_exit = True
+        self.stop_signal = sig
+        self.should_exit = True
+        self._on_stop()
+
+
+def on_stop_signals(handler: Callable[[int, Any], None]) -> dict[int, Any]:
+    """Install `handler(signum, frame)` for SIGINT and SIGTERM; returns the previous handlers.
+
+    Only the main thread can; elsewhere nothing is installed and {} is returned.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+
+def restore_signals(previous: dict[int, Any]) -> None:
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
 
 
 class ServerThread:
