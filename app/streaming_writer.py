@@ -1,11 +1,14 @@
 """Writes an assistant message to the store while it streams, at least every `interval` seconds.
 
-Deltas are collected in memory (cheap, any thread); a background thread flushes the
-accumulated text and thinking of every dirty message in one transaction each `interval`
-(0.5 s by default), and touches idle streaming messages every `heartbeat_s` so other
-processes can tell a live stream from one whose process died
-(`ConversationStore.recover_interrupted`). `finish` flushes synchronously and sets the
-final status, so a crash loses at most the last `interval` of text.
+Deltas are collected in memory (cheap, any thread); a background thread writes the
+accumulated text and thinking of a message in one small transaction at most
+`FLUSH_AT` × `interval` (0.4 s of 0.5 s) after the oldest delta not yet written arrived,
+leaving the rest of the interval for the thread to wake and the write to commit, and
+touches idle streaming messages every `heartbeat_s` so other processes can tell a live
+stream from one whose process died (`ConversationStore.recover_interrupted`). `finish`
+flushes synchronously and sets the final status, so a crash loses at most the last
+`interval` of text. The schedule reads an injectable `clock`, and `run_due` is the whole
+of one tick, so tests check the promise without a thread or wall time.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +25,7 @@ from app.storage.conversations import ConversationStore, MessageStatus
 log = logging.getLogger(__name__)
 
 FLUSH_INTERVAL_S = 0.5
+FLUSH_AT = 0.8  # write this fraction of the interval after the oldest unwritten delta
 HEARTBEAT_S = 5.0
 
 
@@ -30,6 +35,7 @@ class _Buffer:
     thinking: list[str] = field(default_factory=list)
     tool_calls: list[dict[str, Any]] | None = None
     dirty: bool = False
+    dirty_since: float = 0.0  # when the oldest delta not yet written arrived
     last_write: float = 0.0
 
 
@@ -42,10 +48,13 @@ class StreamingWriter:
         *,
         interval: float = FLUSH_INTERVAL_S,
         heartbeat_s: float = HEARTBEAT_S,
+        clock: Callable[[], float] = time.monotonic,
+        start: bool = True,
     ) -> None:
         self.store = store
         self.interval = interval
         self.heartbeat_s = heartbeat_s
+        self._clock = clock
         self._buffers: dict[int, _Buffer] = {}
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()  # one flush at a time, in order
@@ -53,7 +62,8 @@ class StreamingWriter:
         self._closed = False
         self.flush_count = 0  # flushes that wrote something (for tests and diagnostics)
         self._thread = threading.Thread(target=self._run, name="streaming-writer", daemon=True)
-        self._thread.start()
+        if start:  # start=False: the caller drives `run_due` itself (tests)
+            self._thread.start()
 
     def begin(self, message_id: int, *, text: str = "", thinking: str = "") -> None:
         """Start buffering a message that is already in the store with status `streaming`."""
@@ -61,26 +71,32 @@ class StreamingWriter:
             self._buffers[message_id] = _Buffer(
                 text=[text] if text else [],
                 thinking=[thinking] if thinking else [],
-                last_write=time.monotonic(),
+                last_write=self._clock(),
             )
 
     def append_text(self, message_id: int, text: str) -> None:
         with self._lock:
             buf = self._buffers[message_id]
             buf.text.append(text)
-            buf.dirty = True
+            self._mark_dirty(buf)
 
     def append_thinking(self, message_id: int, text: str) -> None:
         with self._lock:
             buf = self._buffers[message_id]
             buf.thinking.append(text)
-            buf.dirty = True
+            self._mark_dirty(buf)
 
     def set_tool_calls(self, message_id: int, tool_calls: list[dict[str, Any]]) -> None:
         with self._lock:
             buf = self._buffers[message_id]
             buf.tool_calls = list(tool_calls)
+            self._mark_dirty(buf)
+
+    def _mark_dirty(self, buf: _Buffer) -> None:
+        if not buf.dirty:
             buf.dirty = True
+            buf.dirty_since = self._clock()
+            self._wake.set()  # the thread may be sleeping until a heartbeat
 
     def tool_calls_of(self, message_id: int) -> list[dict[str, Any]]:
         with self._lock:
@@ -94,7 +110,7 @@ class StreamingWriter:
     def flush(self, message_id: int | None = None) -> None:
         """Write the pending deltas now (one message, or all)."""
         with self._flush_lock:
-            now = time.monotonic()
+            now = self._clock()
             writes: list[tuple[int, str, str, list[dict[str, Any]] | None]] = []
             with self._lock:
                 ids = [message_id] if message_id is not None else list(self._buffers)
@@ -102,7 +118,7 @@ class StreamingWriter:
                     buf = self._buffers.get(mid)
                     if buf is None:
                         continue
-                    if buf.dirty or now - buf.last_write >= self.heartbeat_s:
+                    if buf.dirty or buf.last_write + self.heartbeat_s <= now:  # as `_due_at`
                         buf.text = ["".join(buf.text)]
                         buf.thinking = ["".join(buf.thinking)]
                         writes.append((mid, buf.text[0], buf.thinking[0], buf.tool_calls))
@@ -119,7 +135,7 @@ class StreamingWriter:
                     log.exception("flushing streaming message %s failed", mid)
                     with self._lock:
                         if mid in self._buffers:
-                            self._buffers[mid].dirty = True
+                            self._mark_dirty(self._buffers[mid])
 
     def finish(
         self,
@@ -156,24 +172,38 @@ class StreamingWriter:
         self._thread.join(5)
         self.flush()
 
-    def _run(self) -> None:
-        while not self._closed:
-            self._wake.wait(self.interval / 2)
-            if self._closed:
-                return
-            try:
-                self._flush_due()
-            except Exception:
-                log.exception("streaming writer tick failed")
-
-    def _flush_due(self) -> None:
-        now = time.monotonic()
+    def due_at(self, message_id: int) -> float | None:
+        """When (on `clock`) the message must next be written; None if it is not streaming."""
         with self._lock:
-            due = [
-                mid
-                for mid, buf in self._buffers.items()
-                if (buf.dirty and now - buf.last_write >= self.interval * 0.9)
-                or now - buf.last_write >= self.heartbeat_s
-            ]
+            buf = self._buffers.get(message_id)
+            return None if buf is None else self._due_at(buf)
+
+    def _due_at(self, buf: _Buffer) -> float:
+        due = buf.last_write + self.heartbeat_s
+        if buf.dirty:
+            due = min(due, buf.dirty_since + self.interval * FLUSH_AT)
+        return due
+
+    def run_due(self) -> float | None:
+        """One tick: write every message whose time has come; returns the next due time (or None)."""
+        now = self._clock()
+        with self._lock:
+            due = [mid for mid, buf in self._buffers.items() if self._due_at(buf) <= now]
         for mid in due:
             self.flush(mid)
+        with self._lock:
+            return min((self._due_at(buf) for buf in self._buffers.values()), default=None)
+
+    def _run(self) -> None:
+        while not self._closed:
+            # Cleared before the tick: a delta arriving after it wakes the wait below.
+            self._wake.clear()
+            try:
+                next_due = self.run_due()
+            except Exception:
+                log.exception("streaming writer tick failed")
+                next_due = self._clock() + self.interval
+            if self._closed:
+                return
+            timeout = None if next_due is None else max(0.0, next_due - self._clock())
+            self._wake.wait(timeout)

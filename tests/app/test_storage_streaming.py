@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from app.conversation_controller import (
     ConversationController,
@@ -18,7 +21,7 @@ from app.engine_service import EngineService
 from app.engines.contract import Finished, GenerationStats, TextDelta, ToolCall, ToolCallEvent
 from app.settings import Settings
 from app.storage.conversations import StorageError
-from app.streaming_writer import StreamingWriter
+from app.streaming_writer import FLUSH_AT, FLUSH_INTERVAL_S, HEARTBEAT_S, StreamingWriter
 from app.tools.registry import ToolRegistry
 from tests.doubles import FakeEngine, fake_factory, scripted_factory
 
@@ -69,6 +72,74 @@ def test_writer_does_not_write_on_every_delta(storage) -> None:
         assert store.get_message(msg.id).text == "".join(f"{i} " for i in range(200))
     finally:
         writer.close()
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def replay(storage, arrivals: list[float], texts: list[str], tail_s: float):
+    """Drive a thread-less writer on a fake clock as its thread would run; returns
+    (the writes as (time, stored text length), the writer)."""
+    store = storage.conversations
+    conv = store.create_conversation()
+    msg = store.add_message(conv.id, "assistant", status="streaming")
+    clock = FakeClock()
+    writes: list[tuple[float, int]] = []
+    real_update = store.update_message
+
+    def recording_update(message_id: int, **fields) -> None:
+        real_update(message_id, **fields)
+        writes.append((clock.now, len(fields["text"])))
+
+    store.update_message = recording_update  # type: ignore[method-assign]
+    writer = StreamingWriter(store, clock=clock, start=False)
+    writer.begin(msg.id)
+    next_due = writer.run_due()
+    for at, text in zip(arrivals, texts, strict=True):
+        while next_due is not None and next_due <= at:  # the thread wakes when a write is due
+            clock.now = next_due
+            next_due = writer.run_due()
+        clock.now = at
+        writer.append_text(msg.id, text)
+        next_due = writer.run_due()  # ... and when a delta arrives
+    end = (arrivals[-1] if arrivals else 0.0) + tail_s
+    while next_due is not None and next_due <= end:
+        clock.now = next_due
+        next_due = writer.run_due()
+    return writes, writer
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(gaps=st.lists(st.floats(0.0, 1.2) | st.floats(5.0, 12.0), min_size=1, max_size=60))
+def test_every_delta_is_written_within_the_flush_interval_of_its_arrival(storage, gaps) -> None:
+    arrivals = [sum(gaps[: i + 1]) for i in range(len(gaps))]
+    texts = [f"w{i} " for i in range(len(gaps))]
+    writes, writer = replay(storage, arrivals, texts, tail_s=2 * HEARTBEAT_S)
+    length = 0
+    for at, text in zip(arrivals, texts, strict=True):
+        length += len(text)
+        written_at = next(t for t, stored in writes if stored >= length)
+        # The promise is 0.5 s; the schedule keeps 0.1 s of it for waking and committing.
+        assert written_at - at <= FLUSH_AT * FLUSH_INTERVAL_S + 1e-9 < FLUSH_INTERVAL_S
+    # A dirty message is written once per interval at most (plus idle heartbeats).
+    times = [t for t, _ in writes]
+    assert all(b - a >= FLUSH_AT * FLUSH_INTERVAL_S - 1e-9 for a, b in itertools.pairwise(times))
+    assert writer.flush_count == len(writes)
+
+
+def test_an_idle_streaming_message_is_touched_every_heartbeat(storage) -> None:
+    writes, _ = replay(storage, [0.0], ["Hi"], tail_s=3 * HEARTBEAT_S + FLUSH_INTERVAL_S)
+    times = [t for t, _ in writes]
+    assert times[0] == pytest.approx(FLUSH_AT * FLUSH_INTERVAL_S)
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert len(gaps) == 3 and all(gap == pytest.approx(HEARTBEAT_S) for gap in gaps)
 
 
 # -- the controller with the real engine --------------------------------------------------------------
