@@ -5,8 +5,12 @@ asyncio thread, lists the server's tools and offers them as `app.tools.registry.
 JSON schemas as the server gave them) to join the engine's `ToolRegistry`. A call runs
 synchronously from the engine's function-calling loop:
 
-- unless the server is trusted, `approve(MCPCall)` is asked first (from the calling
-  thread; it may block while the user decides); no callback, or a "no", refuses the call;
+- unless the server is trusted or the user chose "always allow this tool" for it,
+  `approve(MCPCall)` is asked first (from the calling thread; it may block while the user
+  decides); no callback, or a "no", refuses the call. The answer is a bool or an
+  `Approval`: `ALWAYS` runs the call and every later call of that tool without asking
+  (`MCPManager.always_allowed`, "server/tool" keys, reported to `on_always_allow` so the
+  app can remember it);
 - the call has a time limit (`MCPServerConfig.timeout_s`); a server that hangs or exits
   mid-call turns into a tool error the model reads, the server is marked failed and
   reported through `on_status`, and the chat goes on;
@@ -38,7 +42,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from app.tools.registry import Tool, ToolError, ToolRegistry
+from app.tools.approval import Approval
+from app.tools.registry import MAX_RESULT_CHARS, Tool, ToolError, ToolRegistry
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +155,11 @@ class MCPCall:
     arguments: dict[str, Any]
     registry_name: str  # the name the model used
 
+    @property
+    def key(self) -> str:
+        """ "server/tool": how an always-allowed tool is remembered."""
+        return f"{self.server}/{self.tool}"
+
 
 @dataclass
 class MCPToolInfo:
@@ -160,7 +170,7 @@ class MCPToolInfo:
     input_schema: dict[str, Any]
 
 
-ApproveCallback = Callable[[MCPCall], bool]
+ApproveCallback = Callable[[MCPCall], bool | Approval]
 StatusCallback = Callable[[str, MCPStatus, str], None]  # (server name, status, message)
 
 
@@ -186,9 +196,13 @@ class MCPManager:
         *,
         approve: ApproveCallback | None = None,
         on_status: StatusCallback | None = None,
+        always_allowed: Iterable[str] = (),
+        on_always_allow: Callable[[str], None] | None = None,
     ) -> None:
         self.approve = approve
         self.on_status = on_status
+        self.always_allowed: set[str] = set(always_allowed)  # "server/tool" run without asking
+        self.on_always_allow = on_always_allow
         self._connections: dict[str, _Connection] = {}
         self._lock = threading.RLock()
         self._loop = asyncio.new_event_loop()
@@ -333,20 +347,30 @@ class MCPManager:
         def call(**arguments: Any) -> Any:
             with self._lock:
                 connection = self._connections.get(info.server)
+            request = MCPCall(info.server, info.name, dict(arguments), info.registry_name)
             trusted = connection is not None and connection.config.trusted
-            if not trusted:
-                request = MCPCall(info.server, info.name, dict(arguments), info.registry_name)
-                if self.approve is None:
-                    raise ToolError(
-                        f"{info.registry_name} needs the user's approval and none was asked"
-                    )
-                if not self.approve(request):
-                    raise ToolError(f"the user declined to run {info.registry_name}")
+            if not trusted and request.key not in self.always_allowed:
+                self._ask(request)
             return self.call_tool(info.server, info.name, arguments)
 
         call.__name__ = info.registry_name
         call.__doc__ = info.description
         return call
+
+    def _ask(self, request: MCPCall) -> None:
+        """Ask `approve`; raise `ToolError` unless the user allowed the call."""
+        if self.approve is None:
+            raise ToolError(f"{request.registry_name} needs the user's approval and none was asked")
+        answer = self.approve(request)
+        if answer is Approval.ALWAYS:
+            self.always_allowed.add(request.key)
+            if self.on_always_allow is not None:
+                try:
+                    self.on_always_allow(request.key)
+                except Exception:
+                    log.exception("remembering an always-allowed MCP tool failed")
+        elif answer is not True and answer is not Approval.ONCE:
+            raise ToolError(f"the user declined to run {request.registry_name}")
 
     # -- the asyncio side -------------------------------------------------------------------------
 
@@ -514,6 +538,8 @@ def _result_value(result: Any, server: str, tool: str) -> Any:
             return structured["result"]
         return structured
     if len(texts) == 1:
+        if len(texts[0]) > MAX_RESULT_CHARS:  # cut by the registry: no need to parse it all
+            return texts[0]
         try:
             return json.loads(texts[0])
         except ValueError:

@@ -43,7 +43,7 @@ from app.mcp_client import MCPManager
 from app.options import GenerationOptions
 from app.settings import REMOTE_FIELDS, SERVER_FIELDS, Settings, SettingsError, SettingsStore
 from app.storage import Storage, open_storage
-from app.tools.approval import APPROVAL_TIMEOUT_S, ToolApproval
+from app.tools.approval import APPROVAL_TIMEOUT_S, Approval, ToolApproval
 from app.tools.registry import ToolRegistry
 from app.views import ModelStatus
 
@@ -332,6 +332,8 @@ class AppSession:
             self.load_from_settings()
         if "mcp_servers" in changed:
             self.start_mcp()
+        elif "mcp_allowed_tools" in changed and self.mcp is not None:
+            self.mcp.always_allowed = set(self.settings.mcp_allowed_tools)
         if changed & set(SERVER_FIELDS):
             self.apply_server_setting()
 
@@ -367,7 +369,12 @@ class AppSession:
                 old.close()
             if not configs:
                 return
-            manager = MCPManager(approve=self._approve, on_status=report)
+            manager = MCPManager(
+                approve=self._ask,
+                on_status=report,
+                always_allowed=self.settings.mcp_allowed_tools,
+                on_always_allow=self._always_allow_tool,
+            )
             with self._lock:
                 current = generation == self._mcp_generation and not self._closing
                 if current:
@@ -415,22 +422,32 @@ class AppSession:
             self._emit(ToolsChanged(names))
 
     def _approve(self, call: Any) -> bool:
+        """The consent of the built-in tools (reading a file): asked like an MCP tool's."""
+        return self._ask(call) is not Approval.DENY
+
+    def _ask(self, call: Any) -> Approval:
         """Asked on the engine thread before a tool that needs consent runs (an untrusted MCP
         server's, or reading a file); blocks for the user's answer."""
         if self._closing or not self.can_ask:
-            return False  # nobody can ask the user: no call
+            return Approval.DENY  # nobody can ask the user: no call
         approval = ToolApproval(call)
         with self._lock:
             self._approvals.add(approval)
         try:
             self._emit(ApprovalRequested(approval))
-            approved = approval.wait(APPROVAL_TIMEOUT_S)
+            approval.wait(APPROVAL_TIMEOUT_S)
             approval.answer(False)  # a timeout counts as no (no-op when already answered)
         finally:
             with self._lock:
                 self._approvals.discard(approval)
         self._emit(ApprovalResolved(approval))
-        return approved
+        return approval.decision()
+
+    def _always_allow_tool(self, key: str) -> None:
+        """Remember "always allow" for an MCP tool ("server/tool"); called on the engine thread."""
+        allowed = self.settings.mcp_allowed_tools
+        if key not in allowed:
+            self.settings_store.update(mcp_allowed_tools=(*allowed, key))
 
     def decline_pending_approvals(self) -> None:
         """Answer no to every waiting approval (the user stopped the answer, or the app quits)."""

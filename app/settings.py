@@ -95,6 +95,7 @@ class Settings:
     remote_api_key: str = ""  # the key itself, or "env:NAME" (see the module docstring)
     # Tools from MCP servers (see app.mcp_client)
     mcp_servers: tuple[dict[str, Any], ...] = ()
+    mcp_allowed_tools: tuple[str, ...] = ()  # "server/tool" the user chose to always allow
     # Interface
     theme: Literal["system", "light", "dark"] = "system"
     send_with_enter: bool = True
@@ -186,6 +187,10 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "remote_api_key": (
         lambda v: not v.startswith(ENV_PREFIX) or _ENV_NAME.fullmatch(v[len(ENV_PREFIX) :]),
         "the key itself or env:NAME with NAME an environment variable name",
+    ),
+    "mcp_allowed_tools": (
+        lambda v: all(re.fullmatch(r"[\w-]+/\S+", key) for key in v),
+        'a list of "server/tool" names',
     ),
 }
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -290,6 +295,10 @@ def _type_ok(value: Any, annotation: Any) -> bool:
     origin = get_origin(annotation)
     if origin is Literal:
         return value in get_args(annotation)
+    if origin is tuple:  # tuple[X, ...]
+        return isinstance(value, (list, tuple)) and all(
+            _type_ok(v, get_args(annotation)[0]) for v in value
+        )
     if origin is not None and type(None) in get_args(annotation):  # X | None
         return value is None or any(
             _type_ok(value, a) for a in get_args(annotation) if a is not type(None)
@@ -329,6 +338,8 @@ def _coerce(name: str, value: Any) -> Any:
     # JSON has one number type: 3.0 may come back for an int field and 1 for a float one.
     annotation = _TYPES[name]
     origin = get_origin(annotation)
+    if origin is tuple and isinstance(value, list):  # JSON arrays come back as lists
+        return tuple(value)
     accepts = (
         get_args(annotation) if origin is not None and origin is not Literal else (annotation,)
     )

@@ -54,7 +54,7 @@ SECTIONS = {
     ),  # fmt: skip
     "Devices": ("mic_device", "camera_device"),
     "Backend": REMOTE_FIELDS,
-    "Tools": ("mcp_servers",),
+    "Tools": ("mcp_servers", "mcp_allowed_tools"),
     "Server": SERVER_FIELDS,
     "Interface": ("theme", "send_with_enter", "dictation_mode"),
 }
@@ -69,6 +69,7 @@ LABELS = {
     "backend": "Run the model on", "remote_url": "Remote server URL",
     "remote_model": "Remote model", "remote_api_key": "Remote API key",
     "mcp_servers": "MCP servers (JSON)", "dictation_mode": "Dictation mode (push-to-talk transcribes)",
+    "mcp_allowed_tools": "MCP tools always allowed (JSON)",
 }  # fmt: skip
 HELP = {
     "backend": "local: the model on this computer. remote: an OpenAI-compatible server "
@@ -81,6 +82,8 @@ HELP = {
     '"@modelcontextprotocol/server-filesystem", "/Users/me/Notes"]}, {"name": "web", '
     '"url": "http://127.0.0.1:8000/mcp", "trusted": true}]. Gemma asks before each call '
     "to a server that is not trusted.",
+    "mcp_allowed_tools": 'Tools that run without asking, as "server/tool" (chosen with '
+    '"Always Allow This Tool"); remove one to be asked again.',
     "dictation_mode": "Push-to-talk puts a transcript in the message field instead of "
     "attaching the recording.",
     "use_checkpoint_template": "Off: a checkpoint that ships an outdated Gemma 4 chat template "
@@ -127,6 +130,7 @@ def _kind(name: str, annotation: Any) -> tuple[str, tuple[Any, ...]]:
         "vision_budget": ("choice", IMAGE_BUDGETS),
         "model_path": ("dir", ()),
         "mcp_servers": ("json", ()),
+        "mcp_allowed_tools": ("json", ()),
     }
     if name in special:
         return special[name]

@@ -3,7 +3,8 @@
 It runs on the same `AppSession` as the GUI: conversations are saved to the same store and
 appear in the GUI (`--list` shows them, `--continue ID` picks one up again, from either), the settings choose
 the model or the remote backend (flags may override them for one run), MCP servers in the
-settings offer their tools with the same approval (a y/N question here). Answers stream,
+settings offer their tools with the same approval (a y/N question here; "always" allows an
+MCP tool from then on, as the GUI's "Always Allow This Tool"). Answers stream,
 thinking dimmed on a terminal.
 
 Lines starting with `/` are commands and never reach the model (`//text` sends `/text`):
@@ -214,9 +215,12 @@ class TerminalChat:
 
     def _on_session_event(self, event: Any) -> None:
         if isinstance(event, ApprovalRequested):
-            self.write(f"\n{event.approval.prompt} [y/N] ")
+            approval = event.approval
+            choices = "[y/N/always]" if approval.can_always_allow else "[y/N]"
+            self.write(f"\n{approval.prompt} {choices} ")
             answer = self.stdin.readline().strip().lower()
-            event.approval.answer(answer in ("y", "yes"))
+            always = answer in ("a", "always")
+            approval.answer(answer in ("y", "yes") or always, always=always)
         elif isinstance(event, Notice):
             self.write(f"[{event.text}]\n")
 

@@ -310,18 +310,25 @@ class MainWindow(QMainWindow):
         self.dictation_action.setChecked(dictation)
 
     def ask_tool_approval(self, request) -> QMessageBox:
-        """Ask whether an MCP tool may run (`request` is a `ui.app_backend.ToolApproval`)."""
+        """Ask whether a tool may run (`request` is an `app.tools.approval.ToolApproval`); an
+        MCP server's tool may also be allowed always."""
         buttons = QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No
+        if request.can_always_allow:
+            buttons |= QMessageBox.StandardButton.YesToAll
         box = QMessageBox(QMessageBox.Icon.Question, "Run a Tool?", request.prompt, buttons, self)
         box.setAccessibleName("Allow the tool call")
         box.setDefaultButton(QMessageBox.StandardButton.No)
-        box.button(QMessageBox.StandardButton.Yes).setText("Allow")
+        box.button(QMessageBox.StandardButton.Yes).setText("Allow Once")
+        if request.can_always_allow:
+            box.button(QMessageBox.StandardButton.YesToAll).setText("Always Allow This Tool")
         box.button(QMessageBox.StandardButton.No).setText("Don't Allow")
-        box.buttonClicked.connect(
-            lambda button: request.answer(
-                box.standardButton(button) == QMessageBox.StandardButton.Yes
-            )
-        )
+
+        def answered(button) -> None:
+            choice = box.standardButton(button)
+            allowed = QMessageBox.StandardButton.Yes, QMessageBox.StandardButton.YesToAll
+            request.answer(choice in allowed, always=choice == QMessageBox.StandardButton.YesToAll)
+
+        box.buttonClicked.connect(answered)
         box.finished.connect(lambda _: self._tool_approval_closed(request))
         self._approval_boxes[request] = box
         box.open()

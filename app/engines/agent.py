@@ -8,6 +8,12 @@ conversation and asks the model again, up to the registry's step limit. Plain JS
 schemas are offered to the model but not run: a call then ends the generation with stop
 reason "tool_call" for the caller (the HTTP server's client) to run.
 
+Each result is capped before it enters the prompt, saying so in the text the model reads:
+in characters by the registry (`ToolRegistry.max_result_chars`), then in tokens
+(`max_result_tokens`: a quarter of the context, at most 16,384), counted by the engine's
+tokenizer where it has one (`cut_to_tokens`, the local engine) and estimated at
+`CHARS_PER_TOKEN` otherwise (a remote server's tokenizer is not known here).
+
 The events are the engine's, plus the tool results; the one `Finished` at the end carries
 the whole generation's stats (summed over the turns; per-turn numbers in
 `stats.extra["turns"]`). `AgentResult.collect(events)` gathers a finished stream.
@@ -15,6 +21,8 @@ the whole generation's stats (summed over the turns; per-turn numbers in
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -35,9 +43,36 @@ from app.engines.contract import (
 from app.errors import AppError, ErrorKind
 from app.messages import assistant_message, tool_message
 from app.options import DEFAULTS, GenerationOptions
-from app.tools.registry import Tool, ToolRegistry, tool_from_function
+from app.tools.registry import Tool, ToolRegistry, ToolResult, tool_from_function, truncation_note
 
 Tools = ToolRegistry | Sequence[Tool | Callable[..., Any] | dict[str, Any]]
+CHARS_PER_TOKEN = 4  # the estimate for an engine that cannot count tokens
+
+
+def max_result_tokens(context_limit: int) -> int:
+    """How many tokens one tool result may put into the prompt: a huge result ends as a
+    note, not as a next turn that cannot fit (an unknown context: 16,384)."""
+    return max(256, min(16_384, context_limit // 4)) if context_limit > 0 else 16_384
+
+
+def cap_tool_result(result: ToolResult, engine: Any, max_tokens: int) -> ToolResult:
+    """`result` with its response cut to `max_tokens` tokens, saying so, when longer."""
+    value = result.error if result.error is not None else result.result
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+    cut = getattr(engine, "cut_to_tokens", None)
+    if cut is not None:
+        kept = cut(text, max_tokens)
+        if kept is None:
+            return result
+        capped = kept[0] + truncation_note(kept[1], max_tokens, "tokens")
+    else:
+        max_chars = max_tokens * CHARS_PER_TOKEN
+        if len(text) <= max_chars:
+            return result
+        capped = text[:max_chars] + truncation_note(len(text), max_chars, "characters")
+    if result.error is not None:
+        return dataclasses.replace(result, error=capped)
+    return dataclasses.replace(result, result=capped)
 
 
 def resolve_tools(tools: Tools | None) -> tuple[ToolRegistry | None, list[dict[str, Any]] | None]:
@@ -91,6 +126,7 @@ def run_agent(
     tokens: list[int] = []
     steps = 0
     limit_reached = False
+    result_tokens: int | None = None
     while True:
         remaining = options.max_tokens - sum(t.generated_tokens for t in turns)
         turn = _Turn()
@@ -127,7 +163,11 @@ def run_agent(
         steps += 1
         if steps > registry.max_steps:
             break
-        results = registry.execute_all(turn.calls)
+        if result_tokens is None:
+            result_tokens = max_result_tokens(engine.info().context_limit)
+        results = [
+            cap_tool_result(r, engine, result_tokens) for r in registry.execute_all(turn.calls)
+        ]
         conversation.append(assistant_message(turn.text, turn.thinking, turn.calls))
         for result in results:
             yield ToolResultEvent(call=result.call, result=result.result, error=result.error)

@@ -64,6 +64,17 @@ class LocalEngine:
     def cancel(self) -> None:
         self.engine.cancel()
 
+    def cut_to_tokens(self, text: str, max_tokens: int) -> tuple[str, int] | None:
+        """None when `text` is at most `max_tokens` tokens, else (its first `max_tokens`
+        tokens as text, how many it had); the agent loop caps tool results with it."""
+        if len(text) <= max_tokens:  # never more tokens than characters
+            return None
+        tokenizer = self.engine.tokenizer
+        ids = tokenizer.encode_plain(text)
+        if len(ids) <= max_tokens:
+            return None
+        return tokenizer.decode(ids[:max_tokens]), len(ids)
+
     def info(self) -> EngineInfo:
         plan = self.engine.plan
         return EngineInfo(

@@ -4,13 +4,17 @@ A tool is a typed Python function; its JSON schema comes from the type hints and
 description from the docstring (first paragraph, plus an ``Args:`` section for the
 parameters). The agent loop (`app.engines.agent`) validates each call the model makes
 against the schema, executes it (several calls of one turn in parallel) and appends the
-result as a tool response. The built-in tools are in `app.tools.builtin`.
+result as a tool response. A tool marked `requires_consent` runs only when the registry's
+`consent` callback says yes: no callback means no run (fails closed). A result longer than
+`max_result_chars` (as JSON) is cut, and the text the model reads says so. The built-in
+tools are in `app.tools.builtin`.
 """
 
 from __future__ import annotations
 
 import enum
 import inspect
+import json
 import re
 import types
 import typing
@@ -22,6 +26,23 @@ from typing import Any
 from mlx_model.events import ToolCall
 
 JSONSchema = dict[str, Any]
+# What one tool result may put into the prompt (about 16k tokens of English or JSON); the
+# agent loop also caps it in tokens (`app.engines.agent.cap_tool_result`).
+MAX_RESULT_CHARS = 64_000
+
+
+def truncation_note(total: int, kept: int, unit: str) -> str:
+    """The sentence appended to a cut tool result, so the model (and the user) know."""
+    return f"\n[truncated: the tool returned {total:,} {unit}; only the first {kept:,} are shown]"
+
+
+def cap_result(value: Any, max_chars: int = MAX_RESULT_CHARS) -> Any:
+    """`value` itself when its JSON text has at most `max_chars` characters, else that text
+    cut to `max_chars` with a `truncation_note`."""
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+    if len(text) <= max_chars:
+        return value
+    return text[:max_chars] + truncation_note(len(text), max_chars, "characters")
 
 
 class ToolError(Exception):
@@ -233,13 +254,15 @@ class ToolRegistry:
 
     `max_steps` bounds the agent loop: how many model turns that end in tool calls one
     generation may run before it stops asking for more.
-    `consent(call) -> bool` is asked before any tool marked `requires_consent` runs.
+    `consent(call) -> bool` is asked before any tool marked `requires_consent` runs;
+    without it such a tool is refused (fails closed). `max_result_chars` caps each result.
     """
 
     tools: dict[str, Tool] = field(default_factory=dict)
     max_steps: int = 8
     max_workers: int = 4
     consent: Callable[[ToolCall], bool] | None = None
+    max_result_chars: int = MAX_RESULT_CHARS
 
     def register(
         self,
@@ -286,14 +309,21 @@ class ToolRegistry:
         """Validate and run one call; failures become a `ToolResult` with an error message."""
         try:
             tool = self.validate(call)
-            if tool.requires_consent and self.consent is not None and not self.consent(call):
-                raise ToolError(f"the user declined to run {call.name}")
+            if tool.requires_consent:
+                if self.consent is None:
+                    raise ToolError(
+                        f"{call.name} needs the user's consent and there is no way to ask here"
+                    )
+                if not self.consent(call):
+                    raise ToolError(f"the user declined to run {call.name}")
             arguments = _coerce(call.arguments, tool.parameters)
-            return ToolResult(call, result=tool.function(**arguments))
+            result = tool.function(**arguments)
+            return ToolResult(call, result=cap_result(result, self.max_result_chars))
         except ToolError as exc:
-            return ToolResult(call, error=str(exc))
+            return ToolResult(call, error=cap_result(str(exc), self.max_result_chars))
         except Exception as exc:  # a tool's own failure is reported to the model, not raised
-            return ToolResult(call, error=f"{type(exc).__name__}: {exc}")
+            error = f"{type(exc).__name__}: {exc}"
+            return ToolResult(call, error=cap_result(error, self.max_result_chars))
 
     def execute_all(self, calls: Sequence[ToolCall]) -> list[ToolResult]:
         """Run the calls of one turn (in parallel when there are several), results in order."""

@@ -13,7 +13,14 @@ import pytest
 
 from app.engines.agent import AgentResult, run_agent
 from app.engines.contract import LocalModel, ToolCall
-from app.mcp_client import MCPCall, MCPConfigError, MCPManager, MCPServerConfig, MCPStatus
+from app.mcp_client import (
+    Approval,
+    MCPCall,
+    MCPConfigError,
+    MCPManager,
+    MCPServerConfig,
+    MCPStatus,
+)
 from app.messages import assistant_message, tool_message
 from app.options import GenerationOptions
 from app.tools.builtin import builtin_registry
@@ -114,6 +121,54 @@ def test_a_declined_call_is_a_tool_error_and_nothing_runs(recorder, manager):
     finally:
         recorder.answer = True
     assert result.error == "the user declined to run word_count"
+
+
+def test_always_allow_runs_later_calls_of_that_tool_without_asking(manager):
+    asked: list[str] = []
+    remembered: list[str] = []
+    answers = {"calc/add": Approval.ALWAYS, "calc/word_count": Approval.DENY}
+    saved = manager.approve, manager.on_always_allow
+    manager.approve = lambda call: asked.append(call.key) or answers[call.key]
+    manager.on_always_allow = remembered.append
+    registry = ToolRegistry()
+    manager.register_into(registry)
+    try:
+        first = registry.execute(ToolCall("add", {"a": 1, "b": 2}))
+        second = registry.execute(ToolCall("add", {"a": 3, "b": 4}))
+        other = registry.execute(ToolCall("word_count", {"text": "a b"}))
+    finally:
+        manager.approve, manager.on_always_allow = saved
+        manager.always_allowed.clear()
+    assert (first.result, second.result) == (3, 7)
+    assert other.error == "the user declined to run word_count"
+    assert asked == ["calc/add", "calc/word_count"]  # the second add was not asked
+    assert remembered == ["calc/add"]
+
+
+def test_a_tool_remembered_as_always_allowed_is_not_asked_again(manager):
+    saved = manager.approve
+    manager.approve = lambda call: pytest.fail("asked about an always-allowed tool")
+    manager.always_allowed.add("calc/word_count")
+    registry = ToolRegistry()
+    manager.register_into(registry)
+    try:
+        result = registry.execute(ToolCall("word_count", {"text": "one two"}))
+    finally:
+        manager.approve = saved
+        manager.always_allowed.clear()
+    assert result.result == {"words": 2, "characters": 7}
+
+
+def test_without_an_approval_callback_an_untrusted_call_is_refused(manager):
+    saved = manager.approve
+    manager.approve = None
+    registry = ToolRegistry()
+    manager.register_into(registry)
+    try:
+        result = registry.execute(ToolCall("add", {"a": 1, "b": 2}))
+    finally:
+        manager.approve = saved
+    assert result.result is None and "needs the user's approval" in result.error
 
 
 def test_trusted_server_runs_without_asking():

@@ -145,6 +145,18 @@ def test_mcp_tools_run_with_the_same_approval_as_in_the_app(chat, data_dir):
     assert views[-1].text == "Five" and views[-2].tools[0].result == 5
 
 
+def test_always_allowing_a_tool_in_the_terminal_is_remembered(chat, data_dir):
+    with AppSession(data_dir) as session:
+        server = {"name": "calc", "command": [sys.executable, str(MCP_SERVER)]}
+        session.apply_settings({"mcp_servers": [server]})
+    script = [("tool", "add", {"a": 2, "b": 3}), "Five", ("tool", "add", {"a": 1, "b": 1}), "Two"]
+    out = chat("Add 2 and 3\nalways\nAdd 1 and 1\n/exit\n", "--max-tokens", "60", scripts=script)
+    assert out.count("Allow it? [y/N/always]") == 1  # the second call was not asked
+    assert "[tool] add({'a': 1, 'b': 1}) -> 2" in out
+    with AppSession(data_dir) as session:
+        assert session.settings.mcp_allowed_tools == ("calc/add",)
+
+
 def test_a_declined_tool_does_not_run(chat, data_dir):
     with AppSession(data_dir) as session:
         server = {"name": "calc", "command": [sys.executable, str(MCP_SERVER)]}

@@ -119,6 +119,35 @@ def test_an_untrusted_servers_call_runs_once_the_user_allows_it(
     assert card.result == 9 and card.error is None
 
 
+def test_always_allow_this_tool_is_remembered_and_not_asked_again(
+    qtbot, window_for, backend_for, tiny_checkpoint
+):
+    backend = backend_for(tiny_checkpoint)
+    backend.apply_settings({"mcp_servers": [calc_server()]})
+    qtbot.waitUntil(lambda: backend.session.tool_names == ("add", "word_count"), timeout=60_000)
+    window = window_for(backend)
+    script_turns(
+        backend.session.service,
+        [("tool", "add", {"a": 4, "b": 5}), "Nine", ("tool", "add", {"a": 1, "b": 1}), "Two"],
+    )
+
+    send_text(qtbot, window, "Add 4 and 5")
+    qtbot.waitUntil(lambda: bool(window._approval_boxes), timeout=60_000)
+    [box] = window._approval_boxes.values()
+    assert '{"a": 4, "b": 5}' in box.text()  # the arguments are shown
+    box.button(QMessageBox.StandardButton.YesToAll).click()
+    assert wait_for_tool_result(qtbot, backend, window.conversation_id).result == 9
+    assert backend.session.settings.mcp_allowed_tools == ("calc/add",)
+
+    send_text(qtbot, window, "Add 1 and 1")
+    qtbot.waitUntil(
+        lambda: backend.messages(window.conversation_id)[-1].text == "Two", timeout=60_000
+    )
+    assert not window._approval_boxes
+    cards = [t for m in backend.messages(window.conversation_id) for t in m.tools]
+    assert [c.result for c in cards] == [9, 2]
+
+
 def test_an_untrusted_servers_call_is_refused_when_the_user_declines(
     qtbot, window_for, backend_for, tiny_checkpoint
 ):

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import pytest
 
-from app.engines.agent import AgentResult, run_agent
-from app.engines.contract import Finished, LocalModel, ToolCallEvent, ToolResultEvent
+from app.engines.agent import CHARS_PER_TOKEN, AgentResult, max_result_tokens, run_agent
+from app.engines.contract import Finished, LocalModel, ToolCall, ToolCallEvent, ToolResultEvent
 from app.options import GenerationOptions
 from app.tools.builtin import builtin_registry
 from app.tools.registry import ToolRegistry
-from tests.doubles import scripted_factory
+from tests.doubles import FakeEngine, scripted_factory
 
 QUESTION = [
     {"role": "user", "content": "What is two plus three? Let me check the calculator tool."}
@@ -184,3 +184,42 @@ def test_control_strings_the_model_writes_as_text_are_part_of_the_answer(scripte
     result = generate(scripted, None, max_tokens=len(script) + 5)
     assert result.text == written
     assert result.tool_calls == [] and result.stats.stop_reason == "end_of_turn"
+
+
+def test_a_result_over_the_token_cap_enters_the_prompt_cut_with_a_note(scripted, engine):
+    registry = ToolRegistry()
+
+    @registry.register
+    def read_log() -> str:
+        """Read the whole log."""
+        return " ".join(f"line{i}" for i in range(60_000))  # over both caps
+
+    script_turns(
+        scripted, "<|tool_call>call:read_log{}<tool_call|><|tool_response>", "Long log<turn|>"
+    )
+    result = generate(scripted, registry)
+    shown = result.tool_results[0].result
+    assert "[truncated: the tool returned" in shown and "tokens; only the first" in shown
+    head = shown.split("\n[truncated")[0]
+    cap = max_result_tokens(engine.context_limit)
+    assert cap < 16_384 and len(engine.tokenizer.encode_plain(head)) <= cap + 1
+    assert result.stats.stop_reason == "end_of_turn" and result.text.endswith("Long log")
+    assert "only the first" in _context_text(engine)
+
+
+def test_an_engine_without_a_tokenizer_caps_results_by_an_estimate():
+    calls = [ToolCall("dump", {}, id="call_1")]
+    engine = FakeEngine(calls=calls)  # a 1024-token context, no tokenizer (as a remote one)
+    registry = ToolRegistry()
+
+    @registry.register
+    def dump() -> str:
+        """Return a lot."""
+        return "x" * 5000
+
+    options = GenerationOptions(max_tokens=50)
+    result = AgentResult.collect(run_agent(engine, QUESTION, tools=registry, options=options))
+    shown = result.tool_results[0].result
+    kept = max_result_tokens(FakeEngine.CONTEXT_LIMIT) * CHARS_PER_TOKEN
+    assert shown.startswith("x" * kept + "\n[truncated: the tool returned 5,000 characters")
+    assert engine.requests[1]["messages"][-1]["content"] == shown  # what the model read

@@ -101,7 +101,10 @@ def test_read_text_file_refuses_binary_and_truncates_large_files(granted):
 
 def test_builtin_registry_offers_file_reading_only_when_a_folder_is_granted(granted):
     assert set(builtin_registry().tools) == {"current_datetime", "calculator"}
-    registry = builtin_registry([granted])
+    registry = builtin_registry([granted], consent=lambda call: True)
     assert "read_text_file" in registry
     result = registry.execute(ToolCall("read_text_file", {"path": "notes.txt"}))
     assert result.result["content"] == "hello notes"
+    # Reading a file needs consent: with no way to ask, it is refused.
+    refused = builtin_registry([granted]).execute(ToolCall("read_text_file", {"path": "notes.txt"}))
+    assert refused.result is None and "consent" in refused.error

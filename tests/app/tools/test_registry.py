@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from typing import Literal
 
@@ -128,6 +129,54 @@ def test_consent_is_asked_for_tools_that_need_it():
     result = registry.execute(ToolCall("get_weather", {"city": "Oslo"}))
     assert asked == ["get_weather"]
     assert "declined" in result.error
+
+
+def test_a_tool_needing_consent_is_refused_when_nobody_can_be_asked():
+    ran = []
+    registry = ToolRegistry()
+
+    @registry.register(requires_consent=True)
+    def delete_everything(path: str) -> str:
+        """Delete a folder."""
+        ran.append(path)
+        return "gone"
+
+    result = registry.execute(ToolCall("delete_everything", {"path": "/"}))
+    assert ran == [] and result.result is None
+    assert "needs the user's consent" in result.error
+
+
+def test_a_huge_result_is_cut_and_says_so():
+    registry = ToolRegistry(max_result_chars=1000)
+
+    @registry.register
+    def dump() -> dict:
+        """Return a lot."""
+        return {"rows": ["x" * 100] * 20_000}
+
+    @registry.register
+    def small() -> dict:
+        """Return a little."""
+        return {"ok": True}
+
+    big = registry.execute(ToolCall("dump", {}))
+    assert isinstance(big.result, str) and len(big.result) < 1200
+    assert big.result.startswith('{"rows": ["xxx')
+    total = len(json.dumps({"rows": ["x" * 100] * 20_000}))
+    assert f"truncated: the tool returned {total:,} characters; only the first 1,000" in big.result
+    assert registry.execute(ToolCall("small", {})).result == {"ok": True}
+
+
+def test_a_huge_error_message_is_cut_too():
+    registry = ToolRegistry(max_result_chars=100)
+
+    @registry.register
+    def fail() -> None:
+        """Fail loudly."""
+        raise RuntimeError("e" * 10_000)
+
+    error = registry.execute(ToolCall("fail", {})).error
+    assert len(error) < 200 and "truncated" in error
 
 
 def test_duplicate_names_are_refused():
