@@ -11,6 +11,10 @@ The data folder is chosen, first match wins, from:
 
 The config folder holding the pointer file is itself overridable with
 `GEMMA_DESK_CONFIG_DIR` (tests use it so they never touch the real home folder).
+
+The data folder is private to the user: created 0700 (its files 0600, see
+`make_private`), whatever the umask; a folder found readable by others is repaired,
+with everything in it, the first time it is opened.
 """
 
 from __future__ import annotations
@@ -31,6 +35,28 @@ CONFIG_DIR_ENV = "GEMMA_DESK_CONFIG_DIR"
 DATABASE_FILENAME = "gemma-desk.sqlite3"
 MEDIA_DIRNAME = "media"
 DATA_DIR_POINTER_FILENAME = "data-dir"
+PRIVATE_DIR_MODE = 0o700
+PRIVATE_FILE_MODE = 0o600
+
+
+def make_private(path: str | os.PathLike[str]) -> None:
+    """Make `path` readable by its owner only: folders 0700, files 0600 (POSIX; links skipped)."""
+    if os.name != "posix":
+        return
+    path = Path(path)
+    try:
+        if path.is_symlink():
+            return
+        mode = PRIVATE_DIR_MODE if path.is_dir() else PRIVATE_FILE_MODE
+        if path.stat().st_mode & 0o777 != mode:
+            path.chmod(mode)
+    except OSError:  # not ours, or gone: the caller's own checks report real problems
+        pass
+
+
+def is_private(path: str | os.PathLike[str]) -> bool:
+    """True when neither group nor others have any access to `path` (always True off POSIX)."""
+    return os.name != "posix" or Path(path).stat().st_mode & 0o077 == 0
 
 
 def _app_dir_name() -> str:
@@ -102,15 +128,23 @@ class DataPaths:
         return self.root / MEDIA_DIRNAME
 
     def ensure(self) -> DataPaths:
-        """Create the folders (not the database); raise a clear error if that is impossible."""
+        """Create the folders (not the database), private to the user; raise a clear error
+        if that is impossible. An existing folder others could read is repaired, contents included."""
         try:
-            self.media.mkdir(parents=True, exist_ok=True)
+            self.root.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR_MODE)
+            was_private = is_private(self.root)
+            make_private(self.root)
+            self.media.mkdir(exist_ok=True, mode=PRIVATE_DIR_MODE)
         except OSError as exc:
             raise DataDirError(
                 f"Cannot create the data folder {self.root}: {exc.strerror or exc}"
             ) from exc
         if not os.access(self.root, os.W_OK):
             raise DataDirError(f"The data folder {self.root} is not writable.")
+        if not was_private:  # written by an older version, under a permissive umask
+            for path in self.root.rglob("*"):
+                make_private(path)
+        make_private(self.media)
         return self
 
 

@@ -37,8 +37,9 @@ from app.engine_service import (
     ModelUnloaded,
     ServiceEvent,
 )
-from app.engines.contract import EngineFactory, EngineSpec, LocalModel, TextDelta
+from app.engines.contract import EngineFactory, EngineSpec, LocalModel, RemoteModel, TextDelta
 from app.engines.factory import open_engine
+from app.keychain import plain_http_warning
 from app.mcp_client import MCPManager
 from app.options import GenerationOptions
 from app.settings import REMOTE_FIELDS, SERVER_FIELDS, Settings, SettingsError, SettingsStore
@@ -252,6 +253,10 @@ class AppSession:
         return self.service.unload()
 
     def _load(self, spec: EngineSpec) -> Job:
+        if isinstance(spec, RemoteModel) and spec.api_key:
+            warning = plain_http_warning(spec.url, "The remote API key")
+            if warning:  # said before the first request carries the key
+                self._emit(Notice(warning))
         job = self.service.load(spec)
         self._load_jobs.add(job.id)
         if isinstance(spec, LocalModel):
@@ -343,6 +348,12 @@ class AppSession:
         """(Re)start the settings' MCP servers (on a worker thread unless `wait`); their tools
         join every chat once ready (`ToolsChanged`)."""
         configs = [c for c in self.settings.mcp_configs() if c.enabled]
+        for config in configs:
+            warning = config.headers and plain_http_warning(
+                config.url, f"The headers of the MCP server “{config.name}”"
+            )
+            if warning:
+                self._emit(Notice(warning))
         with self._lock:
             self._mcp_generation += 1
             generation = self._mcp_generation

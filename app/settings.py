@@ -12,9 +12,15 @@ Sampling fields left at `None` mean "the checkpoint's own default" (its
 The data folder cannot live inside the database it locates: `data_dir` is stored in the
 small pointer file described in `app.paths` and read back from there.
 
-`remote_api_key` (like `server_api_key`) is stored as written, in the private data
-folder's database. To keep a secret out of it, write `env:NAME` instead: the key is then
-read from the environment variable NAME when the app connects (`Settings.remote_key()`).
+Secrets (`server_api_key`, `remote_api_key`, and the `headers` and `env` values of the
+MCP servers) go into the OS keychain where there is one (`app.keychain.SecretStore`): the
+database row then holds only a reference, `{"keychain": true}` (for an MCP server, the
+entry with `"keychain": true` in place of its headers and env). Plain-text secrets found
+in the database are moved into the keychain when the settings are loaded. Without a
+keychain they stay in the database, as written, inside the private data folder, and
+`SettingsStore.secrets.location()` says so. `remote_api_key` may also be `env:NAME`: the
+key is then read from the environment variable NAME when the app connects
+(`Settings.remote_key()`).
 `mcp_servers` holds each MCP server in the compact form `normalize_mcp_server` gives
 (what `app.mcp_client.MCPServerConfig.from_dict` accepts, with `args` folded into
 `command` and defaults left out). It may also be given as Claude Desktop, Cursor or
@@ -30,11 +36,13 @@ import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 from urllib.parse import urlsplit
 
 from app import paths
 from app.engines.contract import LocalModel, RemoteModel
+from app.keychain import SecretStore
 from app.mcp_client import MCPConfigError, MCPServerConfig
 from app.options import (
     DEFAULT_IMAGE_BUDGET,
@@ -52,6 +60,9 @@ BackendMode = Literal["local", "remote"]
 REMOTE_FIELDS = ("backend", "remote_url", "remote_model", "remote_api_key")
 SERVER_FIELDS = ("server_enabled", "server_host", "server_port", "server_api_key")
 ENV_PREFIX = "env:"  # remote_api_key = "env:NAME": read the key from $NAME at connect time
+SECRET_FIELDS = ("server_api_key", "remote_api_key")
+MCP_SECRET_PARTS = ("headers", "env")  # every value of these is kept as a secret
+IN_KEYCHAIN = {"keychain": True}  # what the database holds for a secret in the keychain
 
 
 class SettingsError(ValueError):
@@ -355,15 +366,28 @@ def _coerce(name: str, value: Any) -> Any:
     return value
 
 
-class SettingsStore:
-    """Load and save `Settings` in the database; thread-safe; tells subscribers about changes."""
+def _mcp_secret_name(entry: dict[str, Any]) -> str:
+    return f"mcp_servers/{entry.get('name', '')}"
 
-    def __init__(self, db: Database) -> None:
+
+class SettingsStore:
+    """Load and save `Settings` in the database; thread-safe; tells subscribers about changes.
+
+    Secrets go through `secrets` (the OS keychain when available; see the module docstring).
+    """
+
+    def __init__(self, db: Database, *, secrets: SecretStore | None = None) -> None:
         self.db = db
+        self.secrets = secrets or SecretStore(scope=str(Path(db.path).resolve().parent))
         self._lock = threading.RLock()
         self._subscribers: list[Callable[[Settings, set[str]], None]] = []
         self.problems: list[str] = []  # stored values that were invalid and fell back to defaults
+        self._plain_secrets: set[str] = set()  # secret settings found in the database
         self._settings = self._load()
+        if self._plain_secrets and self.secrets.available:
+            with self._lock, self.db.transaction() as conn:
+                self._write(conn, self._settings, self._plain_secrets)
+            self.db.checkpoint()  # no copy of the old rows left in the write-ahead log
 
     def _load(self) -> Settings:
         values: dict[str, Any] = {}
@@ -372,15 +396,85 @@ class SettingsStore:
             if name not in _FIELDS or name == "data_dir":
                 continue  # a newer app's setting: leave it alone
             try:
-                value = _coerce(name, json.loads(row["value"]))
+                value = _coerce(name, self._from_db(name, json.loads(row["value"])))
                 validate(name, value)
             except (ValueError, SettingsError) as exc:
-                self.problems.append(
-                    f"{exc} The default ({getattr(DEFAULTS, name)!r}) is used instead."
-                )
+                shown = "''" if name in SECRET_FIELDS else repr(getattr(DEFAULTS, name))
+                self.problems.append(f"{exc} The default ({shown}) is used instead.")
                 continue
             values[name] = value
         return dataclasses.replace(DEFAULTS, **values)
+
+    # -- secrets --------------------------------------------------------------------------
+
+    def _from_db(self, name: str, stored: Any) -> Any:
+        """A stored value with its secrets read back from the keychain."""
+        if name in SECRET_FIELDS:
+            if stored == IN_KEYCHAIN:
+                return self._secret(name, name)
+            if isinstance(stored, str) and stored and not stored.startswith(ENV_PREFIX):
+                self._plain_secrets.add(name)
+            return stored
+        if name == "mcp_servers" and isinstance(stored, list):
+            out = []
+            for entry in stored:
+                if isinstance(entry, dict) and entry.get("keychain") is True:
+                    entry = {k: v for k, v in entry.items() if k != "keychain"}
+                    try:
+                        parts = json.loads(self._secret(name, _mcp_secret_name(entry)))
+                    except (SettingsError, ValueError) as exc:
+                        # The server stays configured, without its credentials.
+                        self.problems.append(f"MCP server {entry.get('name')!r}: {exc}")
+                        parts = {}
+                    entry.update({k: v for k, v in parts.items() if k in MCP_SECRET_PARTS})
+                elif isinstance(entry, dict) and any(entry.get(k) for k in MCP_SECRET_PARTS):
+                    self._plain_secrets.add(name)
+                out.append(entry)
+            return out
+        return stored
+
+    def _secret(self, setting: str, name: str) -> str:
+        value = self.secrets.get(name)
+        if value is None:
+            raise SettingsError(
+                f"Setting {setting!r} is kept in the keychain, which has no entry for it "
+                f"(or cannot be read here: {self.secrets.location()}); enter it again."
+            )
+        return value
+
+    def _to_db(self, name: str, value: Any) -> Any:
+        """The JSON value to store: secrets replaced by references once in the keychain."""
+        if not self.secrets.available:
+            return value
+        if name in SECRET_FIELDS:
+            if value.startswith(ENV_PREFIX):
+                self.secrets.delete(name)
+                return value
+            if not value:
+                self.secrets.delete(name)
+                return value
+            return IN_KEYCHAIN if self.secrets.set(name, value) else value
+        if name == "mcp_servers":
+            out = []
+            for entry in value:
+                parts = {k: entry[k] for k in MCP_SECRET_PARTS if entry.get(k)}
+                secret = _mcp_secret_name(entry)
+                if parts and self.secrets.set(secret, json.dumps(parts)):
+                    entry = {k: v for k, v in entry.items() if k not in MCP_SECRET_PARTS}
+                    entry["keychain"] = True
+                elif not parts:
+                    self.secrets.delete(secret)
+                out.append(entry)
+            return out
+        return value
+
+    def _write(self, conn: Any, settings: Settings, names: set[str]) -> None:
+        for name in names:
+            conn.execute(
+                "INSERT INTO settings (key, value) VALUES (?, ?)"
+                " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (name, json.dumps(self._to_db(name, getattr(settings, name)))),
+            )
 
     @property
     def settings(self) -> Settings:
@@ -400,12 +494,12 @@ class SettingsStore:
             if not changed:
                 return new
             with self.db.transaction() as conn:
-                for name in changed:
-                    conn.execute(
-                        "INSERT INTO settings (key, value) VALUES (?, ?)"
-                        " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                        (name, json.dumps(getattr(new, name))),
-                    )
+                self._write(conn, new, changed)
+            if "mcp_servers" in changed and self.secrets.available:
+                kept = {_mcp_secret_name(e) for e in new.mcp_servers}
+                for entry in self._settings.mcp_servers:
+                    if _mcp_secret_name(entry) not in kept:
+                        self.secrets.delete(_mcp_secret_name(entry))
             self._settings = new
             subscribers = list(self._subscribers)
         for callback in subscribers:

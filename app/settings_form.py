@@ -76,8 +76,8 @@ HELP = {
     "(vLLM, LM Studio, another Gemma Desk) at the URL below.",
     "remote_url": "The server's OpenAI base URL, e.g. http://gpu-box:8000/v1.",
     "remote_model": "The model id the server serves; empty: the first one it lists.",
-    "remote_api_key": "Saved in the app's database as written. Write env:NAME to read the "
-    "key from the environment variable NAME instead.",
+    "remote_api_key": "Write env:NAME to read the key from the environment variable NAME "
+    "instead of storing it.",
     "mcp_servers": 'A JSON list, e.g. [{"name": "notes", "command": ["npx", "-y", '
     '"@modelcontextprotocol/server-filesystem", "/Users/me/Notes"]}, {"name": "web", '
     '"url": "http://127.0.0.1:8000/mcp", "trusted": true}]. Gemma asks before each call '
@@ -92,8 +92,9 @@ HELP = {
 }
 
 
-def setting_fields(current: Settings) -> list[SettingField]:
-    """Every setting as a form field, in the settings' order."""
+def setting_fields(current: Settings, secrets_location: str = "") -> list[SettingField]:
+    """Every setting as a form field, in the settings' order; `secrets_location` (where the
+    keys and MCP credentials are kept) is said in their help."""
     hints = get_type_hints(Settings)
     section_of = {key: section for section, keys in SECTIONS.items() for key in keys}
     fields = []
@@ -103,6 +104,9 @@ def setting_fields(current: Settings) -> list[SettingField]:
         help_text = f"Default: {default!r}" if default not in (None, "", ()) else "Default: none"
         if f.name in HELP:
             help_text = f"{HELP[f.name]} {help_text}"
+        if secrets_location and (kind == "secret" or f.name == "mcp_servers"):
+            what = "Headers and env values are" if kind == "json" else "The key is"
+            help_text = f"{help_text} {what} kept in {secrets_location}."
         limit = LIMITS.get(f.name)
         fields.append(
             SettingField(

@@ -18,6 +18,9 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 # Nothing in the suite may reach the network (model downloads are tested against 127.0.0.1).
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+# Nor touch the user's keychain: without a backend, secrets stay in the test databases
+# (tests/app/test_secrets.py uses an in-memory keychain).
+os.environ.setdefault("PYTHON_KEYRING_BACKEND", "keyring.backends.fail.Keyring")
 
 from mlx_model.testing.checkpoint_factory import write_tiny_checkpoint  # noqa: E402
 from mlx_model.testing.reference import prepare_torchvision_import  # noqa: E402

@@ -241,7 +241,8 @@ class AppBackend(Backend):
         self.session.cancel_download()
 
     def setting_fields(self) -> list[Any]:
-        return setting_fields(self.session.settings)
+        store = self.session.settings_store
+        return setting_fields(self.session.settings, store.secrets.location())
 
     def apply_settings(self, values: dict[str, Any]) -> None:
         self.session.apply_settings(values)

@@ -15,6 +15,7 @@ policy, is refused by name. Thinking is read back from `reasoning_content` (or v
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -23,6 +24,7 @@ from typing import Any
 
 from app.engines.contract import EngineInfo, RemoteModel
 from app.errors import AppError, ErrorKind, as_kind
+from app.keychain import plain_http_warning
 from app.messages import parse_arguments, to_openai_messages
 from app.options import GenerationOptions
 from mlx_model.events import (
@@ -36,6 +38,8 @@ from mlx_model.events import (
     ToolCall,
     ToolCallEvent,
 )
+
+log = logging.getLogger(__name__)
 
 _STOP_REASONS: dict[str, StopReason] = {
     "stop": "end_of_turn",
@@ -68,6 +72,9 @@ class RemoteEngine:
     @classmethod
     def open(cls, spec: RemoteModel) -> RemoteEngine:
         """Connect to the server and check that it serves the model (the first one if unnamed)."""
+        warning = plain_http_warning(spec.url, "The API key") if spec.api_key else None
+        if warning:
+            log.warning(warning)
         engine = cls(spec)
         if spec.check:
             engine.check()

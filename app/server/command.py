@@ -10,7 +10,13 @@ import threading
 from pathlib import Path
 
 from app.cli_args import add_session_arguments, load_model
-from app.server.config import DEFAULT_HOST, DEFAULT_PORT, ServerConfig, ServerConfigError
+from app.server.config import (
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    ServerConfig,
+    ServerConfigError,
+    is_loopback,
+)
 
 API_KEY_ENV = "GEMMA_DESK_API_KEY"
 
@@ -30,9 +36,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--api-key",
-        default=os.environ.get(API_KEY_ENV, ""),
-        help=f"require this key as 'Authorization: Bearer KEY' (default: ${API_KEY_ENV}); "
-        "required when --host is not a loopback address",
+        default=None,
+        help=f"require this key as 'Authorization: Bearer KEY'; required when --host is not "
+        f"a loopback address. Prefer setting ${API_KEY_ENV} (the default): a key on the "
+        "command line is visible to other users in `ps`",
     )
     parser.add_argument(
         "--model-id",
@@ -57,6 +64,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def api_key_from(args: argparse.Namespace) -> str:
+    """The key: `--api-key` when given, else `$GEMMA_DESK_API_KEY` ("" for none)."""
+    return args.api_key if args.api_key is not None else os.environ.get(API_KEY_ENV, "")
+
+
+def security_warnings(args: argparse.Namespace, config: ServerConfig) -> list[str]:
+    """What `serve` tells the user before it starts about how its key could leak."""
+    warnings = []
+    if args.api_key:
+        warnings.append(
+            f"the key given with --api-key is visible to other users of this computer (ps); "
+            f"set ${API_KEY_ENV} instead."
+        )
+    if not is_loopback(config.host):
+        warnings.append(
+            f"serving plain http:// on {config.host}: clients send the API key and their "
+            "prompts unencrypted. Put the server behind TLS (a reverse proxy) or bind to "
+            "127.0.0.1."
+        )
+    return warnings
+
+
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
     folders = tuple(Path(f).expanduser().resolve() for f in args.allow_folder)
     for folder in folders:
@@ -65,7 +94,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
     return ServerConfig(
         host=args.host,
         port=args.port,
-        api_key=args.api_key,
+        api_key=api_key_from(args),
         model_id=args.model_id,
         allowed_folders=folders,
         max_waiting=args.max_waiting,
@@ -79,6 +108,8 @@ def run(args: argparse.Namespace) -> int:
     except ServerConfigError as exc:
         print(f"gemma-desk serve: {exc}", file=sys.stderr)
         return 2
+    for warning in security_warnings(args, config):
+        print(f"gemma-desk serve: warning: {warning}", file=sys.stderr)
     from app.server.engine_bridge import model_id_for
     from app.server.runner import on_stop_signals, restore_signals
     from app.session import AppSession

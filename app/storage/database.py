@@ -9,6 +9,7 @@ any moment leaves the last committed state on disk and nothing half-written.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import time
@@ -16,6 +17,8 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from app.paths import PRIVATE_FILE_MODE, make_private
 
 # Each migration takes the schema from version i to i + 1 (MIGRATIONS[i]). Append only:
 # never edit a migration that has shipped.
@@ -162,6 +165,10 @@ class Database:
         self._depth = 0
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            # Created private (0600) whatever the umask; SQLite gives its -wal and -shm files
+            # the database file's permissions.
+            if not self.path.exists():
+                os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, PRIVATE_FILE_MODE))
             # isolation_level=None: we issue BEGIN/COMMIT ourselves (see transaction()).
             self._conn = sqlite3.connect(
                 self.path, check_same_thread=False, isolation_level=None, timeout=busy_timeout_s
@@ -175,8 +182,13 @@ class Database:
             # still holds it); only a power cut may drop the last few, and never corrupts.
             self._conn.execute("PRAGMA synchronous = NORMAL")
             self._conn.execute("PRAGMA foreign_keys = ON")
+            # Deleted and overwritten content is zeroed, not left in free pages: "delete
+            # forever" and a secret moved to the keychain leave no readable copy behind.
+            self._conn.execute("PRAGMA secure_delete = ON")
         except sqlite3.DatabaseError as exc:
             raise DatabaseError(f"Cannot open the database {self.path}: {exc}") from exc
+        for suffix in ("", "-wal", "-shm"):  # repair files an older version left readable
+            make_private(f"{self.path}{suffix}")
         self.migrate()
 
     # -- schema -----------------------------------------------------------------------

@@ -4,7 +4,8 @@
 thumbnail (and `….strip.jpg` a video's frame strip); the `media` table records kind,
 MIME type, size and a JSON `meta` (duration, size in pixels, waveform preview...). The
 same file attached twice is stored once. Files are written to a temporary name and
-renamed into place, so a crash never leaves a half-written file under a real hash.
+renamed into place, so a crash never leaves a half-written file under a real hash; they
+are created 0600 in 0700 folders (private to the user).
 
 Every path is built from a checked hash (64 hex digits) and a short alphanumeric extension
 and must resolve inside the media folder: `MediaPathError` otherwise, before anything is
@@ -29,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from app.paths import PRIVATE_DIR_MODE, PRIVATE_FILE_MODE
 from app.storage.database import Database
 
 CHUNK = 1 << 20
@@ -81,7 +83,7 @@ class MediaStore:
 
     def __init__(self, root: str | Path, db: Database, *, clock: Any = time.time) -> None:
         self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.root.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR_MODE)
         self.db = db
         self._clock = clock
 
@@ -156,7 +158,7 @@ class MediaStore:
             sha256 = digest.hexdigest()
             rel = self._rel(sha256, ext)
             target = self._target(rel)
-            target.parent.mkdir(parents=True, exist_ok=True)
+            target.parent.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR_MODE)
             if target.exists() and target.stat().st_size == size:
                 os.unlink(tmp_name)
             else:
@@ -186,9 +188,11 @@ class MediaStore:
     def write_derived(self, sha256: str, suffix: str, data: bytes) -> Path:
         """Write a derived file (thumbnail, frame strip) beside the media file, atomically."""
         path = self._target(self._rel(sha256, suffix))
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR_MODE)
         tmp = path.with_name(path.name + ".tmp")
-        tmp.write_bytes(data)
+        fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, PRIVATE_FILE_MODE)
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
         os.replace(tmp, path)
         return path
 
