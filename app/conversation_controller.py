@@ -38,6 +38,7 @@ from app.engines.contract import (
     ToolCallEvent,
     ToolResultEvent,
 )
+from app.media_budget import MediaBudget, check_attachments
 from app.messages import assistant_message, tool_message
 from app.options import GenerationOptions
 from app.settings import DEFAULTS, Settings, SettingsStore
@@ -195,6 +196,7 @@ class ConversationController:
         self.storage = storage
         self.store = storage.conversations
         self.service = service
+        self.media_budget = MediaBudget()  # what one message may carry (checked before sending)
         self._settings = settings
         self.tools = tools
         self.writer = StreamingWriter(self.store, interval=flush_interval)
@@ -270,6 +272,7 @@ class ConversationController:
         """
         if not text.strip() and not attachments:
             raise StorageError("There is nothing to send: write a message or attach a file.")
+        check_attachments(attachments, self.media_budget)  # a MediaError names what is over
         refs = [(a.sha256, a.kind, a.filename) for a in attachments]
         user = self.store.add_message(conversation_id, "user", text, attachments=refs)
         self._notify(MessageAdded(conversation_id, user.id, "user"))

@@ -32,6 +32,7 @@ from app.errors import MEDIA_KINDS, ErrorKind, kind_of
 from app.options import OptionError
 from app.session import ApprovalRequested, AppSession, Notice
 from app.storage.conversations import StorageError
+from mlx_model.processing.errors import MediaError
 
 DIM, RESET = "\x1b[2m", "\x1b[0m"
 HELP = """Commands (a line starting with / is never sent to the model; //text sends /text):
@@ -169,7 +170,7 @@ class TerminalChat:
         """Start a turn, stream it to the terminal, wait for its end and print its numbers."""
         try:
             turn = start()
-        except (StorageError, OptionError) as exc:
+        except (StorageError, OptionError, MediaError) as exc:  # MediaError: over the budget
             self.write(f"error: {exc}\n")
             return
         turn.wait()

@@ -58,6 +58,25 @@ def user_message(
     return {"role": "user", "content": order_content(text, attachments)}
 
 
+def check_media(args: argparse.Namespace, model_path: str | None) -> str | None:
+    """Check the command line's media from their headers against the request budget (and the
+    checkpoint's limit per audio clip) before anything is decoded; the problem, or None."""
+    from app.attachments import MediaLimits
+    from app.media_budget import MediaBudget, check_files
+    from mlx_model.processing.errors import MediaError
+
+    files = [("image", p) for p in args.image]
+    files += [(kind, p) for kind, p in (("video", args.video), ("audio", args.audio)) if p]
+    if not files:
+        return None
+    limits = MediaLimits.from_checkpoint(model_path) if model_path else MediaLimits.defaults()
+    try:
+        check_files(files, MediaBudget(), max_clip_s=limits.max_audio_s)
+    except MediaError as exc:
+        return str(exc)
+    return None
+
+
 def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     for path in [*args.image, args.audio, args.video]:
@@ -69,6 +88,10 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
             options = session.generation_options(**generation_overrides(args))
         except OptionError as exc:
             print(f"error: {exc}", file=sys.stderr)
+            return 2
+        problem = check_media(args, args.model or session.settings.model_path)
+        if problem is not None:
+            print(f"error: {problem}", file=sys.stderr)
             return 2
         load = load_model(session, args)
         if load is None:

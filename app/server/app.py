@@ -1,15 +1,19 @@
 """The Starlette app: `GET /v1/models`, `POST /v1/chat/completions`, `GET /health`.
 
 Every request passes the same gates, in order: the Host header (DNS rebinding) when bound
-to loopback, the API key when one is set, the body size limit, JSON parsing and checking,
-the model id, the engine's availability (503) and the bounded queue (429). A generation
-is cancelled as soon as its client disconnects, while waiting, streaming or not.
+to loopback, the API key when one is set, the bounded queue (429, before the body is even
+read), the body size limit, JSON parsing and checking with every image and audio clip
+measured from its header against the media budget (413/400), the model id and the
+engine's availability (503). Only when the request's turn comes are its media decoded, so
+waiting requests hold their compressed bytes only. A generation is cancelled as soon as
+its client disconnects, while waiting, streaming or not.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hmac
 import json
 import logging
@@ -32,7 +36,8 @@ from app.server.completions import ChunkWriter, Completion, sse
 from app.server.config import ServerConfig, is_loopback
 from app.server.engine_bridge import EngineBridge, RunningGeneration, model_id_for
 from app.server.errors import APIError, bad_request, engine_error
-from app.server.generation_queue import GenerationQueue
+from app.server.generation_queue import GenerationQueue, Ticket
+from app.server.media import decode_pending
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -56,10 +61,22 @@ class ServerState:
         self.queue = GenerationQueue(config.max_waiting)
         self.started = time.time()
         self.generations: list[RunningGeneration] = []  # the latest few, for status and tests
+        self._clip_limit: tuple[str | None, float | None] = (None, None)
 
     @property
     def model_id(self) -> str:
         return model_id_for(self.bridge.model_path, self.config.model_id)
+
+    def max_clip_s(self) -> float | None:
+        """The loaded checkpoint's limit per audio clip (its processor config), cached per model."""
+        path = self.bridge.model_path
+        if path is None:
+            return None
+        if self._clip_limit[0] != path:
+            from app.attachments import MediaLimits
+
+            self._clip_limit = (path, MediaLimits.from_checkpoint(path).max_audio_s)
+        return self._clip_limit[1]
 
 
 def create_app(
@@ -103,19 +120,31 @@ def create_app(
 
     async def chat_completions(request: Request) -> Response:
         _check_request(request, config)
-        body = await _read_json(request, config.max_body_bytes)
-        chat = await anyio.to_thread.run_sync(parse_chat_request, body, config)  # decodes media
-        if not state.bridge.model_path or chat.model != state.model_id:
-            raise APIError(
-                404,
-                f"The model {chat.model!r} does not exist; this server serves {state.model_id!r}."
-                if state.model_id
-                else "No model is loaded.",
-                code="model_not_found",
-                param="model",
-            )
-        _raise_if_unavailable(state)
-        return await _run_chat(request, state, chat)
+        try:
+            ticket = state.queue.admit()  # a full queue answers 429 before reading the body
+        except APIError:
+            await _drain(request, 0)
+            raise
+        try:
+            body = await _read_json(request, config.max_body_bytes)
+            chat = await anyio.to_thread.run_sync(
+                functools.partial(parse_chat_request, max_clip_s=state.max_clip_s()), body, config
+            )  # measures media from their headers; decodes nothing
+            if not state.bridge.model_path or chat.model != state.model_id:
+                raise APIError(
+                    404,
+                    f"The model {chat.model!r} does not exist; this server serves "
+                    f"{state.model_id!r}."
+                    if state.model_id
+                    else "No model is loaded.",
+                    code="model_not_found",
+                    param="model",
+                )
+            _raise_if_unavailable(state)
+        except BaseException:
+            ticket.release()
+            raise
+        return await _run_chat(request, state, chat, ticket)
 
     app = Starlette(
         routes=[
@@ -256,19 +285,25 @@ async def _unless_disconnect(request: Request, awaitable: Awaitable[T]) -> T:
     return work.result()
 
 
-async def _run_chat(request: Request, state: ServerState, chat: ChatRequest) -> Response:
+async def _run_chat(
+    request: Request, state: ServerState, chat: ChatRequest, ticket: Ticket
+) -> Response:
+    """Wait for the turn, decode the media, generate; `ticket` is released however it ends."""
     config = state.config
-    ticket = state.queue.admit()
     generation: RunningGeneration | None = None
     handed_over = False
     try:
         try:
             await _unless_disconnect(request, ticket.turn())
+            # Only now, with the turn held, are the request's images and clips decoded.
+            messages = await _unless_disconnect(
+                request, anyio.to_thread.run_sync(decode_pending, chat.messages)
+            )
         except ClientGone:
             return Response(status_code=499)
         _raise_if_unavailable(state)
         generation = state.bridge.start(
-            chat.messages,
+            messages,
             tools=chat.tools,
             options=chat.options,
             conversation_id=chat.conversation_id,

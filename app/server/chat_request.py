@@ -1,9 +1,11 @@
 """Parse and check a `/v1/chat/completions` body into a `ChatRequest` for the engine service.
 
-The messages are converted by `app.messages.from_openai_messages` (media decoded by
-`app.server.media`), the sampling fields become one `app.options.GenerationOptions`, whose
-limits are the app's single set. Beyond OpenAI's fields the server takes the extras vLLM
-and llama.cpp take (`top_k`, `min_p`, `repetition_penalty`, `chat_template_kwargs`,
+The messages are converted by `app.messages.from_openai_messages`; images and audio clips
+are measured from their headers and counted against the server's media budget
+(`PendingImage` / `PendingAudio`, decoded later by `app.server.media.decode_pending`, when
+the request's turn comes). The sampling fields become one `app.options.GenerationOptions`,
+whose limits are the app's single set. Beyond OpenAI's fields the server takes the extras
+vLLM and llama.cpp take (`top_k`, `min_p`, `repetition_penalty`, `chat_template_kwargs`,
 `mm_processor_kwargs.max_soft_tokens` for the image budget) and `prompt_cache_key`, which
 picks the prompt cache. Every problem is a 400 (or 413) naming the offending field.
 """
@@ -14,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.errors import AppError
+from app.media_budget import BudgetTally
 from app.messages import from_openai_messages
 from app.options import GenerationOptions, OptionError
 from app.server.config import ServerConfig
@@ -62,8 +65,13 @@ class ChatRequest:
         return self.options.enable_thinking
 
 
-def parse_chat_request(body: Any, config: ServerConfig) -> ChatRequest:
-    """A `ChatRequest` from the decoded JSON body, or `APIError` (400/413) saying what is wrong."""
+def parse_chat_request(
+    body: Any, config: ServerConfig, *, max_clip_s: float | None = None
+) -> ChatRequest:
+    """A `ChatRequest` from the decoded JSON body, or `APIError` (400/413) saying what is wrong.
+
+    Media are measured, not decoded; `max_clip_s` is the model's limit per audio clip.
+    """
     if not isinstance(body, dict):
         raise bad_request("The request body must be a JSON object.")
     model = body.get("model")
@@ -96,8 +104,9 @@ def parse_chat_request(body: Any, config: ServerConfig) -> ChatRequest:
 
     options = _options(body, config)
     tools = _parse_tools(body.get("tools"), body.get("tool_choice"))
+    tally = config.media_budget.tally()
     try:
-        messages = _parse_messages(body.get("messages"), config)
+        messages = _parse_messages(body.get("messages"), config, tally, max_clip_s)
     except AppError as exc:
         raise APIError(400, str(exc), param=exc.param) from exc
     return ChatRequest(
@@ -167,7 +176,9 @@ def _thinking(body: dict[str, Any]) -> Any:
     return enable_thinking
 
 
-def _parse_messages(messages: Any, config: ServerConfig) -> list[dict[str, Any]]:
+def _parse_messages(
+    messages: Any, config: ServerConfig, tally: BudgetTally, max_clip_s: float | None
+) -> list[dict[str, Any]]:
     if isinstance(messages, list) and len(messages) > config.max_messages:
         raise APIError(413, f"More than {config.max_messages} messages.", param="messages")
 
@@ -177,10 +188,13 @@ def _parse_messages(messages: Any, config: ServerConfig) -> list[dict[str, Any]]
             param=param,
             max_bytes=config.max_media_bytes,
             allowed_folders=config.allowed_folders,
+            tally=tally,
         )
 
     def audio(part: Any, param: str) -> Any:
-        return load_audio(part, param=param, max_bytes=config.max_media_bytes)
+        return load_audio(
+            part, param=param, max_bytes=config.max_media_bytes, tally=tally, max_clip_s=max_clip_s
+        )
 
     return from_openai_messages(messages, image=image, audio=audio)
 

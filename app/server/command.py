@@ -10,6 +10,7 @@ import threading
 from pathlib import Path
 
 from app.cli_args import add_session_arguments, load_model
+from app.media_budget import MediaBudget
 from app.server.config import (
     DEFAULT_HOST,
     DEFAULT_PORT,
@@ -62,6 +63,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-body-mb", type=float, default=32, help="largest request body in MiB (default 32)"
     )
+    budget = MediaBudget()
+    parser.add_argument(
+        "--max-image-mp",
+        type=float,
+        default=budget.max_image_pixels / 1e6,
+        help=f"largest image in megapixels (default {budget.max_image_pixels / 1e6:g})",
+    )
+    parser.add_argument(
+        "--max-request-mp",
+        type=float,
+        default=budget.max_request_pixels / 1e6,
+        help="megapixels of all images in one request "
+        f"(default {budget.max_request_pixels / 1e6:g})",
+    )
+    parser.add_argument(
+        "--max-images",
+        type=int,
+        default=budget.max_images,
+        help=f"images in one request (default {budget.max_images})",
+    )
+    parser.add_argument(
+        "--max-audio-s",
+        type=float,
+        default=budget.max_audio_s,
+        help=f"seconds of audio in one request (default {budget.max_audio_s:g}, 10 minutes)",
+    )
 
 
 def api_key_from(args: argparse.Namespace) -> str:
@@ -99,6 +126,12 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         allowed_folders=folders,
         max_waiting=args.max_waiting,
         max_body_bytes=int(args.max_body_mb * 1024 * 1024),
+        media_budget=MediaBudget(
+            max_image_pixels=int(args.max_image_mp * 1e6),
+            max_request_pixels=int(args.max_request_mp * 1e6),
+            max_images=args.max_images,
+            max_audio_s=args.max_audio_s,
+        ),
     ).validate()
 
 

@@ -6,6 +6,8 @@ import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from app.media_budget import MediaBudget
+
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
 
@@ -33,7 +35,8 @@ class ServerConfig:
     api_key: str = ""  # "" = no key; required when `host` is not a loopback address
     model_id: str = ""  # the id `/v1/models` reports; "" = the checkpoint folder's name
     max_body_bytes: int = 32 * 1024 * 1024  # whole request body (images travel as base64)
-    max_media_bytes: int = 20 * 1024 * 1024  # one decoded image or audio clip
+    max_media_bytes: int = 20 * 1024 * 1024  # one image or audio clip, as sent (compressed)
+    media_budget: MediaBudget = field(default_factory=MediaBudget)  # pixels, images, seconds
     max_messages: int = 1024
     max_waiting: int = 8  # requests allowed to wait while one generates; more get 429
     max_tokens_limit: int = 32_768  # the largest `max_tokens` a client may ask for
@@ -63,4 +66,8 @@ class ServerConfig:
             raise ServerConfigError("max_waiting cannot be negative.")
         if not 1 <= self.default_max_tokens <= self.max_tokens_limit:
             raise ServerConfigError("default_max_tokens must be between 1 and max_tokens_limit.")
+        try:
+            self.media_budget.validate()
+        except ValueError as exc:
+            raise ServerConfigError(f"Media budget: {exc}") from exc
         return self

@@ -1,6 +1,13 @@
 """Media in chat requests: `image_url` data URLs or allowed file paths, and `input_audio`.
 
-Images become PIL images (data URLs) or checked file paths; audio becomes `(samples, rate)`.
+Two steps, so that no request can take the machine's memory. When the request is parsed,
+each image and clip is only measured from its header (`app.media_budget`) and counted
+against the server's per-request `MediaBudget` (413 for images over it, 400 for audio);
+it stays as its compressed bytes (`PendingImage`, `PendingAudio`). Only when the request's
+turn in the queue comes does `decode_pending` decode them: at most one request's media is
+decoded at a time. Images become PIL images and file paths stay paths (the engine decodes
+them); audio becomes `(samples, rate)`, never longer than its header said.
+
 Nothing is fetched from the network: `http(s)` image URLs are refused. A file path must
 resolve (symlinks included) inside a folder the user allowed; anything else is a 400.
 """
@@ -10,11 +17,16 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
+from app.errors import ErrorKind, http_status, kind_of
+from app.media_budget import BudgetTally, audio_duration, image_size
 from app.server.errors import APIError, bad_request
+from mlx_model.processing.errors import MediaError, MediaTooLongError
 
 _AUDIO_FORMATS = {"wav", "mp3", "flac", "ogg", "aiff", "aif"}
 
@@ -36,8 +48,43 @@ def _decode_base64(data: str, *, what: str, param: str, max_bytes: int) -> bytes
         ) from exc
 
 
-def load_image(url: str, *, param: str, max_bytes: int, allowed_folders: tuple[Path, ...]) -> Any:
-    """An `image_url.url` as the engine takes it: a PIL image (data URL) or a checked path."""
+@dataclass(frozen=True)
+class PendingImage:
+    """An image measured from its header; `decode_pending` decodes it when its turn comes."""
+
+    data: bytes
+    width: int
+    height: int
+    param: str
+
+
+@dataclass(frozen=True)
+class PendingAudio:
+    """An audio clip measured from its header; decoded when its request's turn comes."""
+
+    data: bytes
+    format: str
+    seconds: float
+    param: str
+
+
+def media_api_error(exc: MediaError, param: str) -> APIError:
+    """The HTTP answer for a media problem, by its kind (`app.errors`): 413 over a size limit,
+    400 otherwise."""
+    kind = kind_of(exc)
+    code = "invalid_media" if kind is ErrorKind.MEDIA else str(kind)
+    return APIError(http_status(kind), str(exc), param=param, code=code)
+
+
+def load_image(
+    url: str,
+    *,
+    param: str,
+    max_bytes: int,
+    allowed_folders: tuple[Path, ...],
+    tally: BudgetTally,
+) -> PendingImage | str:
+    """An `image_url.url`, measured and counted: a `PendingImage` (data URL) or a checked path."""
     if url.startswith("data:"):
         header, sep, payload = url.partition(",")
         if not sep or ";base64" not in header:
@@ -50,7 +97,12 @@ def load_image(url: str, *, param: str, max_bytes: int, allowed_folders: tuple[P
                 param=param,
             )
         raw = _decode_base64(payload, what="The image", param=param, max_bytes=max_bytes)
-        return decode_image_bytes(raw, param=param)
+        try:
+            width, height = image_size(raw, f"The image in {param}")
+            tally.add_image(width, height, f"The image in {param}")
+        except MediaError as exc:
+            raise media_api_error(exc, param) from exc
+        return PendingImage(raw, width, height, param)
     parsed = urlparse(url)
     if parsed.scheme in ("http", "https"):
         raise bad_request(
@@ -65,9 +117,15 @@ def load_image(url: str, *, param: str, max_bytes: int, allowed_folders: tuple[P
         path_text = url
     else:
         raise bad_request(f"Unsupported image URL scheme {parsed.scheme!r}.", param=param)
-    return allowed_file(
+    path = allowed_file(
         path_text, param=param, max_bytes=max_bytes, allowed_folders=allowed_folders
     )
+    try:
+        name = f"The image {Path(path).name}"
+        tally.add_image(*image_size(path, name), name)
+    except MediaError as exc:
+        raise media_api_error(exc, param) from exc
+    return path
 
 
 def allowed_file(
@@ -103,11 +161,15 @@ def allowed_file(
 
 def decode_image_bytes(raw: bytes, *, param: str) -> Any:
     """A fully decoded PIL image (RGB), or 400 when the bytes are not an image Pillow reads."""
+    import warnings
+
     from PIL import Image, UnidentifiedImageError
 
     try:
-        image = Image.open(io.BytesIO(raw))
-        image.load()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(raw))
+            image.load()
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
         raise bad_request(
             f"The image could not be decoded: {exc}", param=param, code="invalid_media"
@@ -115,28 +177,71 @@ def decode_image_bytes(raw: bytes, *, param: str) -> Any:
     return image.convert("RGB") if image.mode != "RGB" else image
 
 
-def load_audio(part: Any, *, param: str, max_bytes: int) -> tuple[Any, int]:
-    """An `input_audio` part (`{"data": base64, "format": "wav"}`) as `(mono float32 samples, rate)`."""
+def load_audio(
+    part: Any, *, param: str, max_bytes: int, tally: BudgetTally, max_clip_s: float | None
+) -> PendingAudio:
+    """An `input_audio` part (`{"data": base64, "format": "wav"}`), measured from its header and
+    counted; over the model's per-clip limit (`max_clip_s`) or the budget it is a 400."""
     if not isinstance(part, dict) or not isinstance(part.get("data"), str):
         raise bad_request("input_audio needs a base64 `data` string.", param=param)
-    fmt = str(part.get("format", "wav")).lower()
-    if fmt not in _AUDIO_FORMATS:
+    fmt = part.get("format", "wav")
+    if not isinstance(fmt, str) or fmt.lower() not in _AUDIO_FORMATS:
         raise bad_request(
             f"Unsupported audio format {fmt!r} (use one of {', '.join(sorted(_AUDIO_FORMATS))}).",
             param=param,
         )
+    fmt = fmt.lower()
     raw = _decode_base64(part["data"], what="The audio clip", param=param, max_bytes=max_bytes)
+    name = f"The audio clip in {param}"
+    try:
+        seconds = audio_duration(raw, name)
+        if not math.isfinite(seconds) or seconds <= 0:
+            raise MediaTooLongError(f"{name} has no usable length ({seconds!r} s).")
+        if max_clip_s is not None and seconds > max_clip_s + 1e-6:
+            from mlx_model.processing.audio import too_long_error
+
+            raise too_long_error(name, seconds, max_clip_s)
+        tally.add_audio(seconds, name)
+    except MediaError as exc:
+        raise media_api_error(exc, param) from exc
+    return PendingAudio(raw, fmt, seconds, param)
+
+
+def decode_audio(pending: PendingAudio) -> tuple[Any, int]:
+    """`(mono float32 samples, rate)`, at most as many samples as the header announced."""
     import numpy as np
     import soundfile
 
     try:
-        samples, rate = soundfile.read(io.BytesIO(raw), dtype="float32", always_2d=True)
-    except (RuntimeError, soundfile.LibsndfileError, ValueError) as exc:
+        with soundfile.SoundFile(io.BytesIO(pending.data)) as sound:
+            rate = sound.samplerate
+            frames = math.ceil(pending.seconds * rate * 1.01) + rate  # headers may round
+            samples = sound.read(frames=frames, dtype="float32", always_2d=True)
+    except (RuntimeError, soundfile.LibsndfileError, ValueError, TypeError) as exc:
         raise bad_request(
-            f"The audio clip could not be decoded as {fmt}: {exc}",
-            param=param,
+            f"The audio clip could not be decoded as {pending.format}: {exc}",
+            param=pending.param,
             code="invalid_media",
         ) from exc
     if samples.shape[0] == 0:
-        raise bad_request("The audio clip is empty.", param=param, code="invalid_media")
+        raise bad_request("The audio clip is empty.", param=pending.param, code="invalid_media")
     return np.ascontiguousarray(samples.mean(axis=1, dtype=np.float32)), int(rate)
+
+
+def decode_pending(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The messages with every pending image and clip decoded (run when the request's turn comes)."""
+    out = []
+    for message in messages:
+        content = message.get("content")
+        if isinstance(content, list):
+            parts = []
+            for part in content:
+                value = part.get("image", part.get("audio"))
+                if isinstance(value, PendingImage):
+                    part = {**part, "image": decode_image_bytes(value.data, param=value.param)}
+                elif isinstance(value, PendingAudio):
+                    part = {**part, "audio": decode_audio(value)}
+                parts.append(part)
+            message = {**message, "content": parts}
+        out.append(message)
+    return out
