@@ -18,6 +18,8 @@ import hmac
 import json
 import logging
 import os
+import shutil
+import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
@@ -37,7 +39,7 @@ from app.server.config import ServerConfig, is_loopback
 from app.server.engine_bridge import EngineBridge, RunningGeneration, model_id_for
 from app.server.errors import APIError, bad_request, engine_error
 from app.server.generation_queue import GenerationQueue, Ticket
-from app.server.media import decode_pending
+from app.server.media import prepare_media
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -292,12 +294,18 @@ async def _run_chat(
     config = state.config
     generation: RunningGeneration | None = None
     handed_over = False
+    media_folder = tempfile.mkdtemp(prefix="gemma-desk-request-")  # private (0700)
+
+    def done() -> None:
+        ticket.release()
+        shutil.rmtree(media_folder, ignore_errors=True)
+
     try:
         try:
             await _unless_disconnect(request, ticket.turn())
-            # Only now, with the turn held, are the request's images and clips decoded.
+            # Only now, with the turn held, are the request's images and clips handed over.
             messages = await _unless_disconnect(
-                request, anyio.to_thread.run_sync(decode_pending, chat.messages)
+                request, anyio.to_thread.run_sync(prepare_media, chat.messages, media_folder)
             )
         except ClientGone:
             return Response(status_code=499)
@@ -307,7 +315,7 @@ async def _run_chat(
             tools=chat.tools,
             options=chat.options,
             conversation_id=chat.conversation_id,
-            on_done=ticket.release,
+            on_done=done,
         )
         handed_over = True  # from here the ticket is released when the job has ended
         state.generations = [*state.generations[-7:], generation]
@@ -339,7 +347,7 @@ async def _run_chat(
         if generation is not None:
             generation.cancel()  # a no-op when it already finished
         if not handed_over:
-            ticket.release()
+            done()
 
 
 async def _next_visible(generation: RunningGeneration, timeout: float) -> Any:

@@ -2,8 +2,8 @@
 
 The messages are converted by `app.messages.from_openai_messages`; images and audio clips
 are measured from their headers and counted against the server's media budget
-(`PendingImage` / `PendingAudio`, decoded later by `app.server.media.decode_pending`, when
-the request's turn comes). The sampling fields become one `app.options.GenerationOptions`,
+(`PendingImage` / `PendingAudio`, handed to the engine by `app.server.media.prepare_media`
+when the request's turn comes). The sampling fields become one `app.options.GenerationOptions`,
 whose limits are the app's single set. Beyond OpenAI's fields the server takes the extras
 vLLM and llama.cpp take (`top_k`, `min_p`, `repetition_penalty`, `chat_template_kwargs`,
 `mm_processor_kwargs.max_soft_tokens` for the image budget) and `prompt_cache_key`, which

@@ -4,9 +4,11 @@ Two steps, so that no request can take the machine's memory. When the request is
 each image and clip is only measured from its header (`app.media_budget`) and counted
 against the server's per-request `MediaBudget` (413 for images over it, 400 for audio);
 it stays as its compressed bytes (`PendingImage`, `PendingAudio`). Only when the request's
-turn in the queue comes does `decode_pending` decode them: at most one request's media is
-decoded at a time. Images become PIL images and file paths stay paths (the engine decodes
-them); audio becomes `(samples, rate)`, never longer than its header said.
+turn in the queue comes does `prepare_media` hand them to the engine: images as files in a
+private folder for the request (the processor decodes them one at a time, each freed once
+cut into patches, so a request never holds all its pixels at once), audio decoded to
+`(samples, rate)`, never longer than its header said. File paths from allowed folders are
+passed as they are.
 
 Nothing is fetched from the network: `http(s)` image URLs are refused. A file path must
 resolve (symlinks included) inside a folder the user allowed; anything else is a 400.
@@ -50,7 +52,7 @@ def _decode_base64(data: str, *, what: str, param: str, max_bytes: int) -> bytes
 
 @dataclass(frozen=True)
 class PendingImage:
-    """An image measured from its header; `decode_pending` decodes it when its turn comes."""
+    """An image measured from its header; `prepare_media` hands it over when its turn comes."""
 
     data: bytes
     width: int
@@ -159,24 +161,6 @@ def allowed_file(
     return str(resolved)
 
 
-def decode_image_bytes(raw: bytes, *, param: str) -> Any:
-    """A fully decoded PIL image (RGB), or 400 when the bytes are not an image Pillow reads."""
-    import warnings
-
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(raw))
-            image.load()
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise bad_request(
-            f"The image could not be decoded: {exc}", param=param, code="invalid_media"
-        ) from exc
-    return image.convert("RGB") if image.mode != "RGB" else image
-
-
 def load_audio(
     part: Any, *, param: str, max_bytes: int, tally: BudgetTally, max_clip_s: float | None
 ) -> PendingAudio:
@@ -228,9 +212,11 @@ def decode_audio(pending: PendingAudio) -> tuple[Any, int]:
     return np.ascontiguousarray(samples.mean(axis=1, dtype=np.float32)), int(rate)
 
 
-def decode_pending(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The messages with every pending image and clip decoded (run when the request's turn comes)."""
+def prepare_media(messages: list[dict[str, Any]], folder: str | Path) -> list[dict[str, Any]]:
+    """The messages as the engine takes them: pending images written into `folder` (a private
+    folder the caller removes when the generation has ended), pending clips decoded."""
     out = []
+    count = 0
     for message in messages:
         content = message.get("content")
         if isinstance(content, list):
@@ -238,7 +224,10 @@ def decode_pending(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
             for part in content:
                 value = part.get("image", part.get("audio"))
                 if isinstance(value, PendingImage):
-                    part = {**part, "image": decode_image_bytes(value.data, param=value.param)}
+                    count += 1
+                    path = Path(folder) / f"image-{count}"
+                    path.write_bytes(value.data)
+                    part = {**part, "image": str(path)}
                 elif isinstance(value, PendingAudio):
                     part = {**part, "audio": decode_audio(value)}
                 parts.append(part)

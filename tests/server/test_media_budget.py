@@ -166,13 +166,13 @@ def test_a_full_queue_answers_429_before_reading_the_body(idle_service):
     assert response.status_code == 429 and response.json()["error"]["code"] == "queue_full"
 
 
-def test_a_waiting_requests_images_are_decoded_only_when_its_turn_comes(
+def test_a_waiting_requests_images_are_handed_over_only_when_its_turn_comes(
     engine_service, finished_events, monkeypatch
 ):
     decoded: list[int] = []
-    real = server_app.decode_pending
+    real = server_app.prepare_media
 
-    def recording(messages):
+    def recording(messages, folder):
         images = sum(
             1
             for m in messages
@@ -181,9 +181,9 @@ def test_a_waiting_requests_images_are_decoded_only_when_its_turn_comes(
             if part.get("type") == "image"
         )
         decoded.append(images)
-        return real(messages)
+        return real(messages, folder)
 
-    monkeypatch.setattr(server_app, "decode_pending", recording)
+    monkeypatch.setattr(server_app, "prepare_media", recording)
     with ServerThread(engine_service, ServerConfig(port=0, max_waiting=1)) as busy:
         client = openai.OpenAI(base_url=busy.url, api_key="unused", max_retries=0, timeout=120)
         model = client.models.list().data[0].id
@@ -240,3 +240,12 @@ def test_a_clip_over_the_models_own_limit_is_refused_before_decoding(engine_serv
             )
     assert caught.value.body["code"] == "media_too_long"
     assert f"at most {format_duration(limit)} of audio per clip" in caught.value.body["message"]
+
+
+def test_an_image_whose_pixels_do_not_decode_is_a_400_when_its_turn_comes(client, model_id):
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(
+            model=model_id, messages=body(image_part(png_header_only(64, 48)))["messages"]
+        )
+    assert caught.value.body["code"] == "media"
+    assert "damaged" in caught.value.body["message"]
