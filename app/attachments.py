@@ -62,13 +62,15 @@ class MediaLimits:
 
     @classmethod
     def defaults(cls) -> MediaLimits:
-        """The processing layer's own limits (used when no checkpoint is known)."""
+        """The processing layer's own limits (used when no checkpoint is known); an image may
+        not be larger than a request's media budget allows for one image."""
+        from app.media_budget import MediaBudget
         from mlx_model.processing import audio, image, video
 
         return cls(
             max_audio_s=audio.MAX_CLIP_SECONDS,
             max_video_s=video.MAX_VIDEO_SECONDS,
-            max_image_pixels=image.DEFAULT_MAX_PIXELS,
+            max_image_pixels=min(image.DEFAULT_MAX_PIXELS, MediaBudget().max_image_pixels),
             max_image_bytes=image.DEFAULT_MAX_BYTES,
             video_fps=video.DEFAULT_FPS,
         )

@@ -143,3 +143,15 @@ def test_pasted_bytes_are_measured_like_files(tmp_path: Path) -> None:
     buffer = io.BytesIO()
     soundfile.write(buffer, np.zeros(16000, np.float32), 16000, format="WAV")
     assert audio_duration(buffer.getvalue()) == pytest.approx(1.0)
+
+
+def test_attaching_an_image_over_the_per_image_budget_fails_from_its_header(
+    storage, tmp_path: Path
+) -> None:
+    from app.attachments import AttachmentIngestor
+
+    huge = tmp_path / "huge.png"
+    huge.write_bytes(png_header_only(8_000, 7_000))  # 56 MP: over 50 MP, garbage pixels
+    with pytest.raises(MediaTooLargeError, match="56 megapixels"):
+        AttachmentIngestor(storage.media).from_path(huge)
+    assert storage.media.disk_usage() == 0
