@@ -299,7 +299,7 @@ class MCPManager:
                     description=info.description,
                     parameters=info.input_schema,
                     function=self._tool_function(info),
-                    requires_consent=False,  # approval is asked here, per server (see `approve`)
+                    requires_consent=False,  # approval is asked here, per tool (see `approve`)
                 )
             )
         return out
