@@ -87,8 +87,8 @@ class UnsafePathError(DownloadError):
 def check_repo_path(path: str, dest: Path) -> str:
     """`path` if it is a plain relative path that stays inside `dest`; else `UnsafePathError`.
 
-    Refused: absolute paths, drive letters, `..` or empty parts, backslashes, NUL, and
-    anything that resolves (symlinks included) outside `dest`.
+    Refused: absolute paths, drive letters, `..` or empty parts, backslashes, NUL, and a
+    path whose folders resolve (symlinks included) outside `dest`.
     """
     parts = path.split("/")
     if (
@@ -103,8 +103,11 @@ def check_repo_path(path: str, dest: Path) -> str:
             f"The hub listed a file named {path[:200]!r}, which is not a plain path inside "
             "the model folder; nothing was downloaded."
         )
+    # The folders on the way are resolved (a linked folder could lead anywhere); the file
+    # itself may already be a link the download placed (the Hugging Face cache links each
+    # snapshot file to its blob), so its name is checked, not its target.
     root = dest.resolve()
-    if not (root / path).resolve().is_relative_to(root):
+    if not (root / path).parent.resolve().is_relative_to(root):
         raise UnsafePathError(
             f"The hub listed a file {path[:200]!r} that would be written outside {dest}; "
             "nothing was downloaded."
