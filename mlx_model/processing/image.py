@@ -98,7 +98,7 @@ def to_rgb(image: Image.Image) -> Image.Image:
         image = image.convert("RGBA")
         background = Image.new("RGBA", image.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, image).convert("RGB")
-    return image.convert("RGB")
+    return image if image.mode == "RGB" else image.convert("RGB")  # no copy of RGB pixels
 
 
 def _open_path(path: Path, name: str, max_pixels: int, max_bytes: int) -> Image.Image:
@@ -157,7 +157,10 @@ def load_image(
     try:
         image.seek(0)  # first frame of GIF/APNG/WebP animations
         image.load()
-        image = ImageOps.exif_transpose(image)
+        if src is not None:  # opened here: turned upright in place, without a copy of the pixels
+            ImageOps.exif_transpose(image, in_place=True)
+        else:  # the caller's image is left as it was
+            image = ImageOps.exif_transpose(image)
         rgb = to_rgb(image)
         return np.asarray(rgb, dtype=np.uint8)
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
