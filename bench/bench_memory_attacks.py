@@ -16,9 +16,10 @@ attacked (its kernel high-water mark, reset before each step where Linux allows,
 4. 20 requests like (1) sent at once while the queue is full (one answer generating, the
    waiting places taken): all answered 429, the RSS moving by less than 100 MB.
 
-The queue is held busy through the engine's test seam (`app.server.testing.script_turns`:
-the running answer never ends until cancelled), so the figures do not depend on how long a
-random model happens to talk. Prints one line per step and a JSON summary; exits 1 when a
+The queue is held full without generating: a bench-only route parks the engine thread
+(`EngineService.call` with a job that waits), so the request that has the turn and the
+ones waiting behind it stay put, whatever a random model would say, and no running
+answer grows the RSS meanwhile. Prints one line per step and a JSON summary; exits 1 when a
 limit above is not met. Not part of the test suite.
 """
 
@@ -50,23 +51,31 @@ MB = 1024 * 1024
 
 SERVER = textwrap.dedent(
     """
-    import asyncio, sys
+    import asyncio, sys, threading
+    from starlette.responses import JSONResponse
     from app.server.app import create_app
     from app.server.config import ServerConfig
     from app.server.runner import StoppableServer, uvicorn_config
-    from app.server.testing import load_service, script_turns
+    from app.server.testing import load_service
 
     checkpoint, port, max_waiting = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     service = load_service(checkpoint)
     config = ServerConfig(port=port, max_waiting=max_waiting)
     app = create_app(service, config)
 
-    async def hold(request):  # bench seam: the next answers never end until cancelled
-        from starlette.responses import JSONResponse
-        script_turns(service, [("forever", "busy")] * 8)
+    release = threading.Event()
+
+    async def hold(request):  # bench seam: the engine thread waits until released
+        release.clear()
+        service.call(lambda engine: release.wait(600))
         return JSONResponse({"held": True})
 
+    async def let_go(request):
+        release.set()
+        return JSONResponse({"released": True})
+
     app.add_route("/bench/hold", hold, methods=["POST"])
+    app.add_route("/bench/release", let_go, methods=["POST"])
     server = StoppableServer(uvicorn_config(app, config), on_stop=service.cancel)
     print("ready", flush=True)
     asyncio.run(server.serve())
@@ -277,24 +286,16 @@ def attack(pid: int, port: int, model_path: str, args: argparse.Namespace) -> in
         line["status"] == 200 and line["peak_above_idle_mb"] < 1024
     )
 
-    # 4. 20 requests like the first while the queue is full (one answer held running, the
-    # waiting places taken by requests that wait for it).
+    # 4. 20 requests like the first while the queue is full: the engine thread parked, one
+    # request holding the turn and `max_waiting` waiting behind it.
     client.post("/bench/hold")
-    holder_clients: list[httpx2.Client] = []
     holders: list[threading.Thread] = []
 
     def hold() -> None:
         body = json.dumps({"model": model, "messages": [{"role": "user", "content": "Hi"}],
-                           "stream": True, "max_tokens": 32_768}).encode()  # fmt: skip
-        own = httpx2.Client(base_url=base, timeout=600)
-        holder_clients.append(own)
-        try:
-            with own.stream("POST", "/v1/chat/completions", content=body,
-                            headers={"content-type": "application/json"}) as response:  # fmt: skip
-                for _ in response.iter_bytes():
-                    pass
-        except Exception:  # noqa: BLE001 - closed from the main thread at the end
-            return
+                           "max_tokens": 4}).encode()  # fmt: skip
+        with httpx2.Client(base_url=base, timeout=600) as own:
+            post(own, body)
 
     for _ in range(1 + args.max_waiting):
         holders.append(threading.Thread(target=hold, daemon=True))
@@ -304,8 +305,7 @@ def attack(pid: int, port: int, model_path: str, args: argparse.Namespace) -> in
         if stats["running"] == 1 and stats["waiting"] == args.max_waiting:
             break
         time.sleep(0.05)
-    # The held answer keeps generating: measure how the RSS drifts without an attack first.
-    with meter:
+    with meter:  # how the RSS drifts with nothing happening, for comparison
         drift_before = meter.rss()
         time.sleep(2.0)
     drift = meter.peak - drift_before
@@ -333,10 +333,9 @@ def attack(pid: int, port: int, model_path: str, args: argparse.Namespace) -> in
         "drift_without_attack_mb": round(drift / MB, 1),
     }
     checks["queue full: 20 x 429, RSS moved < 100 MB"] = statuses == [429] * 20 and moved < 100 * MB
-    for own in holder_clients:  # the held answers end as their clients go
-        own.close()
+    client.post("/bench/release")
     for holder in holders:
-        holder.join(10)
+        holder.join(120)
     results["hwm_reset"] = meter.hwm_reset
     results["checks"] = checks
     print(json.dumps(results, indent=1))
