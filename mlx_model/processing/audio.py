@@ -98,6 +98,8 @@ def to_mono_float(samples: np.ndarray) -> np.ndarray:
     if array.ndim == 2:
         if array.shape[0] <= 8 and array.shape[1] > array.shape[0]:
             array = array.T  # [channels, n] -> [n, channels]
+        if array.shape[1] == 0:  # no channels (a damaged header): no samples either
+            return np.zeros(0, dtype=np.float32)
         array = array.mean(axis=1) if array.shape[1] > 1 else array[:, 0]
     elif array.ndim != 1:
         raise UnsupportedMediaError(f"Audio samples must be 1-D or 2-D, got shape {array.shape}.")
