@@ -30,6 +30,7 @@ import base64
 import io
 import json
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -56,10 +57,15 @@ SERVER = textwrap.dedent(
     from app.server.app import create_app
     from app.server.config import ServerConfig
     from app.server.runner import StoppableServer, uvicorn_config
-    from app.server.testing import load_service
+    from app.engine_service import EngineService
+    from app.engines.contract import LocalModel
 
     checkpoint, port, max_waiting = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-    service = load_service(checkpoint)
+    service = EngineService()  # the app's own engine factory, as `serve` loads the model
+    job = service.load(LocalModel(checkpoint))
+    job.wait()
+    if job.error is not None:
+        sys.exit(job.error.message)
     config = ServerConfig(port=port, max_waiting=max_waiting)
     app = create_app(service, config)
 
@@ -82,6 +88,12 @@ SERVER = textwrap.dedent(
     service.shutdown()
     """
 )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 class PeakRSS:
@@ -205,8 +217,6 @@ def main() -> int:
             from mlx_model.testing.checkpoint_factory import write_tiny_checkpoint
 
             model_path = str(write_tiny_checkpoint(Path(tmp) / "tiny", seed=0, dtype="float32"))
-        from app.server.testing import free_port
-
         port = args.port or free_port()
         env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
         child = subprocess.Popen(

@@ -12,8 +12,8 @@ import httpx2
 import pytest
 from PySide6.QtCore import Qt
 
-from app.server.testing import free_port
 from tests.app.hub_server import go_online
+from tests.doubles import free_port
 
 
 class BlockedNetwork:
@@ -85,14 +85,11 @@ def test_the_block_catches_a_connection_to_the_outside(network: BlockedNetwork) 
 def test_startup_the_model_picker_a_chat_turn_and_the_server_reach_only_loopback(
     qtbot, tmp_path: Path, tiny_checkpoint: Path, window_for, network: BlockedNetwork
 ) -> None:
-    from app.engine_service import default_engine_factory
+    from tests.doubles import scripted_factory
     from ui.app_backend import AppBackend
     from ui.model_dialog import ModelDialog
 
-    def local_factory(path, *, progress=None, **options):
-        return default_engine_factory(path, progress=progress, apply_limits=False, **options)
-
-    backend = AppBackend(data_dir=str(tmp_path / "data"), engine_factory=local_factory)
+    backend = AppBackend(data_dir=str(tmp_path / "data"), engine_factory=scripted_factory())
     try:
         window = window_for(backend)  # startup: no model yet, the first-run screen offers one
         assert backend.download_offer() is not None
@@ -101,7 +98,7 @@ def test_startup_the_model_picker_a_chat_turn_and_the_server_reach_only_loopback
         picker.refresh_plan()
         picker.load()
         qtbot.waitUntil(lambda: backend.model_status().state == "ready", timeout=60_000)
-        backend.settings_store.update(max_tokens=8, seed=0)
+        backend.session.settings_store.update(max_tokens=8, seed=0)
 
         window.composer.input.setPlainText("Hello there")
         qtbot.keyClick(window.composer.input, Qt.Key.Key_Return)
@@ -117,12 +114,11 @@ def test_startup_the_model_picker_a_chat_turn_and_the_server_reach_only_loopback
         assert answer.role == "assistant" and answer.error is None
 
         backend.apply_settings({"server_enabled": True, "server_port": free_port()})
-        qtbot.waitUntil(lambda: bool(backend.server_url), timeout=30_000)
-        models = httpx2.get(backend.server_url + "/models").json()["data"]
+        qtbot.waitUntil(lambda: bool(backend.session.server_url), timeout=30_000)
+        models = httpx2.get(backend.session.server_url + "/models").json()["data"]
         assert [m["id"] for m in models] == [tiny_checkpoint.name]
     finally:
         backend.shutdown()
-        backend.storage.close()
     assert network.attempts == []
 
 
