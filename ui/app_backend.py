@@ -23,7 +23,6 @@ from app.session import AppSession
 from app.settings_form import setting_fields
 from app.storage.conversations import StorageError
 from app.views import conversation_summaries, message_view, message_views, run_stats, tool_card
-from mlx_model.processing.errors import MediaError
 from ui.backend import AttachmentRejected, AttachmentView, Backend, MessageView, RunStats
 from ui.capture_sessions import RecordingSession, attachment_view
 
@@ -117,8 +116,10 @@ class AppBackend(Backend):
     def _attempt(self, action: Callable[[], Any]) -> None:
         try:
             action()
-        except (StorageError, MediaError) as exc:  # nothing to send, or too much media
-            self.notice.emit(str(exc))
+        except Exception as exc:
+            if not isinstance(exc, StorageError) and kind_of(exc) not in MEDIA_KINDS:
+                raise
+            self.notice.emit(str(exc))  # nothing to send, or too much media
 
     def send(self, conversation_id, text, attachments, vision_budget=None) -> None:
         sources = [a.source for a in attachments]
