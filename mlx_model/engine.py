@@ -10,6 +10,11 @@ tool call, a stop string or `max_tokens`. Tool calls are parsed, never executed:
 them and asking again is the caller's agent loop. The last event is `Finished` with
 `GenerationStats`, or `GenerationError`.
 
+`Engine.load(path, draft_model=folder)` also loads a speculative drafter
+(`mlx_model.speculative`): the memory plan counts it and the turn's decode runs through
+`SpeculativeDecodeLoop` (same output as plain greedy decoding, same distribution when
+sampling); each turn's `GenerationStats.extra["speculative"]` then holds its counts.
+
 `engine.cancel()` may be called from any thread; it takes effect within one decode step
 (or one prefill chunk) and the engine is usable again at once.
 
@@ -18,6 +23,8 @@ Everything MLX runs on the thread that iterates `stream` (the app's engine threa
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import threading
 import time
 from collections.abc import Callable, Hashable, Iterator, Sequence
@@ -28,7 +35,15 @@ from typing import Any, Literal
 import mlx.core as mx
 import numpy as np
 
-from .errors import EngineBusyError, GenerationFailure, InvalidRequestError, error_kind
+from .errors import (
+    CheckpointError,
+    ConfigError,
+    EngineBusyError,
+    GenerationFailure,
+    InvalidRequestError,
+    MemoryPlanError,
+    error_kind,
+)
 from .events import (
     EngineEvent,
     Finished,
@@ -53,6 +68,8 @@ from .sampling import (
     seed_random,
 )
 from .turn_output import TurnOutput
+
+log = logging.getLogger(__name__)
 
 ContextPolicy = Literal["error", "drop_oldest"]
 CONTEXT_POLICIES = ("error", "drop_oldest")
@@ -125,6 +142,8 @@ class Engine:
         self.plan = plan
         self.memory_guard = memory_guard
         self.decode_loop = decode_loop
+        self.draft_model: Path | None = None  # the drafter's folder, when one is loaded
+        self.notices: list[str] = []  # what the user should know about this load
         self.vocab_size = int(text_config.vocab_size)
         # The checkpoint's `suppress_tokens`: first in the logits-processor chain of every
         # token choice (the first one included).
@@ -156,6 +175,8 @@ class Engine:
         group_size: int = 64,
         embedding_bits: int | None = None,
         use_checkpoint_template: bool = False,
+        draft_model: str | Path | None = None,
+        draft_required: bool = True,
         progress: Callable[[float, str], None] | None = None,
         **plan_options: Any,
     ) -> Engine:
@@ -167,14 +188,20 @@ class Engine:
         limits from the plan. `use_checkpoint_template` renders with the checkpoint's own
         chat template even when it is a known outdated Gemma 4 one (default: Google's
         canonical format then). `progress(fraction, message)` is told each step.
+        `draft_model`: a drafter checkpoint folder for speculative decoding, planned and
+        loaded beside the model. A drafter that does not fit or does not suit the model
+        raises (`MemoryPlanError`, `CheckpointError`) unless `draft_required` is False: then
+        the model loads alone and `engine.notices` says why. A precision pairing that can
+        ruin acceptance is logged and told in `engine.notices` too.
         """
+        from . import import_serialized
         from .bundle import load_bundle
         from .memory_plan import plan_checkpoint
 
         if progress is not None:
             progress(0.0, "Planning memory")
-        plan = plan_checkpoint(
-            path,
+        notices: list[str] = []
+        plan_args = dict(
             bits=bits,
             context_length=context_length,
             default_context=DEFAULT_CONTEXT,
@@ -184,6 +211,19 @@ class Engine:
             prefill_chunk=prefill_chunk,
             **plan_options,
         )
+        try:
+            plan = plan_checkpoint(path, drafter=draft_model, **plan_args)
+        except (MemoryPlanError, ConfigError) as exc:
+            if draft_model is None or draft_required:
+                raise
+            plan = plan_checkpoint(path, **plan_args)  # the model alone (raises if it does not fit)
+            why = (
+                "it does not fit in memory beside the model"
+                if isinstance(exc, MemoryPlanError)
+                else exc
+            )
+            notices.append(_drafter_left_out(draft_model, why))
+            draft_model = None
         bundle = load_bundle(
             path,
             plan,
@@ -192,7 +232,26 @@ class Engine:
             use_checkpoint_template=use_checkpoint_template,
             progress=progress,
         )
-        return cls(
+        decode_loop: DecodeLoop = decode
+        if draft_model is not None:
+            if progress is not None:
+                progress(0.95, "Loading the drafter (faster answers)")
+            speculative = import_serialized("mlx_model.speculative")
+            try:
+                drafter = speculative.open_drafter(draft_model, bundle.model)
+            except (CheckpointError, ConfigError) as exc:
+                if draft_required:
+                    raise
+                notices.append(_drafter_left_out(draft_model, exc))
+                draft_model = None
+            else:
+                for warning in drafter.precision_warnings:
+                    log.warning("speculative decoding: %s", warning)
+                    notices.append(f"Faster answers may not be faster: {warning}.")
+                decode_loop = speculative.SpeculativeDecodeLoop(drafter)
+        for notice in notices:
+            log.warning("%s", notice)
+        engine = cls(
             bundle.model,
             bundle.processor,
             path=bundle.path,
@@ -206,7 +265,11 @@ class Engine:
             plan=plan,
             memory_guard=bundle.memory_guard,
             suppress_tokens=bundle.suppress_tokens,
+            decode_loop=decode_loop,
         )
+        engine.draft_model = Path(draft_model) if draft_model is not None else None
+        engine.notices = notices
+        return engine
 
     # -- public surface -----------------------------------------------------------------------
 
@@ -324,9 +387,11 @@ class Engine:
             # Where the model turn starts: a later prompt (thoughts stripped) or a
             # regenerate rewinds to here, so snapshot the sliding-window caches there.
             snapshot_at = self._turn_start(prompt.ids)
-            logits, done = None, lookup.reused
+            # A speculative loop starts from the prompt's last hidden state as well.
+            speculative = getattr(self.decode_loop, "uses_hidden_state", False)
+            last, done = None, lookup.reused
             t0 = time.perf_counter()
-            for done, chunk_logits in prefill(
+            for done, chunk_out in prefill(
                 self.model,
                 prompt,
                 entry,
@@ -335,19 +400,22 @@ class Engine:
                 snapshot_at=snapshot_at,
                 memory_guard=self.memory_guard,
                 should_stop=self._cancel.is_set,
+                return_hidden=speculative,
             ):
-                logits = chunk_logits
+                last = chunk_out
                 stats.prefilled_tokens = done - lookup.reused
                 if done < prompt.length:
                     yield PrefillProgress(done=done, total=prompt.length)
             prefill_s = time.perf_counter() - t0
             first_token_at: float | None = None
             reason: StopReason = "cancelled"
-            if done == prompt.length and logits is not None:
+            if done == prompt.length and last is not None:
                 if stats.prefilled_tokens >= self.prefill_chunk:
                     yield PrefillProgress(done=done, total=prompt.length)
                 reason = "length"
-                for token in self.decode_loop(
+                logits, hidden = last if speculative else (last, None)
+                extra = {"hidden": hidden, "sampling": options} if speculative else {}
+                token_ids = self.decode_loop(
                     self.model,
                     entry,
                     logits,
@@ -357,19 +425,25 @@ class Engine:
                     max_tokens=min(max_tokens, self.context_limit - entry.length),
                     stop_ids=self.eos_token_ids,
                     should_stop=self._cancel.is_set,
-                ):
-                    if first_token_at is None:
-                        first_token_at = time.perf_counter()
-                        prefill_s = first_token_at - t0
-                    tokens.append(token)
-                    yield from output.feed(token)
-                    if output.stop_reason is not None:
-                        break
-                    if token in self.eos_token_ids:
-                        reason = "eos"
-                else:
-                    if self._cancel.is_set() and reason != "eos":
-                        reason = "cancelled"
+                    **extra,
+                )
+                # closed as soon as the turn ends, so the cache entry is settled before it is reused
+                with contextlib.closing(token_ids):
+                    for token in token_ids:
+                        if first_token_at is None:
+                            first_token_at = time.perf_counter()
+                            prefill_s = first_token_at - t0
+                        tokens.append(token)
+                        yield from output.feed(token)
+                        if output.stop_reason is not None:
+                            break
+                        if token in self.eos_token_ids:
+                            reason = "eos"
+                    else:
+                        if self._cancel.is_set() and reason != "eos":
+                            reason = "cancelled"
+                if speculative:
+                    stats.extra["speculative"] = self.decode_loop.last_stats.summary()
             yield from output.finish(reason)
             stop_reason = reason if reason == "cancelled" else output.stop_reason or reason
         except Exception as exc:  # noqa: BLE001 - reported as a typed error event
@@ -482,6 +556,10 @@ class Engine:
             should_stop=self._cancel.is_set,
         ):
             pass
+
+
+def _drafter_left_out(folder: str | Path, why: Any) -> str:
+    return f"Answers come at the plain speed: the drafter {Path(folder).name} was left out ({why})."
 
 
 def _message(exc: BaseException) -> str:

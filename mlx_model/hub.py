@@ -7,13 +7,20 @@ Nothing is downloaded here and no connection is made, so `HF_HUB_OFFLINE` holds 
 a repo that is not in the cache is a `CheckpointNotFound` that says how to get it.
 `model_name(path)` is the inverse: the repo id of a cached snapshot, else the folder's
 name, never a commit hash.
+
+`find_drafter(model)` finds a model's speculative drafter (a `gemma4_unified_assistant`
+checkpoint, published as `<repo>-assistant`): the folder `<model folder>-assistant` beside
+it, else `<repo>-assistant` in the cache, else any cached drafter whose config says it was
+made for a model of this shape.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 # owner/name as the hub spells them (letters, digits, -, _, .), not a relative path.
 _REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}")
@@ -125,6 +132,65 @@ def model_name(path: str | os.PathLike[str]) -> str:
     if found is not None:
         return found[0]
     return folder.resolve().name if folder.name in ("", ".", "..") else folder.name
+
+
+DRAFTER_MODEL_TYPE = "gemma4_unified_assistant"
+DRAFTER_SUFFIX = "-assistant"
+
+
+def drafter_repo(repo_id: str) -> str:
+    """The repo a model's drafter is published under (`google/gemma-4-12B-it-assistant`)."""
+    return repo_id + DRAFTER_SUFFIX
+
+
+def find_drafter(model: str | os.PathLike[str], cache_dir: Path | None = None) -> Path | None:
+    """The drafter checkpoint folder for the model at `model` (a folder or a cached repo id),
+    or None. See the module docstring for where it looks; only a folder whose config.json is a
+    drafter's counts, and the last resort also needs the drafter's `backbone_hidden_size`
+    and vocabulary to be the model's."""
+    text = os.fspath(model)
+    folder = Path(text).expanduser()
+    if not folder.exists() and _REPO_ID.fullmatch(text):
+        folder = cached_snapshot(text, cache_dir=cache_dir) or folder
+    beside = folder.resolve().with_name(folder.resolve().name + DRAFTER_SUFFIX)
+    if _is_drafter(beside):
+        return beside
+    found = snapshot_repo(folder) or snapshot_repo(folder.resolve())
+    repo = found[0] if found else (text if _REPO_ID.fullmatch(text) else None)
+    if repo is not None:
+        snapshot = cached_snapshot(drafter_repo(repo), cache_dir=cache_dir)
+        if snapshot is not None and _is_drafter(snapshot):
+            return snapshot
+    target = _config(folder)
+    text_config = target.get("text_config") or {}
+    shape = (text_config.get("hidden_size"), text_config.get("vocab_size"))
+    if None in shape:
+        return None
+    root = cache_dir or hub_cache_dir()
+    if not root.is_dir():
+        return None
+    for storage in sorted(root.glob(f"models--*{DRAFTER_SUFFIX}")):
+        owner_name = storage.name[len("models--") :].replace("--", "/", 1)
+        snapshot = cached_snapshot(owner_name, cache_dir=root)
+        if snapshot is None or not _is_drafter(snapshot):
+            continue
+        config = _config(snapshot)
+        drafter_text = config.get("text_config") or {}
+        if (config.get("backbone_hidden_size"), drafter_text.get("vocab_size")) == shape:
+            return snapshot
+    return None
+
+
+def _is_drafter(folder: Path) -> bool:
+    return folder.is_dir() and _config(folder).get("model_type") == DRAFTER_MODEL_TYPE
+
+
+def _config(folder: Path) -> dict[str, Any]:
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return config if isinstance(config, dict) else {}
 
 
 def _case_insensitive(storage: Path) -> Path | None:

@@ -16,18 +16,24 @@ long before the nominal size is reached, so the loader plans first:
   attention budget at any context), the logits of the positions a step keeps
   (`logits_to_keep`), one full layer's KV growth copy and a fixed runtime reserve;
 
+- the speculative drafter, when one is loaded beside the model: its weights as they will be
+  loaded (a float drafter in the model's float type, a quantized one as stored; it keeps no
+  KV cache of its own: it reads the model's) and the logits of one draft round;
+
 against the device budget: Metal's recommended working set on a Mac, physical memory
 elsewhere. A plan that does not fit first halves the prefill chunk (down to
 `MIN_PREFILL_CHUNK`: the long contexts that are tight get a slower prefill instead of an error);
 if it still does not fit, `MemoryPlanError` says what would.
 
-`plan_checkpoint(folder, ...)` plans for a checkpoint folder from its config.json alone;
+`plan_checkpoint(folder, ..., drafter=folder)` plans for a checkpoint folder (and its drafter)
+from their config.json alone;
 `mlx_model.memory_limits.apply_memory_limits(plan)` turns a plan into MLX limits (see
 docs/MEMORY.md).
 """
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +44,7 @@ import mlx.nn as nn
 from mlx.utils import tree_flatten
 
 from .attention import AttentionOptions, LayerAttention, current_backend, plan_attention
-from .config import ModelConfig, read_checkpoint_config
+from .config import ConfigError, ModelConfig, read_checkpoint_config
 from .errors import MemoryPlanError
 from .quantization import (
     QuantizationRecipe,
@@ -82,10 +88,11 @@ class MemoryPlan:
     backend: str = "cpu"  # whose attention kernels were counted: "metal" or "cpu"
     requested_chunk: int | None = None  # the chunk asked for, when the plan had to shrink it
     attention: tuple[LayerAttention, ...] = ()
+    drafter_bytes: int = 0  # the speculative drafter's weights and draft logits (0: none)
 
     @property
     def total_bytes(self) -> int:
-        return self.weights_bytes + self.kv_bytes + self.headroom_bytes
+        return self.weights_bytes + self.kv_bytes + self.headroom_bytes + self.drafter_bytes
 
     @property
     def fits(self) -> bool:
@@ -109,6 +116,7 @@ class MemoryPlan:
     def summary(self) -> str:
         """One line: '4-bit weights and 32K context fit in 11.2 of 16.0 GB'."""
         kv = f", {self.kv_bits}-bit KV" if self.kv_bits else ""
+        kv += ", the drafter" if self.drafter_bytes else ""
         verb = "fit in" if self.fits else "need"
         return (
             f"{self.weights_label}{kv} and {format_context(self.context_length)} context {verb} "
@@ -140,6 +148,13 @@ class MemoryPlan:
             f"  logits:          {format_gb(self.breakdown.get('headroom.logits', 0)):>7} GB",
             f"  KV growth copy:  {format_gb(self.breakdown.get('headroom.kv_growth', 0)):>7} GB",
             f"  runtime reserve: {format_gb(self.breakdown.get('headroom.runtime', 0)):>7} GB",
+            *(
+                [
+                    f"drafter:           {format_gb(self.drafter_bytes):>7} GB  (speculative decoding)"
+                ]
+                if self.drafter_bytes
+                else []
+            ),
             f"total:             {format_gb(self.total_bytes):>7} GB",
             f"device budget:     {format_gb(self.budget_bytes):>7} GB  ({self.budget_source})",
             ("fits: " if self.fits else "does NOT fit: ") + self.summary(),
@@ -332,8 +347,9 @@ def plan_memory(
     raise_if_too_big: bool = True,
     backend: str | None = None,
     attention_options: AttentionOptions | None = None,
+    drafter_bytes: int = 0,
 ) -> MemoryPlan:
-    """Plan weights + KV + headroom against the device budget.
+    """Plan weights + KV + headroom (+ `drafter_bytes`) against the device budget.
 
     `bits` None keeps the float weights (`dtype_bytes` each); a pre-quantized config
     (`config.quantization`) is counted as stored. `backend` ("metal" or "cpu", default: the
@@ -363,7 +379,7 @@ def plan_memory(
     plan = _fitting_plan(
         config, model, bits, group_size, embedding_bits, context_length, kv_bits,
         dtype_bytes, prefill_chunk, budget, source, backend or current_backend(),
-        attention_options,
+        attention_options, drafter_bytes,
     )  # fmt: skip
     if plan.fits or not raise_if_too_big:
         return plan
@@ -375,7 +391,7 @@ def plan_memory(
 
 def _fitting_plan(config, model, bits, group_size, embedding_bits, context, kv_bits,
                   dtype_bytes, prefill_chunk, budget, source, backend,
-                  attention_options) -> MemoryPlan:  # fmt: skip
+                  attention_options, drafter_bytes=0) -> MemoryPlan:  # fmt: skip
     """The plan with `prefill_chunk`, or with the largest halved chunk (>= MIN_PREFILL_CHUNK)
     that fits; the requested chunk's plan if none does."""
     chunk = prefill_chunk
@@ -384,6 +400,7 @@ def _fitting_plan(config, model, bits, group_size, embedding_bits, context, kv_b
         plan = _plan(
             config, model, bits, group_size, embedding_bits, context, kv_bits, dtype_bytes,
             chunk, budget, source, backend, attention_options, requested_chunk=prefill_chunk,
+            drafter_bytes=drafter_bytes,
         )  # fmt: skip
         first = first or plan
         if plan.fits or chunk // 2 < MIN_PREFILL_CHUNK:
@@ -393,7 +410,7 @@ def _fitting_plan(config, model, bits, group_size, embedding_bits, context, kv_b
 
 def _plan(config, model, bits, group_size, embedding_bits, context, kv_bits, dtype_bytes,
           prefill_chunk, budget, source, backend="cpu", attention_options=None,
-          requested_chunk=None) -> MemoryPlan:  # fmt: skip
+          requested_chunk=None, drafter_bytes=0) -> MemoryPlan:  # fmt: skip
     quantization = config.quantization
     if quantization is not None:  # pre-quantized: counted as stored
         bits = int(quantization.get("bits", bits or 4))
@@ -434,6 +451,7 @@ def _plan(config, model, bits, group_size, embedding_bits, context, kv_bits, dty
         backend=backend,
         requested_chunk=requested_chunk,
         attention=tuple(layer_attention),
+        drafter_bytes=int(drafter_bytes),
     )
 
 
@@ -443,18 +461,50 @@ def plan_checkpoint(
     bits: int | None,
     context_length: int | None = None,
     default_context: int = 32_768,
+    drafter: str | Path | None = None,
     **options: Any,
 ) -> MemoryPlan:
     """`plan_memory` for a checkpoint folder (None: the 12B reference config), from its config.
 
-    `context_length` defaults to the smaller of the model's limit and `default_context`.
+    `context_length` defaults to the smaller of the model's limit and `default_context`;
+    `drafter` is the folder of a speculative drafter to load beside it (counted too).
     """
     config, dtype_bytes, _ = read_checkpoint_config(folder)
     limit = config.text_config.max_position_embeddings
     context = int(context_length or min(limit, default_context))
+    if drafter is not None:
+        options["drafter_bytes"] = drafter_nbytes(drafter, dtype_bytes=dtype_bytes)
     return plan_memory(
         config, bits=bits, context_length=context, dtype_bytes=dtype_bytes, **options
     )
+
+
+def drafter_nbytes(folder: str | Path, *, dtype_bytes: int, max_draft: int = 4) -> int:
+    """Bytes a speculative drafter adds (from its config.json; nothing is materialized).
+
+    Its weights as `mlx_model.speculative.open_drafter` loads them (float weights in the
+    model's float type, `dtype_bytes`; a quantized conversion as stored) and the float32
+    logits of `max_draft` draft steps. It has no KV cache: it reads the model's.
+    """
+    from .gemma4_assistant import AssistantConfig
+    from .gemma4_assistant import Model as AssistantModel
+
+    path = Path(folder) / "config.json"
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: missing (a drafter folder needs config.json)") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid JSON ({exc})") from None
+    config = AssistantConfig.from_dict(raw)
+    weights, _ = weights_nbytes(
+        AssistantModel(config),
+        bits=None,
+        group_size=KV_GROUP_SIZE,
+        dtype_bytes=dtype_bytes,
+        quantization=config.quantization,
+    )
+    return weights + max_draft * config.text_config.vocab_size * 4
 
 
 def propose_alternatives(
@@ -486,6 +536,7 @@ def propose_alternatives(
                     config, model, bits, plan.group_size, plan.embedding_bits if bits == plan.bits else None,
                     context, kv_bits, plan.dtype_bytes, plan.requested_chunk or plan.prefill_chunk,
                     plan.budget_bytes, plan.budget_source, plan.backend, attention_options,
+                    plan.drafter_bytes,
                 )  # fmt: skip
                 if candidate.fits:
                     found.append(candidate)
@@ -504,7 +555,9 @@ def _too_big_message(plan: MemoryPlan, alternatives: list[MemoryPlan]) -> str:
     head = (
         f"{plan.weights_label} and {format_context(plan.context_length)} context need "
         f"{format_gb(plan.total_bytes)} GB (weights {format_gb(plan.weights_bytes)} + KV cache "
-        f"{format_gb(plan.kv_bytes)} + working headroom {format_gb(plan.headroom_bytes)}) but the device "
+        f"{format_gb(plan.kv_bytes)} + working headroom {format_gb(plan.headroom_bytes)}"
+        + (f" + drafter {format_gb(plan.drafter_bytes)}" if plan.drafter_bytes else "")
+        + ") but the device "
         f"budget is {format_gb(plan.budget_bytes)} GB ({plan.budget_source})."
     )
     if not alternatives:
@@ -517,6 +570,7 @@ __all__ = [
     "MemoryPlan",
     "MemoryPlanError",
     "device_budget",
+    "drafter_nbytes",
     "format_context",
     "kv_cache_nbytes",
     "parameter_count",

@@ -22,6 +22,12 @@ buffers included (`rollback`).
 
 When the generator is exhausted or closed, the caches hold the prompt and every yielded token
 but the last (as after the plain loop), whatever the drafter proposed.
+
+`SpeculativeDecodeLoop(drafter)` is this loop in the token loop's `DecodeLoop` shape: the
+engine puts it in its `decode_loop` slot (`Engine.load(..., draft_model=folder)` does), gives
+it the prefill's last hidden state and the turn's sampling options, and reads its
+`last_stats` when the turn ends. `open_drafter(folder, target)` loads a drafter checkpoint for
+a loaded target (its float type matched to the target's) and says what is wrong with the pair.
 """
 
 from __future__ import annotations
@@ -30,14 +36,17 @@ import time
 import warnings
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import mlx.core as mx
 import mlx.nn as nn
+import numpy as np
 from mlx_lm.models.cache import QuantizedKVCache, RotatingKVCache
 from mlx_lm.sample_utils import apply_min_p, apply_top_k, apply_top_p
 
 from .config import SLIDING, TextConfig
+from .errors import CheckpointError
 from .gemma4_assistant import Model as AssistantModel
 from .gemma4_assistant import SharedKV, layer_kinds, sliding_window_mask
 from .gemma4_unified import Model
@@ -145,10 +154,12 @@ class MTPDrafter:
     position, attending to the target's K/V of its last full and last sliding layer.
     """
 
-    def __init__(self, assistant: AssistantModel, target: Model):
+    def __init__(self, assistant: AssistantModel, target: Model, *, warn: bool = True):
         check_compatible(assistant, target)
-        for message in precision_mismatches(assistant, target):
-            warnings.warn(message, DrafterPrecisionWarning, stacklevel=2)
+        self.precision_warnings = precision_mismatches(assistant, target)
+        if warn:
+            for message in self.precision_warnings:
+                warnings.warn(message, DrafterPrecisionWarning, stacklevel=2)
         self.assistant = assistant
         self.target = target
         text = target.config.text_config
@@ -167,6 +178,35 @@ class MTPDrafter:
         x = mx.concatenate([embedded, hidden.astype(embedded.dtype)], axis=-1)
         hidden, logits = self.assistant(x, self._shared, self._position)
         return logits[:, -1, :], hidden
+
+
+def open_drafter(folder: str | Path, target: Model) -> MTPDrafter:
+    """The drafter checkpoint at `folder`, loaded for `target` (`MTPDrafter`).
+
+    A float drafter is loaded in the target's float type, so the pair's activations agree;
+    a quantized one as stored. `precision_warnings` on the result says what may still ruin
+    acceptance (nothing is emitted: the caller reports it). Raises `CheckpointError` for a
+    bad folder or a drafter made for another model.
+    """
+    from .loading import load_drafter
+
+    raw = _read_config(Path(folder))
+    quantized = bool(raw.get("quantization") or raw.get("quantization_config"))
+    dtype = None if quantized else _precision(target)[0]
+    assistant = load_drafter(folder, dtype=dtype, lazy=False)
+    try:
+        return MTPDrafter(assistant, target, warn=False)
+    except ValueError as exc:
+        raise CheckpointError(f"{folder}: {exc}") from None
+
+
+def _read_config(folder: Path) -> dict[str, Any]:
+    import json
+
+    try:
+        return json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}  # `load_drafter` names what is wrong
 
 
 def check_compatible(assistant: AssistantModel, target: Model) -> None:
@@ -440,6 +480,19 @@ class SpeculativeStats:
             "draft_lengths": dict(sorted(self.draft_lengths.items())),
         }
 
+    def summary(self) -> dict[str, Any]:
+        """A turn's counts as `GenerationStats.extra["speculative"]` carries them (JSON-ready:
+        draft lengths keyed by strings; decode speed is the stats' own `decode_tps`)."""
+        return {
+            "drafted": self.drafted,
+            "accepted": self.accepted,
+            "acceptance_rate": round(self.acceptance_rate, 4),
+            "mean_accepted_length": round(self.mean_accepted_length, 4),
+            "rounds": self.rounds,
+            "plain_steps": self.plain_steps,
+            "draft_lengths": {str(k): v for k, v in sorted(self.draft_lengths.items())},
+        }
+
 
 # --------------------------------------------------------------------------- the loop
 
@@ -584,6 +637,82 @@ def speculative_generate_step(
             rollback(caches, excess)
 
 
+class SpeculativeDecodeLoop:
+    """`speculative_generate_step` in the token loop's `DecodeLoop` shape (see
+    `mlx_model.generate`): what the engine's `decode_loop` slot holds when a drafter is loaded.
+
+    Beyond the plain loop's arguments it takes `hidden` (the prefill's final-norm hidden state
+    at the prompt's last position; `uses_hidden_state` tells the engine to ask the prefill for
+    it) and `sampling` (the turn's `SamplingOptions`: speculative sampling needs the sampling
+    distribution itself, not just a sampler). Without `hidden` it is the plain loop. The cache
+    entry's keys follow what the caches hold once the loop ends or is closed; `should_stop()`
+    is asked before each token is handed out. `last_stats` holds the last turn's counts.
+    """
+
+    uses_hidden_state = True
+
+    def __init__(self, drafter: Drafter, policy: DraftPolicy | None = None):
+        self.drafter = drafter
+        self.policy = policy or DraftPolicy()
+        self.last_stats = SpeculativeStats()
+
+    def __call__(
+        self,
+        model: Any,
+        cache: Any,
+        logits: mx.array,
+        *,
+        sampler: Callable[[mx.array], mx.array],
+        logits_processors: Sequence[LogitsProcessor] = (),
+        history: Sequence[int] | np.ndarray | None = None,
+        max_tokens: int,
+        stop_ids: Collection[int] = frozenset(),
+        should_stop: Callable[[], bool] | None = None,
+        hidden: mx.array | None = None,
+        sampling: Any = None,
+    ) -> Iterator[int]:
+        from .generate import as_entry, decode
+
+        self.last_stats = stats = SpeculativeStats()
+        if hidden is None:
+            yield from decode(
+                model, cache, logits, sampler=sampler, logits_processors=logits_processors,
+                history=history, max_tokens=max_tokens, stop_ids=frozenset(stop_ids),
+                should_stop=should_stop,
+            )  # fmt: skip
+            return
+        entry = as_entry(cache)
+        vocab = int(logits.shape[-1])
+        token_sampler = (
+            TokenSampler() if sampling is None else TokenSampler.from_options(sampling, vocab)
+        )
+        start = _offset(entry.caches)
+        received: list[int] = []
+        inner = speculative_generate_step(
+            model,
+            self.drafter,
+            entry.caches,
+            logits,
+            hidden,
+            sampler=token_sampler,
+            logits_processors=logits_processors,
+            history=mx.array(np.asarray(history if history is not None else [], dtype=np.int32)),
+            max_tokens=max_tokens,
+            eos_token_ids=stop_ids,
+            policy=self.policy,
+            stats=stats,
+        )
+        try:
+            for token in inner:
+                received.append(token)
+                if should_stop is not None and should_stop():
+                    return
+                yield token
+        finally:
+            inner.close()  # rolls the caches back to what was handed out
+            entry.append(received[: _offset(entry.caches) - start])
+
+
 def _speculative_sample(
     drafts: mx.array, draft_logp: mx.array, target_logp: mx.array
 ) -> tuple[int, int]:
@@ -615,10 +744,12 @@ __all__ = [
     "Drafter",
     "DrafterPrecisionWarning",
     "MTPDrafter",
+    "SpeculativeDecodeLoop",
     "SpeculativeStats",
     "TokenSampler",
     "check_compatible",
     "kv_slots",
+    "open_drafter",
     "precision_mismatches",
     "rollback",
     "speculative_generate_step",

@@ -20,7 +20,6 @@ from mlx_model.loading import load_model
 from mlx_model.testing.checkpoint_factory import (
     TinyAssistantSizes,
     TinyModelSizes,
-    assistant_path,
     token_ids_of,
     write_tiny_assistant_checkpoint,
     write_tiny_checkpoint,
@@ -93,9 +92,13 @@ def hf_model_f64(tiny_checkpoint: Path):
 
 
 @pytest.fixture(scope="session")
-def tiny_assistant(tiny_checkpoint: Path) -> Path:
-    """A float32 drafter with the tied dense LM head, next to `tiny_checkpoint`."""
-    return write_tiny_assistant_checkpoint(assistant_path(tiny_checkpoint), tiny_checkpoint)
+def tiny_assistant(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A float32 drafter with the tied dense LM head, for `tiny_checkpoint`. Not in the
+    folder beside it (`assistant_path`), where loading the model would find it: the rest
+    of the suite loads `tiny_checkpoint` without a drafter."""
+    return write_tiny_assistant_checkpoint(
+        tmp_path_factory.mktemp("tiny-assistant"), tiny_checkpoint
+    )
 
 
 @pytest.fixture(scope="session")

@@ -27,6 +27,7 @@ from mlx_model.speculative import (
     rollback,
     speculative_generate_step,
 )
+from tests.mlx_model.drafters import ScriptedDrafter
 
 # A divergence from plain decoding is accepted only where plain decoding's top two
 # log-probabilities are closer than float32 rounding of the logits can tell apart.
@@ -67,30 +68,6 @@ def assert_same_or_near_tie(plain, margins, spec):
             assert margins[i] < NEAR_TIE, f"diverged at {i} with top-2 margin {margins[i]:.2e}"
             return
     assert len(plain) == len(spec)
-
-
-class ScriptedDrafter:
-    """Proposes `reference[position + 1 + j]` with probability `agree`, else another token."""
-
-    def __init__(self, reference: list[int], vocab: int, agree: float, seed: int = 0):
-        self.reference, self.vocab, self.agree = reference, vocab, agree
-        self.rng = np.random.default_rng(seed)
-        self.position = 0
-        self.j = 0
-
-    def start(self, caches, position):
-        self.position, self.j = position, 0
-
-    def step(self, token, hidden):
-        index = self.position + 1 + self.j
-        self.j += 1
-        right = self.reference[index] if index < len(self.reference) else 0
-        proposal = right
-        if self.rng.random() >= self.agree:
-            proposal = (right + 1 + int(self.rng.integers(self.vocab - 1))) % self.vocab
-        row = np.zeros((1, self.vocab), np.float32)
-        row[0, proposal] = 10.0
-        return mx.array(row), hidden
 
 
 def speculate(model, drafter, caches, logits, hidden, history, **kw):
