@@ -276,3 +276,88 @@ def test_every_turn_reports_its_drafting_counts(plain, mtp):
     assert counts["acceptance_rate"] == pytest.approx(counts["accepted"] / counts["drafted"], 1e-3)
     assert stats.decode_tps > 0
     assert "speculative" not in plain.generate(MESSAGES, max_tokens=4, **GREEDY).stats.extra
+
+
+# --- loading with a drafter ---------------------------------------------------------------------
+
+LOAD = dict(apply_limits=False, context_length=2048, prefill_chunk=8)
+
+
+def test_loading_with_a_drafter_plans_its_bytes_and_decodes_speculatively(
+    tiny_checkpoint, tiny_assistant
+):
+    from mlx.utils import tree_flatten
+
+    from mlx_model.memory_plan import plan_checkpoint
+
+    engine = Engine.load(tiny_checkpoint, draft_model=tiny_assistant, **LOAD)
+    alone = plan_checkpoint(tiny_checkpoint, bits=None, context_length=2048, prefill_chunk=8)
+    weights = sum(
+        v.nbytes for _, v in tree_flatten(engine.decode_loop.drafter.assistant.parameters())
+    )
+    vocab = engine.vocab_size
+    assert engine.plan.drafter_bytes == weights + 4 * vocab * 4  # weights + one round's logits
+    assert engine.plan.total_bytes == alone.total_bytes + engine.plan.drafter_bytes
+    assert "drafter" in engine.plan.describe() and engine.notices == []
+    assert engine.draft_model == tiny_assistant
+    result = engine.generate(MESSAGES, max_tokens=8, **GREEDY)
+    assert "speculative" in result.stats.extra
+
+
+def test_a_drafter_that_does_not_fit_is_left_out_unless_it_was_required(
+    tiny_checkpoint, tiny_assistant
+):
+    from mlx_model.errors import MemoryPlanError
+    from mlx_model.memory_plan import drafter_nbytes, plan_checkpoint
+
+    alone = plan_checkpoint(tiny_checkpoint, bits=None, context_length=2048, prefill_chunk=8)
+    budget = alone.total_bytes + drafter_nbytes(tiny_assistant, dtype_bytes=4) // 2
+    with pytest.raises(MemoryPlanError, match="drafter"):
+        Engine.load(tiny_checkpoint, draft_model=tiny_assistant, device_budget_bytes=budget, **LOAD)
+    engine = Engine.load(
+        tiny_checkpoint,
+        draft_model=tiny_assistant,
+        draft_required=False,
+        device_budget_bytes=budget,
+        **LOAD,
+    )
+    assert not getattr(engine.decode_loop, "uses_hidden_state", False)
+    assert engine.draft_model is None and engine.plan.drafter_bytes == 0
+    assert len(engine.notices) == 1 and "does not fit in memory" in engine.notices[0]
+
+
+def test_a_drafter_for_another_model_is_left_out_unless_it_was_required(tiny_checkpoint, tmp_path):
+    from mlx_model.errors import CheckpointError
+    from mlx_model.testing.checkpoint_factory import TinyModelSizes, write_tiny_checkpoint
+
+    other = write_tiny_checkpoint(
+        tmp_path / "other", sizes=TinyModelSizes(hidden_size=48), with_vision=False,
+        with_audio=False, assistant=True,
+    )  # fmt: skip
+    drafter = other.with_name("other-assistant")
+    with pytest.raises(CheckpointError, match="hidden size"):
+        Engine.load(tiny_checkpoint, draft_model=drafter, **LOAD)
+    engine = Engine.load(tiny_checkpoint, draft_model=drafter, draft_required=False, **LOAD)
+    assert engine.draft_model is None
+    assert "other-assistant was left out" in engine.notices[0]
+
+
+def test_a_float_drafter_takes_the_models_float_type_and_is_not_warned_about(
+    tiny_checkpoint_bf16, tiny_assistant
+):
+    import mlx.core as mx
+
+    engine = Engine.load(tiny_checkpoint_bf16, draft_model=tiny_assistant, **LOAD)
+    assert engine.decode_loop.drafter.assistant.dtype == mx.bfloat16
+    assert engine.notices == []
+
+
+def test_a_coarser_drafter_is_logged_and_noticed(tiny_checkpoint, tiny_assistant, tmp_path, caplog):
+    from mlx_model.convert import convert
+
+    coarse = convert(tiny_assistant, tmp_path / "assistant-4bit", bits=4, group_size=32)
+    with caplog.at_level("WARNING", logger="mlx_model.engine"):
+        engine = Engine.load(tiny_checkpoint, draft_model=coarse, **LOAD)
+    assert getattr(engine.decode_loop, "uses_hidden_state", False)
+    assert len(engine.notices) == 1 and "quantized to 4 bits" in engine.notices[0]
+    assert any("quantized to 4 bits" in r.getMessage() for r in caplog.records)
