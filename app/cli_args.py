@@ -29,7 +29,8 @@ def _checked(name: str) -> Any:
 
 
 def add_session_arguments(parser: argparse.ArgumentParser, *, model_required: bool = False) -> None:
-    """`--data-dir`, and which model: `--model PATH` or `--remote URL` (default: the settings')."""
+    """`--data-dir`, which model (`--model PATH` or `--remote URL`; default: the settings')
+    and its speculative drafter (`--draft-model PATH|REPO`, `--no-draft`)."""
     parser.add_argument(
         "--data-dir", metavar="DIR", help="the app's data folder (conversations, settings)"
     )
@@ -49,6 +50,16 @@ def add_session_arguments(parser: argparse.ArgumentParser, *, model_required: bo
         help="render with the checkpoint's own chat template even when it is an outdated "
         "Gemma 4 one (default: the settings' choice, else Google's canonical chat format)",
     )  # fmt: skip
+    draft = parser.add_mutually_exclusive_group()
+    draft.add_argument(
+        "--draft-model", metavar="PATH|REPO",
+        help="the drafter for speculative decoding (faster answers, the same output): a folder "
+        "or a cached Hugging Face repo id; default: the model's own assistant when it is "
+        "beside the model or in the cache and fits in memory",
+    )  # fmt: skip
+    draft.add_argument(
+        "--no-draft", action="store_true", help="decode without a drafter (no speculative decoding)"
+    )
 
 
 def add_generation_arguments(parser: argparse.ArgumentParser) -> None:
@@ -76,13 +87,26 @@ def generation_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return {name: value for name, value in values.items() if value is not None}
 
 
+def draft_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """`--draft-model` / `--no-draft` as `LocalModel` fields (empty: the settings decide)."""
+    if getattr(args, "no_draft", False):
+        return {"speculative": False}
+    if getattr(args, "draft_model", None):
+        return {"speculative": True, "draft_model": str(args.draft_model)}
+    return {}
+
+
 def load_model(session: Any, args: argparse.Namespace) -> Any:
     """Start loading what the flags (or else the settings) choose; None when nothing is chosen."""
     if getattr(args, "remote", None):
         return session.load_remote(args.remote, args.remote_model)
+    draft = draft_overrides(args)
     if getattr(args, "model", None):
         pairs = (("bits", args.bits), ("context_length", args.context),
                  ("use_checkpoint_template", getattr(args, "use_checkpoint_template", None)))  # fmt: skip
         overrides = {k: v for k, v in pairs if v}
-        return session.load_local(str(args.model), **overrides)
+        return session.load_local(str(args.model), **overrides, **draft)
+    settings = session.settings
+    if draft and settings.backend == "local" and settings.model_path:
+        return session.load_local(settings.model_path, **draft)
     return session.load_from_settings()

@@ -148,6 +148,7 @@ class AppSession:
         self._remember_next_load = False
         self._switching_backend = False
         self._closing = False
+        self._told: set[str] = set()  # load notices already shown (each is told once)
         self._unsubscribe_service = self.service.subscribe(self._on_service_event)
         self._unsubscribe_settings = self.settings_store.subscribe(
             lambda _settings, changed: self._on_settings_changed(set(changed))
@@ -312,6 +313,10 @@ class AppSession:
             )
             if info.kind == "local":
                 self._loaded_local(event.path)
+            for notice in info.notices:  # e.g. a drafter left out or a precision mismatch
+                if notice not in self._told:
+                    self._told.add(notice)
+                    self._emit(Notice(notice))
         elif isinstance(event, JobFailed):
             self._set_status(
                 ModelStatus("error", status.name, "", status.path, message=event.message)
@@ -597,35 +602,51 @@ class AppSession:
         on_progress: Callable[[int, int, str], None],
         on_done: Callable[[str, str], None],
     ) -> None:
-        """Download the recommended model on a worker thread.
+        """Download the recommended model on a worker thread, then its assistant (the drafter
+        for faster answers) when "Faster answers" is on.
 
         `on_progress(done bytes, total bytes, what)` while it runs; `on_done(model folder,
-        "")` or `on_done("", why not)` at the end (a cancelled download resumes later).
+        "")` or `on_done("", why not)` at the end (a cancelled download resumes later). The
+        model is usable without its assistant: when that part fails, a `Notice` says so and
+        `on_done` still gives the model.
         """
         from app.models import download as dl
-        from app.models.catalog import GEMMA_4_12B_IT
-
-        def on_event(event: Any) -> None:
-            if isinstance(event, dl.DownloadProgress):
-                on_progress(event.done_bytes, event.total_bytes, event.file)
-            elif isinstance(event, dl.DownloadFinished):
-                on_done(str(event.model.path), "")
-            elif isinstance(event, dl.DownloadFailed):
-                on_done("", event.message)
-            elif isinstance(event, dl.DownloadCancelled):
-                on_done("", "Download cancelled; it resumes where it stopped.")
-
+        from app.models.catalog import GEMMA_4_12B_IT, assistant_entry
         from app.models.hub_download import HubCacheDownloader
 
-        # Into the Hugging Face cache, where mlx-lm / mlx-vlm users may already have it.
-        downloader = HubCacheDownloader(GEMMA_4_12B_IT, on_event=on_event)
-        self._downloader = downloader
+        assistant = assistant_entry(GEMMA_4_12B_IT) if self.settings.speculative_decoding else None
+
+        def fetch(entry: Any, label: str) -> Any:
+            def on_event(event: Any) -> None:
+                if isinstance(event, dl.DownloadProgress):
+                    on_progress(event.done_bytes, event.total_bytes, label + event.file)
+
+            # Into the Hugging Face cache, where mlx-lm / mlx-vlm users may already have it.
+            self._downloader = HubCacheDownloader(entry, on_event=on_event)
+            return self._downloader.run()
 
         def run() -> None:
             try:
-                downloader.run()
+                model = fetch(GEMMA_4_12B_IT, "")
             except Exception as exc:  # noqa: BLE001 - reported as a failed download
-                on_done("", str(exc))
+                cancelled = isinstance(exc, dl.DownloadCancelledError)
+                on_done(
+                    "",
+                    "Download cancelled; it resumes where it stopped." if cancelled else str(exc),
+                )
+                return
+            if assistant is not None:
+                try:
+                    fetch(assistant, "Assistant (faster answers): ")
+                except Exception as exc:  # noqa: BLE001 - the model works without it
+                    self._emit(
+                        Notice(
+                            f"The assistant for faster answers ({assistant.repo_id}) was not "
+                            f"downloaded: {exc} Answers come at the plain speed; downloading "
+                            "the model again fetches it."
+                        )
+                    )
+            on_done(str(model.path), "")
 
         threading.Thread(target=run, name="model-download", daemon=True).start()
 

@@ -80,6 +80,8 @@ class Settings:
     kv_cache_bits: int | None = None  # None = full precision KV cache; 4 or 8 quantize it
     # Render with the checkpoint's own chat template even when it is an outdated Gemma 4 one
     use_checkpoint_template: bool = False
+    # Speculative decoding with the model's drafter, when one is found and fits in memory
+    speculative_decoding: bool = True
     # Generation (None = the checkpoint's generation_config.json default)
     temperature: float | None = None
     top_p: float | None = None
@@ -133,6 +135,7 @@ class Settings:
             self.context_length,
             self.kv_cache_bits,
             use_checkpoint_template=self.use_checkpoint_template,
+            speculative=self.speculative_decoding,
         )
 
     def remote_spec(self) -> RemoteModel:

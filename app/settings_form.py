@@ -39,6 +39,7 @@ SECTIONS = {
         "context_length",
         "kv_cache_bits",
         "use_checkpoint_template",
+        "speculative_decoding",
     ),  # fmt: skip
     "Generation": (
         "temperature",
@@ -61,6 +62,7 @@ SECTIONS = {
 LABELS = {
     "model_path": "Model folder", "kv_cache_bits": "KV cache bits (empty: full precision)",
     "use_checkpoint_template": "Use the checkpoint's own chat template",
+    "speculative_decoding": "Faster answers (speculative decoding)",
     "top_p": "Top-p", "top_k": "Top-k", "min_p": "Min-p", "max_tokens": "Maximum answer tokens",
     "thinking": "Let the model think first", "vision_budget": "Default image detail (tokens)",
     "mic_device": "Microphone", "camera_device": "Camera", "server_enabled": "Local API server",
@@ -86,6 +88,10 @@ HELP = {
     '"Always Allow This Tool"); remove one to be asked again.',
     "dictation_mode": "Push-to-talk puts a transcript in the message field instead of "
     "attaching the recording.",
+    "speculative_decoding": "The model's small assistant (its drafter) guesses a few words "
+    "ahead and the model checks them all at once: the same answers, sooner. Used when the "
+    "assistant is downloaded (beside the model or in the Hugging Face cache) and both fit in "
+    "memory. Applies when the model is next loaded.",
     "use_checkpoint_template": "Off: a checkpoint that ships an outdated Gemma 4 chat template "
     "is talked to in Google's current format. On: its own template is used as it is. Applies "
     "when the model is next loaded.",

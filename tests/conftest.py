@@ -52,6 +52,14 @@ def tiny_checkpoint_sharded(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
 
 
+@pytest.fixture(scope="session")
+def tiny_checkpoint_with_assistant(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A float32 checkpoint with its drafter in the folder beside it (`<name>-assistant`),
+    where loading the model finds it: speculative decoding on by default."""
+    folder = tmp_path_factory.mktemp("tiny-speculative") / "tiny-gemma"
+    return write_tiny_checkpoint(folder, seed=0, dtype="float32", assistant=True)
+
+
 @pytest.fixture(scope="module")
 def loopback_server(tiny_checkpoint: Path) -> Iterator[Any]:
     """Our OpenAI-compatible server on 127.0.0.1 with `LOOPBACK_API_KEY`, serving the tiny

@@ -14,6 +14,7 @@ stand-in for a remote vLLM in the remote-backend tests.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import socket
 import threading
 import time
@@ -107,12 +108,10 @@ def scripted_factory(**tuning: Any):
     def factory(spec: EngineSpec, progress: ProgressCallback | None = None) -> Any:
         if not isinstance(spec, LocalModel):
             return open_engine(spec, progress)
-        spec = LocalModel(
-            spec.path,
-            spec.bits,
-            spec.context_length or 4096,
-            spec.kv_bits,
-            {**TEST_TUNING, **tuning, **dict(spec.tuning)},
+        spec = dataclasses.replace(
+            spec,
+            context_length=spec.context_length or 4096,
+            tuning={**TEST_TUNING, **tuning, **dict(spec.tuning)},
         )
         opened = LocalEngine.open(spec, progress)
         return ScriptedEngine(opened.engine, spec)

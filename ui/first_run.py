@@ -132,6 +132,14 @@ class FirstRunScreen(QWidget):
         self.facts.addRow("Saved to:", where)
         for label, value in offer.memory_plan:
             self.facts.addRow(f"{label}:", QLabel(value))
+        if offer.assistant_repo:
+            assistant = QLabel(
+                f"its assistant ({offer.assistant_repo}) comes with it, for faster answers; "
+                "turn “Faster answers” off in Settings to skip it"
+            )
+            assistant.setWordWrap(True)
+            assistant.setObjectName("Muted")
+            self.facts.addRow("Faster answers:", assistant)
         self.verdict.setText(offer.plan_verdict)
         self.download_button.setEnabled(enough)
         self.download_button.setText(f"Download ({format_bytes(offer.size_bytes)})")

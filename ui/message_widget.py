@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.views import answer_stats
 from ui import theme
 from ui.attachment_views import AttachmentCard
 from ui.backend import MessageView, ToolCardView
@@ -291,9 +292,9 @@ class MessageWidget(QFrame):
         self.stop_button.setVisible(message.streaming)
         self.regenerate_button.setVisible(not self.is_user and not message.streaming)
         self.copy_button.setEnabled(bool(message.text))
-        stats = message.stats
-        tps = getattr(stats, "decode_tps", 0.0) if stats is not None else 0.0
-        self.stats_label.setText(f"{tps:.1f} tok/s" if tps and not message.streaming else "")
+        numbers, explained = answer_stats(None if message.streaming else message.stats)
+        self.stats_label.setText(numbers)
+        self.stats_label.setToolTip(explained)
         who = "Your message" if self.is_user else "Answer"
         state = ", still generating" if message.streaming else ""
         self.setAccessibleName(f"{who}{state}")

@@ -24,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -206,8 +206,31 @@ def combine(turns: Sequence[GenerationStats], elapsed_s: float = 0.0) -> Generat
     for key, value in last.extra.items():
         total.extra.setdefault(key, value)
     total.extra.update(prefill_s=prefill_s, decode_s=decode_s, elapsed_s=elapsed_s)
+    drafting = [t.extra["speculative"] for t in turns if "speculative" in t.extra]
+    if drafting:
+        total.extra["speculative"] = combine_drafting(drafting)
     if len(turns) > 1:
         total.extra["turns"] = [_turn_numbers(t) for t in turns]
+    return total
+
+
+def combine_drafting(turns: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Speculative decoding's counts over several turns (`stats.extra["speculative"]`)."""
+    total: dict[str, Any] = {
+        name: sum(int(t.get(name, 0)) for t in turns)
+        for name in ("drafted", "accepted", "rounds", "plain_steps")
+    }
+    total["acceptance_rate"] = (
+        round(total["accepted"] / total["drafted"], 4) if total["drafted"] else 0.0
+    )
+    total["mean_accepted_length"] = (
+        round(total["accepted"] / total["rounds"], 4) if total["rounds"] else 0.0
+    )
+    lengths: dict[str, int] = {}
+    for turn in turns:
+        for k, count in (turn.get("draft_lengths") or {}).items():
+            lengths[str(k)] = lengths.get(str(k), 0) + int(count)
+    total["draft_lengths"] = dict(sorted(lengths.items()))
     return total
 
 

@@ -59,6 +59,11 @@ class LocalModel:
     kv_bits: int | None = None
     tuning: Mapping[str, Any] = field(default_factory=dict)
     use_checkpoint_template: bool = False  # keep an outdated Gemma 4 chat template as shipped
+    # Speculative decoding: with `speculative`, the drafter `draft_model` (a folder or a cached
+    # repo id; it must load) or, when "", one found beside the model or in the cache (used
+    # when it fits).
+    speculative: bool = True
+    draft_model: str = ""
 
     @property
     def source(self) -> str:
@@ -92,6 +97,8 @@ class EngineInfo:
     context_limit: int = 0  # 0: unknown
     precision: str = ""  # "4-bit", "bf16", ... ("" when unknown)
     plan: Any = None  # the local engine's `mlx_model.memory_plan.MemoryPlan`
+    drafter: str = ""  # the speculative drafter's name, when one is loaded
+    notices: tuple[str, ...] = ()  # what the user should be told about this load
 
 
 class Engine(Protocol):

@@ -22,17 +22,27 @@ class LocalEngine:
         """Plan memory and load the checkpoint (raises `MemoryPlanError`, `ConfigError`, ...).
 
         `spec.path` may also be a Hugging Face repo id already in the standard cache.
+        A drafter the spec names must load; one found by itself is left out (with a notice
+        in `info().notices`) when it does not fit or does not suit the model.
         """
         from mlx_model import import_serialized
-        from mlx_model.hub import resolve_checkpoint
+        from mlx_model.hub import find_drafter, resolve_checkpoint
 
+        path = resolve_checkpoint(spec.path)
+        drafter = None
+        if spec.speculative:
+            drafter = (
+                resolve_checkpoint(spec.draft_model) if spec.draft_model else find_drafter(path)
+            )
         engine_class = import_serialized("mlx_model.engine").Engine
         engine = engine_class.load(
-            str(resolve_checkpoint(spec.path)),
+            str(path),
             bits=spec.bits,
             context_length=spec.context_length,
             kv_bits=spec.kv_bits,
             use_checkpoint_template=spec.use_checkpoint_template,
+            draft_model=drafter,
+            draft_required=bool(spec.draft_model),
             progress=progress,
             **dict(spec.tuning),
         )
@@ -84,10 +94,19 @@ class LocalEngine:
             context_limit=int(self.engine.context_limit),
             precision=precision_label(plan),
             plan=plan,
+            drafter=drafter_name(self.engine.draft_model),
+            notices=tuple(self.engine.notices),
         )
 
     def close(self) -> None:
         self.engine.prompt_cache.clear()
+
+
+def drafter_name(folder: Any) -> str:
+    """The loaded drafter's name (its repo id when it came from the cache); "" for none."""
+    from mlx_model.hub import model_name as folder_name
+
+    return folder_name(folder) if folder is not None else ""
 
 
 def precision_label(plan: Any) -> str:

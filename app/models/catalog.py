@@ -1,7 +1,9 @@
 """The model catalog: which checkpoints Gemma Desk offers, how each is loaded, and its size.
 
 One built-in entry, Gemma 4 12B instruction-tuned (`google/gemma-4-12B-it`), downloaded in
-its original bf16 form and quantized to 4 bits while loading. A user may point to a
+its original bf16 form and quantized to 4 bits while loading, with its assistant
+(`google/gemma-4-12B-it-assistant`: the drafter that makes answers faster through
+speculative decoding; `assistant_entry`). A user may point to a
 pre-quantized MLX conversion (a hub repo or a folder) instead; `entry_for_repo` reads its
 `config.json` to find the stored precision. Sizes are never hard-coded: they come from the
 checkpoint's safetensors headers (local folder) or the hub's safetensors metadata, and the
@@ -14,10 +16,13 @@ import json
 import math
 import struct
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from mlx_model.hub import DRAFTER_SUFFIX
+
 SUPPORTED_MODEL_TYPES = ("gemma4_unified",)
+DRAFTER_MODEL_TYPES = ("gemma4_unified_assistant",)  # speculative drafters: no chat on their own
 DEFAULT_LOAD_BITS = 4
 DEFAULT_GROUP_SIZE = 64
 # Files a checkpoint needs: weights, configs, tokenizer, chat template, license/readme.
@@ -56,6 +61,8 @@ class CatalogEntry:
     description: str = ""
     gated: bool = False  # the hub asks the user to accept a license first
     allow_patterns: tuple[str, ...] = field(default=DEFAULT_ALLOW_PATTERNS)
+    assistant_repo: str = ""  # the model's speculative drafter, downloaded with it
+    model_types: tuple[str, ...] = SUPPORTED_MODEL_TYPES  # what a download must turn out to be
 
     @property
     def is_prequantized(self) -> bool:
@@ -73,8 +80,6 @@ class CatalogEntry:
 
     def with_load_bits(self, bits: int | None) -> CatalogEntry:
         """The same checkpoint loaded at another precision (4, 8, or None for bf16)."""
-        from dataclasses import replace
-
         return replace(self, load_bits=bits)
 
 
@@ -89,7 +94,24 @@ GEMMA_4_12B_IT = CatalogEntry(
         "Downloaded in its original form and quantized to 4 bits as it loads."
     ),
     gated=True,
+    assistant_repo="google/gemma-4-12B-it-assistant",
 )
+
+
+def assistant_entry(entry: CatalogEntry) -> CatalogEntry | None:
+    """The download of `entry`'s drafter (loaded as stored, beside the model), or None."""
+    if not entry.assistant_repo:
+        return None
+    return CatalogEntry(
+        key=entry.assistant_repo.lower(),
+        name=f"{entry.name} assistant",
+        repo_id=entry.assistant_repo,
+        revision=entry.revision,
+        load_bits=None,
+        description=f"The drafter that makes {entry.name}'s answers faster (the same answers).",
+        gated=entry.gated,
+        model_types=DRAFTER_MODEL_TYPES,
+    )
 
 
 def builtin_entries() -> list[CatalogEntry]:
@@ -126,6 +148,12 @@ def entry_for_repo(
     builtin = find_entry(repo_id)
     if builtin is not None and config is None:
         return builtin
+    for known in builtin_entries():
+        if known.assistant_repo.lower() == repo_id.lower():
+            return replace(assistant_entry(known), revision=revision)
+    drafter = (config or {}).get("model_type") in DRAFTER_MODEL_TYPES or (
+        config is None and repo_id.endswith(DRAFTER_SUFFIX)
+    )
     quant = quantization_of(config or {})
     bits, group = quant if quant else (None, DEFAULT_GROUP_SIZE)
     label = f"{bits}-bit MLX" if bits else "original weights"
@@ -135,9 +163,10 @@ def entry_for_repo(
         repo_id=repo_id,
         revision=revision,
         stored_bits=bits,
-        load_bits=None if bits else DEFAULT_LOAD_BITS,
+        load_bits=None if bits or drafter else DEFAULT_LOAD_BITS,
         group_size=group,
         description=f"User-chosen checkpoint {repo_id}.",
+        model_types=DRAFTER_MODEL_TYPES if drafter else SUPPORTED_MODEL_TYPES,
     )
 
 
@@ -254,17 +283,24 @@ def estimate_with_memory_plan(
 
 
 def memory_plan_for(
-    entry: CatalogEntry, folder: str | Path | None, context_length: int, kv_bits: int | None = None
+    entry: CatalogEntry,
+    folder: str | Path | None,
+    context_length: int,
+    kv_bits: int | None = None,
+    drafter: str | Path | None = None,
 ):
     """The `mlx_model.memory_plan.MemoryPlan` shown before loading (never raises for 'too big';
-    check `plan.fits` and `memory_plan.propose_alternatives` for what would fit)."""
+    check `plan.fits` and `memory_plan.propose_alternatives` for what would fit). `drafter`: the
+    folder of the speculative drafter that would load beside it (counted too)."""
     from mlx_model import import_serialized
 
     mp = import_serialized("mlx_model.memory_plan")
 
     config, dtype_bytes, _ = mp.read_checkpoint_config(folder)
     bits = None if config.quantization else entry.load_bits
+    extra = mp.drafter_nbytes(drafter, dtype_bytes=dtype_bytes) if drafter is not None else 0
     return mp.plan_memory(
         config, bits=bits, context_length=context_length, kv_bits=kv_bits,
         group_size=entry.group_size, dtype_bytes=dtype_bytes, raise_if_too_big=False,
+        drafter_bytes=extra,
     )  # fmt: skip

@@ -4,7 +4,8 @@ Listed: the app's own downloads and imported folders, then the Gemma 4 checkpoin
 Hugging Face cache (what mlx-lm, mlx-vlm or `hf download` fetched). Each is named as the
 server and the GUI name it (repo id or folder name); any of these names works as `--model`.
 `--download REPO` fetches a repo into the Hugging Face cache (resumable: run it again after
-an interruption), so other tools see it too.
+an interruption), so other tools see it too; a catalog model's assistant (the drafter that
+makes answers faster) comes with it unless `--no-assistant`.
 """
 
 from __future__ import annotations
@@ -23,12 +24,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--download", metavar="REPO", help="download a Hugging Face repo into the standard cache"
     )
     parser.add_argument("--revision", default="main", help="branch, tag or commit (--download)")
+    parser.add_argument(
+        "--no-assistant",
+        action="store_true",
+        help="with --download: leave out the model's assistant (the drafter for faster answers)",
+    )
     add_data_dir_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     if args.download:
-        return _download(args.download, args.revision)
+        return _download(args.download, args.revision, not args.no_assistant)
     from app.models.download import default_models_dir
     from app.models.local import available_models
     from mlx_model.hub import hub_cache_dir
@@ -64,8 +70,8 @@ def _describe(model: Any) -> dict[str, Any]:
     }
 
 
-def _download(repo_id: str, revision: str) -> int:
-    from app.models.catalog import entry_for_repo, find_entry
+def _download(repo_id: str, revision: str, with_assistant: bool = True) -> int:
+    from app.models.catalog import assistant_entry, entry_for_repo, find_entry
     from app.models.download import DownloadError, DownloadProgress, DownloadRetrying
     from app.models.hub_download import HubCacheDownloader
 
@@ -85,17 +91,19 @@ def _download(repo_id: str, revision: str) -> int:
         elif isinstance(event, DownloadRetrying):
             sys.stderr.write(f"\n{event.file}: {event.reason}; retrying in {event.delay_s:.0f} s\n")
 
-    downloader = HubCacheDownloader(entry, on_event=on_event, progress_interval_s=0.5)
-    try:
-        model = downloader.run()
-    except DownloadError as exc:
-        print(f"\ngemma-desk models: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        downloader.cancel()
-        print("\nInterrupted; run the same command again to resume.", file=sys.stderr)
-        return 130
-    if tty:
-        sys.stderr.write("\n")
-    print(f"{repo_id} is in the Hugging Face cache at {model.path}")
+    assistant = assistant_entry(entry) if with_assistant else None
+    for part in [entry, assistant] if assistant is not None else [entry]:
+        downloader = HubCacheDownloader(part, on_event=on_event, progress_interval_s=0.5)
+        try:
+            model = downloader.run()
+        except DownloadError as exc:
+            print(f"\ngemma-desk models: {part.repo_id}: {exc}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            downloader.cancel()
+            print("\nInterrupted; run the same command again to resume.", file=sys.stderr)
+            return 130
+        if tty:
+            sys.stderr.write("\n")
+        print(f"{part.repo_id} is in the Hugging Face cache at {model.path}")
     return 0

@@ -428,7 +428,7 @@ class ModelDownloader:
                 self._fetch(remote, plan)
                 self._done_before += remote.size
             self._finish(plan)
-            model = validate_folder(self.dest)
+            model = validate_folder(self.dest, self.entry.model_types)
         except _Cancelled:
             done = getattr(self, "_done_before", 0)
             total = self._plan.total_bytes if self._plan else 0

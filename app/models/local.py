@@ -2,7 +2,8 @@
 
 A valid folder is in the Hugging Face layout `mlx_model.load_model` reads: `config.json` of
 a supported `model_type`, safetensors weights (every shard the index names present and with
-a readable header), and a tokenizer (`tokenizer.json` or `tokenizer.model`). Downloads land in
+a readable header), and a tokenizer (`tokenizer.json` or `tokenizer.model`; a speculative
+drafter, which uses its model's, needs none). Downloads land in
 `<models dir>/<owner>--<name>/`; `import_folder` registers or copies a folder the user
 already has (e.g. an MLX 4-bit conversion made elsewhere).
 """
@@ -16,6 +17,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from app.models.catalog import (
+    DRAFTER_MODEL_TYPES,
     SUPPORTED_MODEL_TYPES,
     CatalogEntry,
     entry_for_repo,
@@ -54,8 +56,11 @@ class LocalModel:
         return entry_for_repo(self.repo_id or self.path.name, config)
 
 
-def validate_folder(path: str | os.PathLike[str]) -> LocalModel:
-    """Check a checkpoint folder and describe it; raises `InvalidModelFolder` with the reason."""
+def validate_folder(
+    path: str | os.PathLike[str], model_types: tuple[str, ...] = SUPPORTED_MODEL_TYPES
+) -> LocalModel:
+    """Check a checkpoint folder of one of `model_types` and describe it; raises
+    `InvalidModelFolder` with the reason."""
     folder = Path(path).expanduser()
     if not folder.is_dir():
         raise InvalidModelFolder(f"{folder} is not a folder.")
@@ -67,10 +72,10 @@ def validate_folder(path: str | os.PathLike[str]) -> LocalModel:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InvalidModelFolder(f"{config_path} cannot be read: {exc}") from exc
     model_type = str(config.get("model_type", ""))
-    if model_type not in SUPPORTED_MODEL_TYPES:
+    if model_type not in model_types:
         raise InvalidModelFolder(
             f"{folder} holds a '{model_type or 'unknown'}' model; Gemma Desk runs "
-            f"{', '.join(SUPPORTED_MODEL_TYPES)} checkpoints."
+            f"{', '.join(model_types)} checkpoints here."
         )
     weight_files = _weight_files(folder)
     for name in weight_files:
@@ -78,7 +83,8 @@ def validate_folder(path: str | os.PathLike[str]) -> LocalModel:
             read_safetensors_header(folder / name)
         except (OSError, ValueError, json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise InvalidModelFolder(f"{folder / name} is damaged or incomplete: {exc}") from exc
-    if not any((folder / name).is_file() for name in TOKENIZER_FILES):
+    needs_tokenizer = model_type not in DRAFTER_MODEL_TYPES
+    if needs_tokenizer and not any((folder / name).is_file() for name in TOKENIZER_FILES):
         raise InvalidModelFolder(f"{folder} has no tokenizer ({' or '.join(TOKENIZER_FILES)}).")
     quant = quantization_of(config)
     size = sum(f.stat().st_size for f in folder.iterdir() if f.is_file())

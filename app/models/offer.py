@@ -1,5 +1,10 @@
 """What the app says about a model before loading it: the first-run download offer and the
-memory plan as rows and a verdict, for the GUI, the CLI and the settings alike."""
+memory plan as rows and a verdict, for the GUI, the CLI and the settings alike.
+
+With "Faster answers" on (the default), the offer downloads the model's assistant (its
+speculative drafter) with it, and a plan counts the drafter found beside a downloaded model
+(`mlx_model.hub.find_drafter`), as loading it would.
+"""
 
 from __future__ import annotations
 
@@ -25,6 +30,7 @@ class DownloadOffer:
     memory_plan: list[tuple[str, str]] = field(default_factory=list)  # (label, value) rows
     plan_verdict: str = ""
     fits: bool = True
+    assistant_repo: str = ""  # downloaded with the model (faster answers), "" for none
 
 
 def plan_rows(plan: Any) -> list[tuple[str, str]]:
@@ -33,6 +39,7 @@ def plan_rows(plan: Any) -> list[tuple[str, str]]:
         ("Weights", f"{_gb(plan.weights_bytes)} ({plan.weights_label})"),
         ("KV cache", f"{_gb(plan.kv_bytes)} for {plan.context_length:,} tokens"),
         ("Working headroom", _gb(plan.headroom_bytes)),
+        *([("Drafter (faster answers)", _gb(plan.drafter_bytes))] if plan.drafter_bytes else []),
         ("Total", f"{_gb(plan.total_bytes)} of {_gb(plan.budget_bytes)} available"),
     ]
 
@@ -59,9 +66,15 @@ def memory_plan_text(
     entry = GEMMA_4_12B_IT.with_load_bits(
         PRECISION_BITS.get(settings.precision) or GEMMA_4_12B_IT.load_bits
     )
+    folder = path or current or None
     try:
+        drafter = None
+        if folder and settings.speculative_decoding:
+            from mlx_model.hub import find_drafter
+
+            drafter = find_drafter(folder)
         plan = memory_plan_for(
-            entry, path or current or None, settings.context_length, settings.kv_cache_bits
+            entry, folder, settings.context_length, settings.kv_cache_bits, drafter
         )
     except Exception as exc:  # noqa: BLE001 - no readable config: explain
         return [], f"No memory plan: {exc}"
@@ -87,7 +100,10 @@ def download_offer(settings: Settings) -> DownloadOffer:
         size, rows, verdict, fits = 0, [], f"Memory plan unavailable: {exc}", True
     bits = entry.effective_bits
     name = f"{entry.name} ({bits}-bit when loaded)" if bits else entry.name
-    return DownloadOffer(name, entry.repo_id, size, free, str(destination), rows, verdict, fits)
+    assistant = entry.assistant_repo if settings.speculative_decoding else ""
+    return DownloadOffer(
+        name, entry.repo_id, size, free, str(destination), rows, verdict, fits, assistant
+    )
 
 
 def _gb(n: int) -> str:

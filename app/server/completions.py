@@ -32,7 +32,9 @@ def new_completion_id() -> str:
     return f"chatcmpl-{uuid.uuid4().hex}"
 
 
-def usage_json(stats: GenerationStats | None) -> dict[str, int]:
+def usage_json(stats: GenerationStats | None) -> dict[str, Any]:
+    """OpenAI's `usage`; with speculative decoding also OpenAI's predicted-output counts
+    (`completion_tokens_details`) and our extension `speculative` (docs/SERVER.md)."""
     if stats is None:
         return {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
     prompt = stats.prefilled_tokens + stats.cached_tokens
@@ -43,6 +45,20 @@ def usage_json(stats: GenerationStats | None) -> dict[str, int]:
     }
     if stats.cached_tokens:
         usage["prompt_tokens_details"] = {"cached_tokens": stats.cached_tokens}
+    drafting = stats.extra.get("speculative")
+    if drafting:
+        drafted, accepted = int(drafting.get("drafted", 0)), int(drafting.get("accepted", 0))
+        usage["completion_tokens_details"] = {
+            "accepted_prediction_tokens": accepted,
+            "rejected_prediction_tokens": drafted - accepted,
+        }
+        usage["speculative"] = {
+            "drafted_tokens": drafted,
+            "accepted_tokens": accepted,
+            "acceptance_rate": float(drafting.get("acceptance_rate", 0.0)),
+            "mean_accepted_length": float(drafting.get("mean_accepted_length", 0.0)),
+            "decode_tokens_per_second": round(stats.decode_tps, 2),
+        }
     return usage
 
 

@@ -1,4 +1,5 @@
-"""A tiny stand-in for the Hugging Face hub on 127.0.0.1, serving one folder as a model repo.
+"""A tiny stand-in for the Hugging Face hub on 127.0.0.1, serving one folder as a model repo
+(and more folders as more repos, `others`).
 
 It answers the endpoints huggingface_hub and our downloader call:
 
@@ -49,10 +50,15 @@ class FakeHub:
     """Serve `folder` as model repo `repo_id`; use as a context manager."""
 
     def __init__(
-        self, folder: Path, repo_id: str = "tests/tiny-gemma", gated: bool = False
+        self,
+        folder: Path,
+        repo_id: str = "tests/tiny-gemma",
+        gated: bool = False,
+        others: dict[str, Path] | None = None,
     ) -> None:
         self.folder = Path(folder)
         self.repo_id = repo_id
+        self.repos = {repo_id: self.folder, **{r: Path(f) for r, f in (others or {}).items()}}
         self.gated = gated
         self.faults = Faults()
         self.log: list[Logged] = []
@@ -75,14 +81,16 @@ class FakeHub:
 
     # ---------------------------------------------------------------- repo data
 
-    def files(self) -> list[Path]:
-        return sorted(p for p in self.folder.rglob("*") if p.is_file())
+    def files(self, repo_id: str | None = None) -> list[Path]:
+        folder = self.repos[repo_id or self.repo_id]
+        return sorted(p for p in folder.rglob("*") if p.is_file())
 
-    def tree(self) -> list[dict]:
+    def tree(self, repo_id: str | None = None) -> list[dict]:
         entries = []
-        for path in self.files():
+        folder = self.repos[repo_id or self.repo_id]
+        for path in self.files(repo_id):
             data = path.read_bytes()
-            rel = path.relative_to(self.folder).as_posix()
+            rel = path.relative_to(folder).as_posix()
             oid = hashlib.sha1(f"blob {len(data)}\0".encode() + data).hexdigest()
             entry = {"type": "file", "path": rel, "size": len(data), "oid": oid}
             if rel.endswith(LFS_SUFFIXES):
@@ -115,17 +123,18 @@ class FakeHub:
                 path = unquote(url.path)
                 with hub._lock:
                     hub.log.append(Logged(self.command, path, self.headers.get("Range")))
-                repo = re.escape(hub.repo_id)
                 if hub.gated:
                     return self._error(403, "GatedRepo", "Access to this repo is restricted.")
-                if m := re.fullmatch(rf"/api/models/{repo}/revision/([^/]+)", path):
-                    return self._json({"id": hub.repo_id, "sha": COMMIT, "siblings": [
-                        {"rfilename": e["path"]} for e in hub.tree()
-                    ]})  # fmt: skip
-                if re.fullmatch(rf"/api/models/{repo}/tree/[^/]+", path):
-                    return self._json(hub.tree())
-                if m := re.fullmatch(rf"/{repo}/resolve/([^/]+)/(.+)", path):
-                    return self._file(m.group(2), head)
+                for repo_id in hub.repos:
+                    repo = re.escape(repo_id)
+                    if m := re.fullmatch(rf"/api/models/{repo}/revision/([^/]+)", path):
+                        return self._json({"id": repo_id, "sha": COMMIT, "siblings": [
+                            {"rfilename": e["path"]} for e in hub.tree(repo_id)
+                        ]})  # fmt: skip
+                    if re.fullmatch(rf"/api/models/{repo}/tree/[^/]+", path):
+                        return self._json(hub.tree(repo_id))
+                    if m := re.fullmatch(rf"/{repo}/resolve/([^/]+)/(.+)", path):
+                        return self._file(m.group(2), head, hub.repos[repo_id])
                 if path.startswith("/api/models/") or "/resolve/" in path:
                     return self._error(404, "RepoNotFound", "Repository not found")
                 return self._error(404, "EntryNotFound", "Not found")
@@ -149,9 +158,9 @@ class FakeHub:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def _file(self, rel: str, head: bool) -> None:
-                target = (hub.folder / rel).resolve()
-                if not target.is_file() or hub.folder.resolve() not in target.parents:
+            def _file(self, rel: str, head: bool, folder: Path) -> None:
+                target = (folder / rel).resolve()
+                if not target.is_file() or folder.resolve() not in target.parents:
                     return self._error(404, "EntryNotFound", f"{rel} not found")
                 faults = hub.faults
                 with hub._lock:

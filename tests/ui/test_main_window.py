@@ -290,11 +290,22 @@ def test_webcam_dialog_records_retakes_and_attaches(qtbot, window_for, memory_ba
     assert window.composer.chips[0].attachment.kind == "video"
 
 
+def _form_labels(form) -> list[str]:
+    from PySide6.QtWidgets import QFormLayout
+
+    items = (form.itemAt(row, QFormLayout.ItemRole.LabelRole) for row in range(form.rowCount()))
+    return [item.widget().text() for item in items if item is not None]
+
+
 def test_first_run_screen_without_a_model_and_choosing_a_folder_loads_it(qtbot, window_for):
     backend = MemoryBackend(model=ModelStatus())
     window = window_for(backend)
     assert window.pages.currentWidget() is window.first_run
     assert "Download" in window.first_run.download_button.text()
+    assert "Faster answers:" not in _form_labels(window.first_run.facts)
+    backend.offer.assistant_repo = "google/gemma-4-12b-assistant"
+    window.first_run.refresh()
+    assert "Faster answers:" in _form_labels(window.first_run.facts)
     window.first_run.model_chosen.emit("/models/tiny")
     assert backend.model_status().state == "ready"
     assert window.pages.currentWidget() is window.chat_page
