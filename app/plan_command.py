@@ -1,4 +1,5 @@
-"""`gemma-desk plan`: print the memory plan for a checkpoint (or the 12B reference config)."""
+"""`gemma-desk plan`: print the memory plan for a checkpoint (or the 12B reference config),
+with the speculative drafter that loading it would use (`--draft-model`, `--no-draft`)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from mlx_model.errors import MemoryPlanError
 from mlx_model.memory_plan import (
     DEFAULT_PREFILL_CHUNK,
     GB,
+    drafter_nbytes,
     instantiate_lazily,
     parse_context,
     plan_memory,
@@ -45,14 +47,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=["metal", "cpu"],
         help="whose attention kernels to count (default: this machine's; 'metal' plans a Mac)",
     )
+    draft = parser.add_mutually_exclusive_group()
+    draft.add_argument(
+        "--draft-model", metavar="PATH|REPO",
+        help="count this speculative drafter (default: the one loading would find beside the "
+        "checkpoint or in the cache)",
+    )  # fmt: skip
+    draft.add_argument("--no-draft", action="store_true", help="plan without a drafter")
 
 
 def run(args: argparse.Namespace) -> int:
-    from mlx_model.hub import CheckpointNotFound, resolve_checkpoint
+    from mlx_model.hub import CheckpointNotFound, find_drafter, resolve_checkpoint
 
     try:
         folder = None if args.checkpoint is None else resolve_checkpoint(args.checkpoint)
         config, dtype_bytes, what = read_checkpoint_config(folder)
+        drafter = None
+        if args.draft_model:
+            drafter = resolve_checkpoint(args.draft_model)
+        elif folder is not None and not args.no_draft:
+            drafter = find_drafter(folder)
+        extra = drafter_nbytes(drafter, dtype_bytes=dtype_bytes) if drafter is not None else 0
     except (CheckpointNotFound, ConfigError) as exc:
         print(f"gemma-desk plan: {exc}", file=sys.stderr)
         return 2
@@ -62,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     budget = int(args.budget_gb * GB) if args.budget_gb else None
     bits = None if args.bits == 16 else args.bits
     contexts = args.context or [8192]
-    print(f"memory plan for {what}")
+    print(f"memory plan for {what}" + (f" with the drafter {drafter}" if drafter else ""))
     status = 0
     for context in contexts:
         print()
@@ -79,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
                 prefill_chunk=args.prefill_chunk,
                 model=model,
                 backend=args.backend,
+                drafter_bytes=extra,
             )
             print(plan.describe())
         except MemoryPlanError as exc:

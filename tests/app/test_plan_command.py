@@ -39,3 +39,17 @@ def test_plan_prints_attention_temporaries_as_their_own_line(capsys):
     line = next(x for x in capsys.readouterr().out.splitlines() if "attention:" in x)
     assert "metal" in line and "head dim 512: key blocks of" in line
     assert "head dim 256: MLX unfused" in line
+
+
+def test_plan_counts_the_drafter_found_beside_the_checkpoint(
+    tiny_checkpoint_with_assistant, capsys
+):
+    parser = argparse.ArgumentParser()
+    plan_command.add_arguments(parser)
+    folder = str(tiny_checkpoint_with_assistant)
+    assert plan_command.run(parser.parse_args([folder, "--context", "4K", "--bits", "16"])) == 0
+    with_drafter = capsys.readouterr().out
+    assert "with the drafter" in with_drafter and "drafter:" in with_drafter
+    args = parser.parse_args([folder, "--context", "4K", "--bits", "16", "--no-draft"])
+    assert plan_command.run(args) == 0
+    assert "drafter" not in capsys.readouterr().out
