@@ -559,7 +559,11 @@ class Engine:
 
 
 def _drafter_left_out(folder: str | Path, why: Any) -> str:
-    return f"Answers come at the plain speed: the drafter {Path(folder).name} was left out ({why})."
+    from .hub import model_name
+
+    return (
+        f"Answers come at the plain speed: the drafter {model_name(folder)} was left out ({why})."
+    )
 
 
 def _message(exc: BaseException) -> str:
