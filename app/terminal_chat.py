@@ -182,9 +182,15 @@ class TerminalChat:
             if turn.status == "error":
                 self.out.write(f"\nerror: {turn.error}\n")
             else:
+                drafting = (stats.get("extra") or {}).get("speculative") or {}
+                kept = (
+                    f", {drafting.get('acceptance_rate', 0.0):.0%} of guesses kept"
+                    if drafting.get("drafted")
+                    else ""
+                )
                 self.out.write(
                     f"\n({stats.get('generated_tokens', 0)} tokens, {stats.get('decode_tps', 0.0):.1f} "
-                    f"tok/s, first token {stats.get('ttft_s', 0.0):.2f}s, stop: {stats.get('stop_reason')})\n"
+                    f"tok/s{kept}, first token {stats.get('ttft_s', 0.0):.2f}s, stop: {stats.get('stop_reason')})\n"
                 )
             self.out.flush()
 

@@ -180,3 +180,12 @@ def test_the_remote_backend_answers_the_chat(chat, data_dir, loopback_server, lo
     assert "From the server" in out
     [(_, views)] = saved(data_dir)
     assert views[-1].text == "From the server"
+
+
+def test_the_answer_line_says_how_many_drafted_guesses_were_kept(
+    chat, tiny_checkpoint_with_assistant
+):
+    model = ["--model", str(tiny_checkpoint_with_assistant)]
+    out = chat("Hello\n", *model, model=False, scripts=["The sky is blue."])
+    assert "% of guesses kept" in out
+    assert "guesses" not in chat("Hello\n", *model, "--no-draft", model=False)
