@@ -306,6 +306,8 @@ class AppSession:
         elif isinstance(event, ModelLoaded):
             info = event.info
             precision = f"remote · {_host(event.path)}" if info.kind == "remote" else info.precision
+            if info.drafter:  # speculative decoding with the model's assistant
+                precision += " · faster answers"
             self._set_status(
                 ModelStatus(
                     "ready", info.name or event.path, precision, event.path, 1.0, info.context_limit

@@ -61,6 +61,7 @@ def test_the_assistant_beside_the_model_is_used_and_counted(
         info = _load(session, tiny_checkpoint_with_assistant)
         assert info.drafter == "tiny-gemma-assistant"
         assert info.plan.drafter_bytes > 0 and info.notices == ()
+        assert session.model_status.precision == "float32 · faster answers"
         counts = _answer(session).extra["speculative"]
         assert counts["drafted"] > 0 and "acceptance_rate" in counts
 
@@ -69,6 +70,7 @@ def test_the_setting_off_loads_the_model_alone(tiny_checkpoint_with_assistant, t
     with _session(tmp_path, speculative_decoding=False) as session:
         info = _load(session, tiny_checkpoint_with_assistant)
         assert info.drafter == "" and info.plan.drafter_bytes == 0
+        assert session.model_status.precision == "float32"
         assert "speculative" not in _answer(session).extra
 
 
