@@ -10,7 +10,12 @@ One `ConversationController` serves the GUI and the terminal chat alike:
   at least every 0.5 s); a tool call the engine ran closes the assistant message and adds
   a `tool` message, and the answer continues in a new assistant message;
 - the end sets status `done` (stats recorded, also after a cancel) or `error` (text kept);
-- `regenerate` and `edit_and_resend` keep the old messages as superseded versions.
+- `regenerate` and `edit_and_resend` keep the old messages as superseded versions (a
+  branch); `switch_version` shows another one;
+- `delete_conversation` stops an answer still being written into the chat (keeping what
+  it had written) before the chat goes to the trash, so nothing lands in the trash;
+- each chat's own options (`Conversation.options`: the preset it started from, sampling,
+  thinking, whether tools are offered) apply over the settings.
 
 Controller events (`subscribe`) say which message changed, for views: `MessageAdded`,
 `MessageDelta`, `MessageFinished`, `TurnFinished`. They are called on the engine service
@@ -23,6 +28,7 @@ import contextlib
 import dataclasses
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +46,7 @@ from app.engines.contract import (
 )
 from app.media_budget import MediaBudget, check_attachments
 from app.messages import assistant_message, tool_message
-from app.options import GenerationOptions
+from app.options import FIELD_NAMES, GenerationOptions
 from app.settings import DEFAULTS, Settings, SettingsStore
 from app.storage import Storage
 from app.storage.conversations import Conversation, Message, StorageError
@@ -49,6 +55,12 @@ from app.streaming_writer import FLUSH_INTERVAL_S, StreamingWriter
 log = logging.getLogger(__name__)
 
 TITLE_LENGTH = 60
+# Per-chat options (`Conversation.options`) that are generation options, and the others.
+CHAT_OPTION_NAMES = (
+    "temperature", "top_p", "top_k", "min_p", "repetition_penalty", "max_tokens", "thinking",
+    "tools", "preset",
+)  # fmt: skip
+STOPPED_BY_TRASH = "Stopped: the chat was moved to the trash."
 
 
 # -- controller events ------------------------------------------------------------------
@@ -98,6 +110,9 @@ class Turn:
     status: str = "streaming"  # then "done" | "error" | "cancelled"
     error: str | None = None
     stats: dict[str, Any] | None = None
+    trashed: bool = False  # the chat went to the trash mid-answer: store nothing more
+    thinking: dict[int, list[float]] = field(default_factory=dict)  # message -> [start, end?]
+    lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
     _finished: threading.Event = field(default_factory=threading.Event, repr=False)
 
     @property
@@ -217,6 +232,41 @@ class ConversationController:
         """The options from the settings, then the `overrides` that are not None."""
         return self.settings.generation_options().merged(overrides)
 
+    def chat_options(self, conversation_id: int) -> dict[str, Any]:
+        """The chat's own generation options (over the settings), as `generation_options` keywords."""
+        options = self.store.get_conversation(conversation_id).options
+        chosen = {k: v for k, v in options.items() if k in FIELD_NAMES and v is not None}
+        if options.get("thinking") is not None:
+            chosen["enable_thinking"] = bool(options["thinking"])
+        return chosen
+
+    def set_chat_options(self, conversation_id: int, **changes: Any) -> Conversation:
+        """Change a chat's own options (None removes one: the settings' value applies again).
+
+        `system_prompt` is the chat's column (None: the Settings one); the rest are checked
+        with the generation options' rules before anything is stored.
+        """
+        unknown = set(changes) - {*CHAT_OPTION_NAMES, "system_prompt"}
+        if unknown:
+            raise StorageError(f"Unknown chat options {sorted(unknown)}.")
+        conv = self.store.get_conversation(conversation_id)
+        options = dict(conv.options)
+        for name, value in changes.items():
+            if name == "system_prompt":
+                continue
+            if value is None:
+                options.pop(name, None)
+            else:
+                options[name] = value
+        fields: dict[str, Any] = {"options": options}
+        if "system_prompt" in changes:
+            fields["system_prompt"] = changes["system_prompt"]
+        candidate = {k: v for k, v in options.items() if k in FIELD_NAMES}
+        if "thinking" in options:
+            candidate["enable_thinking"] = options["thinking"]
+        self.generation_options(**candidate)  # OptionError names a bad value; nothing stored
+        return self.store.update_conversation(conversation_id, **fields)
+
     # -- subscribing ----------------------------------------------------------------------
 
     def subscribe(self, callback: Callable[[ControllerEvent], None]) -> Callable[[], None]:
@@ -241,10 +291,52 @@ class ConversationController:
 
     # -- conversations --------------------------------------------------------------------
 
-    def new_conversation(self, title: str = "", *, folder_id: int | None = None) -> Conversation:
+    def new_conversation(
+        self,
+        title: str = "",
+        *,
+        folder_id: int | None = None,
+        system_prompt: str | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> Conversation:
+        """A new chat (`system_prompt`, `options`: its own, e.g. from a preset)."""
         return self.store.create_conversation(
-            title, folder_id=folder_id, model=self.service.model_path or ""
+            title,
+            folder_id=folder_id,
+            model=self.service.model_path or "",
+            system_prompt=system_prompt,
+            options=options,
         )
+
+    def delete_conversation(self, conversation_id: int) -> None:
+        """Move a chat to the trash; an answer still being written stops first and keeps
+        what it had (marked stopped), so nothing is ever written into the trash."""
+        for turn in self._turns_of(conversation_id):
+            with turn.lock:
+                turn.trashed = True
+                mid = turn.assistant_message_id
+                if mid in self.writer.active:
+                    self.writer.finish(
+                        mid,
+                        status="error",
+                        error=STOPPED_BY_TRASH,
+                        stats={"error_kind": "cancelled"},
+                    )
+            turn.job.cancel()
+        self.store.delete_conversation(conversation_id)
+
+    def switch_version(self, message_id: int) -> list[int]:
+        """Show the branch through `message_id` (not while that chat is answering)."""
+        message = self.store.get_message(message_id)
+        if self.active_turn(message.conversation_id) is not None:
+            raise StorageError(
+                "Wait for the answer to finish (or stop it) before switching versions."
+            )
+        return self.store.switch_version(message_id)
+
+    def _turns_of(self, conversation_id: int) -> list[Turn]:
+        with self._lock:
+            return [t for t in self._turns.values() if t.conversation_id == conversation_id]
 
     def render(self, conversation_id: int) -> list[dict[str, Any]]:
         """The conversation as Hugging Face chat messages (what `generate` would send)."""
@@ -349,8 +441,13 @@ class ConversationController:
         replaces_id: int | None = None,
     ) -> Turn:
         chat = self.render(conversation_id)
-        tools = overrides.pop("tools", self.tools)
-        options = self.generation_options(**overrides)  # checked before anything is stored
+        chat_options = self.chat_options(conversation_id)
+        offer_tools = self.store.get_conversation(conversation_id).options.get("tools", True)
+        tools = overrides.pop("tools", self.tools if offer_tools else None)
+        # The settings, then the chat's own options, then this call's: checked before
+        # anything is stored.
+        options = self.generation_options(**{**chat_options, **{
+            k: v for k, v in overrides.items() if v is not None}})  # fmt: skip
         assistant = self.store.add_message(
             conversation_id, "assistant", status="streaming", replaces_id=replaces_id
         )
@@ -378,15 +475,32 @@ class ConversationController:
         if turn is None:
             return
         try:
-            self._handle(turn, event)
+            with turn.lock:
+                if turn.trashed:
+                    self._handle_trashed(turn, event)
+                else:
+                    self._handle(turn, event)
         except Exception as exc:  # storage trouble must not kill the service thread
-            log.exception("storing event %r failed", event)
+            log.exception(
+                "storing %s of the answer in conversation %s (message %s) failed",
+                type(event).__name__, turn.conversation_id, turn.assistant_message_id,
+            )  # fmt: skip
             turn.error = f"Could not save the answer: {exc}"
+
+    def _handle_trashed(self, turn: Turn, event: ServiceEvent) -> None:
+        """The chat is in the trash: nothing more is stored; the turn just ends."""
+        if isinstance(event, JobDone):
+            with self._lock:
+                self._turns.pop(event.job_id, None)
+            turn.status = "cancelled"
+            turn._finished.set()
+            self._notify(TurnFinished(turn))
 
     def _handle(self, turn: Turn, event: ServiceEvent) -> None:
         cid, mid = turn.conversation_id, turn.assistant_message_id
         if isinstance(event, EngineOutput):
             inner = event.event
+            self._time_thinking(turn, mid, inner)
             if isinstance(inner, TextDelta):
                 self.writer.append_text(mid, inner.text)
                 self._notify(MessageDelta(cid, mid, text=inner.text))
@@ -400,15 +514,23 @@ class ConversationController:
             elif isinstance(inner, ToolResultEvent):
                 self._tool_result(turn, inner)
             elif isinstance(inner, Finished):
-                stats = dataclasses.asdict(inner.stats)
+                stats = self._with_thinking_time(turn, mid, dataclasses.asdict(inner.stats))
                 turn.stats = stats
                 cancelled = inner.stats.stop_reason == "cancelled"
                 turn.status = "cancelled" if cancelled else "done"
                 self._finish_message(turn, "done", stats=stats)
             elif isinstance(inner, GenerationError):
                 turn.status, turn.error = "error", inner.message
+                log.warning(
+                    "answer in conversation %s (message %s) failed: %s: %s",
+                    cid, mid, inner.kind, inner.message,
+                )  # fmt: skip
                 self._finish_message(turn, "error", error=inner.message, kind=inner.kind)
         elif isinstance(event, JobFailed):
+            log.warning(
+                "generation job %s for conversation %s (message %s) failed: %s: %s",
+                event.job_id, cid, mid, event.kind, event.message,
+            )  # fmt: skip
             turn.status, turn.error = "error", event.message
             if mid in self.writer.active:
                 self._finish_message(turn, "error", error=event.message, kind=event.kind)
@@ -426,6 +548,22 @@ class ConversationController:
                 self._turns.pop(event.job_id, None)
             turn._finished.set()
             self._notify(TurnFinished(turn))
+
+    def _time_thinking(self, turn: Turn, mid: int, event: Any) -> None:
+        """Note when a message's thinking starts and ends (kept as `stats.extra.thinking_s`)."""
+        span = turn.thinking.get(mid)
+        if isinstance(event, ThinkingDelta):
+            if span is None:
+                turn.thinking[mid] = [time.monotonic()]
+        elif span is not None and len(span) == 1:
+            span.append(time.monotonic())  # the first thing after the thinking ends it
+
+    def _with_thinking_time(self, turn: Turn, mid: int, stats: dict[str, Any]) -> dict[str, Any]:
+        span = turn.thinking.get(mid)
+        if span is not None:
+            seconds = (span[1] if len(span) > 1 else time.monotonic()) - span[0]
+            stats["extra"] = {**(stats.get("extra") or {}), "thinking_s": round(seconds, 2)}
+        return stats
 
     def _finish_message(
         self,

@@ -6,8 +6,12 @@ Rules this module keeps so that nothing a user made is lost:
 - deleting a conversation moves it to the trash (`deleted_at`); it can be restored for
   `TRASH_RETENTION_S` (30 days) and only `purge_trash` removes it for good, after which
   media files no message refers to any more are removed by `MediaStore.collect_garbage`;
-- regenerate and edit-and-resend never overwrite: the old messages are marked
-  `superseded_at` and stay readable through `message_versions`;
+- a conversation is a tree: each message has a parent (`parent_id`), and messages with the
+  same parent and role are versions of one another (an edit, a regeneration). The path
+  shown is the messages not `superseded_at`; regenerate and edit-and-resend never
+  overwrite, they start a sibling and mark the old branch superseded, and
+  `switch_version` brings any branch back;
+- a conversation in the trash takes no new writes (`ConversationInTrash`) until restored;
 - a message still marked `streaming` by a process that died is kept, text and all, and
   marked `error` with `INTERRUPTED` by `recover_interrupted` the next time the store opens.
 
@@ -42,6 +46,10 @@ class StorageError(ValueError):
     """A request the store refuses (unknown id, bad role, ...); the message says why."""
 
 
+class ConversationInTrash(StorageError):
+    """A write to a conversation in the trash (restore it first)."""
+
+
 @dataclass(frozen=True)
 class Folder:
     id: int
@@ -63,6 +71,7 @@ class Conversation:
     created_at: float
     updated_at: float
     deleted_at: float | None
+    options: dict[str, Any] = field(default_factory=dict)  # the chat's own options (JSON)
 
     @property
     def in_trash(self) -> bool:
@@ -99,6 +108,7 @@ class Message:
     created_at: float
     updated_at: float
     attachments: tuple[AttachmentRef, ...] = field(default=())
+    parent_id: int | None = None  # the message this one follows (None: the first)
 
 
 @dataclass(frozen=True)
@@ -150,6 +160,7 @@ def _conversation(row: sqlite3.Row) -> Conversation:
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         deleted_at=row["deleted_at"],
+        options=_loads(row["options"]) or {},
     )
 
 
@@ -177,6 +188,7 @@ def _message(row: sqlite3.Row, attachments: Sequence[AttachmentRef] = ()) -> Mes
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         attachments=tuple(attachments),
+        parent_id=row["parent_id"],
     )
 
 
@@ -204,13 +216,14 @@ class ConversationStore:
         model: str = "",
         uuid: str | None = None,
         created_at: float | None = None,
+        options: dict[str, Any] | None = None,
     ) -> Conversation:
         """A new, empty conversation (title may be set later, e.g. from the first message)."""
         now = self._clock() if created_at is None else created_at
         with self.db.transaction() as conn:
             cur = conn.execute(
                 "INSERT INTO conversations (uuid, title, folder_id, system_prompt, model,"
-                " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                " created_at, updated_at, options) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     uuid or str(uuid_module.uuid4()),
                     title,
@@ -219,6 +232,7 @@ class ConversationStore:
                     model,
                     now,
                     now,
+                    _dumps(options or None),
                 ),
             )
             return self.get_conversation(cur.lastrowid)
@@ -254,8 +268,8 @@ class ConversationStore:
         return [_conversation(r) for r in self.db.query(sql, params)]
 
     def update_conversation(self, conversation_id: int, **fields: Any) -> Conversation:
-        """Change title, folder_id, system_prompt, model or pinned."""
-        allowed = {"title", "folder_id", "system_prompt", "model", "pinned"}
+        """Change title, folder_id, system_prompt, model, pinned or options (a JSON object)."""
+        allowed = {"title", "folder_id", "system_prompt", "model", "pinned", "options"}
         unknown = set(fields) - allowed
         if unknown:
             raise StorageError(f"Cannot update conversation fields {sorted(unknown)}.")
@@ -263,8 +277,11 @@ class ConversationStore:
             return self.get_conversation(conversation_id)
         if "pinned" in fields:
             fields["pinned"] = int(bool(fields["pinned"]))
+        if "options" in fields:
+            fields["options"] = _dumps(fields["options"] or None)
         assignments = ", ".join(f"{name} = ?" for name in fields)
         with self.db.transaction() as conn:
+            self._check_writable(conn, conversation_id)
             cur = conn.execute(
                 f"UPDATE conversations SET {assignments}, updated_at = ? WHERE id = ?",
                 (*fields.values(), self._clock(), conversation_id),
@@ -290,6 +307,17 @@ class ConversationStore:
             )
             if cur.rowcount == 0:
                 self.get_conversation(conversation_id)  # raises for an unknown id
+
+    def _check_writable(self, conn: sqlite3.Connection, conversation_id: int) -> None:
+        """Refuse a write to an unknown conversation or one in the trash."""
+        row = conn.execute(
+            "SELECT deleted_at, title FROM conversations WHERE id = ?", (conversation_id,)
+        ).fetchone()
+        if row is None:
+            raise StorageError(f"No conversation with id {conversation_id}.")
+        if row["deleted_at"] is not None:
+            title = f"“{row['title']}”" if row["title"] else "This conversation"
+            raise ConversationInTrash(f"{title} is in the trash: restore it before writing to it.")
 
     def restore_conversation(self, conversation_id: int) -> Conversation:
         """Take a conversation out of the trash."""
@@ -324,6 +352,10 @@ class ConversationStore:
         """Remove one conversation now (the "Empty trash" / "Delete forever" action)."""
         with self.db.transaction() as conn:
             conn.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,))
+
+    def empty_trash(self) -> int:
+        """Remove every conversation in the trash now; returns how many."""
+        return self.purge_trash(older_than_s=float("-inf"))
 
     # -- folders ------------------------------------------------------------------------
 
@@ -380,26 +412,37 @@ class ConversationStore:
         """Append a message at the end of the conversation, committed before this returns.
 
         `attachments` are (sha256, kind, filename) of media already in the `MediaStore`.
+        It follows the last message shown; one that `replaces_id` another becomes its
+        sibling (a new version of it). A conversation in the trash refuses it.
         """
         if role not in ROLES:
             raise StorageError(f"Unknown message role {role!r}; expected one of {ROLES}.")
         now = self._clock() if created_at is None else created_at
         with self.db.transaction() as conn:
-            if (
-                conn.execute(
-                    "SELECT 1 FROM conversations WHERE id = ?", (conversation_id,)
+            self._check_writable(conn, conversation_id)
+            if replaces_id is not None:
+                row = conn.execute(
+                    "SELECT parent_id FROM messages WHERE id = ? AND conversation_id = ?",
+                    (replaces_id, conversation_id),
                 ).fetchone()
-                is None
-            ):
-                raise StorageError(f"No conversation with id {conversation_id}.")
+                if row is None:
+                    raise StorageError(f"No message with id {replaces_id} in this conversation.")
+                parent_id = row[0]
+            else:
+                row = conn.execute(
+                    "SELECT id FROM messages WHERE conversation_id = ? AND superseded_at IS NULL"
+                    " ORDER BY position DESC, id DESC LIMIT 1",
+                    (conversation_id,),
+                ).fetchone()
+                parent_id = None if row is None else row[0]
             position = conn.execute(
                 "SELECT COALESCE(MAX(position) + 1, 0) FROM messages WHERE conversation_id = ?",
                 (conversation_id,),
             ).fetchone()[0]
             cur = conn.execute(
                 "INSERT INTO messages (conversation_id, position, role, text, thinking, tool_calls,"
-                " tool_result, stats, status, error, replaces_id, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " tool_result, stats, status, error, replaces_id, created_at, updated_at,"
+                " parent_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     conversation_id,
                     position,
@@ -414,6 +457,7 @@ class ConversationStore:
                     replaces_id,
                     now,
                     now,
+                    parent_id,
                 ),
             )
             message_id = cur.lastrowid
@@ -548,6 +592,12 @@ class ConversationStore:
         now = self._clock()
         assignments = "".join(f"{name} = ?, " for name in fields)
         with self.db.transaction() as conn:
+            row = conn.execute(
+                "SELECT conversation_id FROM messages WHERE id = ?", (message_id,)
+            ).fetchone()
+            if row is None:
+                raise StorageError(f"No message with id {message_id}.")
+            self._check_writable(conn, row[0])
             cur = conn.execute(
                 f"UPDATE messages SET {assignments}updated_at = ? WHERE id = ?",
                 (*fields.values(), now, message_id),
@@ -566,6 +616,7 @@ class ConversationStore:
         Used by regenerate and edit-and-resend; returns the ids it marked.
         """
         with self.db.transaction() as conn:
+            self._check_writable(conn, conversation_id)
             rows = conn.execute(
                 "SELECT id FROM messages WHERE conversation_id = ? AND position >= ?"
                 " AND superseded_at IS NULL",
@@ -580,18 +631,65 @@ class ConversationStore:
             return ids
 
     def message_versions(self, message_id: int) -> list[Message]:
-        """All versions of a message, oldest first, following `replaces_id` both ways."""
-        chain = [self.get_message(message_id)]
-        while chain[0].replaces_id is not None:
-            chain.insert(0, self.get_message(chain[0].replaces_id))
-        while True:
-            row = self.db.query_one(
-                "SELECT id FROM messages WHERE replaces_id = ? ORDER BY id DESC LIMIT 1",
-                (chain[-1].id,),
+        """All versions of a message (itself and its siblings: same parent, same role), oldest first."""
+        message = self.get_message(message_id)
+        rows = self.db.query(
+            "SELECT id FROM messages WHERE conversation_id = ? AND parent_id IS ? AND role = ?"
+            " ORDER BY id",
+            (message.conversation_id, message.parent_id, message.role),
+        )
+        return [self.get_message(r["id"]) for r in rows]
+
+    def version_counts(self, conversation_id: int) -> dict[int, tuple[int, int]]:
+        """For each message shown that has other versions: (its number from 1, how many)."""
+        rows = self.db.query(
+            "SELECT id, parent_id, role, superseded_at FROM messages WHERE conversation_id = ?"
+            " ORDER BY id",
+            (conversation_id,),
+        )
+        groups: dict[tuple[int | None, str], list[int]] = {}
+        for row in rows:
+            groups.setdefault((row["parent_id"], row["role"]), []).append(row["id"])
+        current = {row["id"] for row in rows if row["superseded_at"] is None}
+        counts = {}
+        for ids in groups.values():
+            if len(ids) > 1:
+                for index, message_id in enumerate(ids):
+                    if message_id in current:
+                        counts[message_id] = (index + 1, len(ids))
+        return counts
+
+    def switch_version(self, message_id: int) -> list[int]:
+        """Show the branch through `message_id`: its ancestors, itself, and below it the
+        branch that was shown last; the branch shown before is kept, superseded. Returns the
+        ids now shown, in order."""
+        message = self.get_message(message_id)
+        with self.db.transaction() as conn:
+            self._check_writable(conn, message.conversation_id)
+            path = [message_id]
+            parent = message.parent_id
+            while parent is not None:
+                path.insert(0, parent)
+                parent = conn.execute(
+                    "SELECT parent_id FROM messages WHERE id = ?", (parent,)
+                ).fetchone()[0]
+            while True:  # down: the child shown most recently (superseded last), else the newest
+                row = conn.execute(
+                    "SELECT id FROM messages WHERE parent_id = ? ORDER BY superseded_at IS NULL"
+                    " DESC, superseded_at DESC, id DESC LIMIT 1",
+                    (path[-1],),
+                ).fetchone()
+                if row is None:
+                    break
+                path.append(row[0])
+            marks = ",".join("?" * len(path))
+            conn.execute(
+                f"UPDATE messages SET superseded_at = ? WHERE conversation_id = ?"
+                f" AND superseded_at IS NULL AND id NOT IN ({marks})",
+                (self._clock(), message.conversation_id, *path),
             )
-            if row is None:
-                return chain
-            chain.append(self.get_message(row["id"]))
+            conn.execute(f"UPDATE messages SET superseded_at = NULL WHERE id IN ({marks})", path)
+        return path
 
     def recover_interrupted(self, *, stale_after_s: float = STALE_STREAMING_S) -> list[int]:
         """Mark `streaming` messages nobody has written for `stale_after_s` as `error` (text kept).

@@ -141,7 +141,54 @@ def _migration_2(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX messages_by_position ON messages(conversation_id, position)")
 
 
-MIGRATIONS: list[Migration] = [_migration_1, _migration_2]
+def _migration_branches(conn: sqlite3.Connection) -> None:
+    """Conversations become trees (edits and regenerations are branches), chats get their
+    own options, and assistant presets get a table."""
+    run_script(
+        conn,
+        """
+        -- The message this one follows (NULL: the first of its conversation). Messages with
+        -- the same parent and role are versions of one another (an edit, a regeneration).
+        ALTER TABLE messages ADD COLUMN parent_id INTEGER REFERENCES messages(id) ON DELETE SET NULL;
+        CREATE INDEX messages_by_parent ON messages(conversation_id, parent_id);
+        -- A chat's own options (JSON): the preset it started from, sampling, thinking, tools.
+        ALTER TABLE conversations ADD COLUMN options TEXT;
+        CREATE TABLE presets (
+            id             INTEGER PRIMARY KEY,
+            name           TEXT NOT NULL UNIQUE,
+            system_prompt  TEXT NOT NULL DEFAULT '',
+            options        TEXT NOT NULL DEFAULT '{}',
+            created_at     REAL NOT NULL,
+            updated_at     REAL NOT NULL
+        );
+        """,
+    )
+    _link_parents(conn)
+
+
+def _link_parents(conn: sqlite3.Connection) -> None:
+    """Give the messages of an older database their parents.
+
+    Walk each conversation in order, keeping the path the user saw: a message that replaced
+    another (`replaces_id`, written by every edit and regeneration) cuts the path back to
+    the one it replaced and becomes its sibling; any other message follows the path's end.
+    """
+    rows = conn.execute(
+        "SELECT id, conversation_id, replaces_id FROM messages ORDER BY conversation_id, position, id"
+    ).fetchall()
+    path: list[int] = []
+    conversation = None
+    for message_id, conversation_id, replaces_id in rows:
+        if conversation_id != conversation:
+            conversation, path = conversation_id, []
+        if replaces_id is not None and replaces_id in path:
+            del path[path.index(replaces_id) :]
+        parent = path[-1] if path else None
+        conn.execute("UPDATE messages SET parent_id = ? WHERE id = ?", (parent, message_id))
+        path.append(message_id)
+
+
+MIGRATIONS: list[Migration] = [_migration_1, _migration_2, _migration_branches]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
