@@ -46,7 +46,8 @@ from app.engines.contract import (
 )
 from app.media_budget import MediaBudget, check_attachments
 from app.messages import assistant_message, tool_message
-from app.options import FIELD_NAMES, GenerationOptions
+from app.options import GenerationOptions
+from app.presets import check_options, generation_overrides
 from app.settings import DEFAULTS, Settings, SettingsStore
 from app.storage import Storage
 from app.storage.conversations import Conversation, Message, StorageError
@@ -55,11 +56,6 @@ from app.streaming_writer import FLUSH_INTERVAL_S, StreamingWriter
 log = logging.getLogger(__name__)
 
 TITLE_LENGTH = 60
-# Per-chat options (`Conversation.options`) that are generation options, and the others.
-CHAT_OPTION_NAMES = (
-    "temperature", "top_p", "top_k", "min_p", "repetition_penalty", "max_tokens", "thinking",
-    "tools", "preset",
-)  # fmt: skip
 STOPPED_BY_TRASH = "Stopped: the chat was moved to the trash."
 
 
@@ -234,37 +230,20 @@ class ConversationController:
 
     def chat_options(self, conversation_id: int) -> dict[str, Any]:
         """The chat's own generation options (over the settings), as `generation_options` keywords."""
-        options = self.store.get_conversation(conversation_id).options
-        chosen = {k: v for k, v in options.items() if k in FIELD_NAMES and v is not None}
-        if options.get("thinking") is not None:
-            chosen["enable_thinking"] = bool(options["thinking"])
-        return chosen
+        return generation_overrides(self.store.get_conversation(conversation_id).options)
 
     def set_chat_options(self, conversation_id: int, **changes: Any) -> Conversation:
-        """Change a chat's own options (None removes one: the settings' value applies again).
-
-        `system_prompt` is the chat's column (None: the Settings one); the rest are checked
-        with the generation options' rules before anything is stored.
-        """
-        unknown = set(changes) - {*CHAT_OPTION_NAMES, "system_prompt"}
-        if unknown:
-            raise StorageError(f"Unknown chat options {sorted(unknown)}.")
+        """Change a chat's own options (`app.presets.CHAT_OPTION_NAMES`; None removes one:
+        the settings' value applies again) and `system_prompt` (None: the Settings' one).
+        A bad value raises `OptionError` naming it, and nothing is stored."""
         conv = self.store.get_conversation(conversation_id)
         options = dict(conv.options)
         for name, value in changes.items():
-            if name == "system_prompt":
-                continue
-            if value is None:
-                options.pop(name, None)
-            else:
+            if name != "system_prompt":
                 options[name] = value
-        fields: dict[str, Any] = {"options": options}
+        fields: dict[str, Any] = {"options": check_options(options)}
         if "system_prompt" in changes:
             fields["system_prompt"] = changes["system_prompt"]
-        candidate = {k: v for k, v in options.items() if k in FIELD_NAMES}
-        if "thinking" in options:
-            candidate["enable_thinking"] = options["thinking"]
-        self.generation_options(**candidate)  # OptionError names a bad value; nothing stored
         return self.store.update_conversation(conversation_id, **fields)
 
     # -- subscribing ----------------------------------------------------------------------

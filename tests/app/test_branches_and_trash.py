@@ -213,3 +213,47 @@ def test_the_thinking_time_is_stored_with_the_answer(storage):
     finally:
         ctl.close()
         service.shutdown(TIMEOUT)
+
+
+# -- presets -------------------------------------------------------------------------------
+
+
+def test_builtin_presets_come_first_and_the_users_are_kept(storage) -> None:
+    from app.presets import Preset, PresetStore
+
+    presets = PresetStore(storage.db)
+    names = [p.name for p in presets.list()]
+    assert names[:3] == ["Meeting notes", "Code reviewer", "Translator"]
+    presets.save(Preset("Poet", "Answer in verse.", {"temperature": 1.2, "thinking": False}))
+    assert presets.get("Poet").options == {"temperature": 1.2, "thinking": False}
+    presets.save(Preset("Bard", "Answer in verse."), replacing="Poet")
+    assert [p.name for p in presets.list()][3:] == ["Bard"]
+    presets.delete("Bard")
+    assert len(presets.list()) == 3
+
+
+def test_a_preset_with_a_taken_name_or_a_bad_option_is_refused(storage) -> None:
+    from app.presets import Preset, PresetError, PresetStore
+
+    presets = PresetStore(storage.db)
+    with pytest.raises(PresetError, match="built-in"):
+        presets.save(Preset("translator"))
+    with pytest.raises(OptionError, match="top_p"):
+        presets.save(Preset("Wild", options={"top_p": 3}))
+    with pytest.raises(PresetError, match="built in"):
+        presets.delete("Translator")
+
+
+def test_a_chat_started_from_a_preset_keeps_its_settings(controller, fake_service):
+    from app.presets import BUILTIN_PRESETS
+
+    translator = BUILTIN_PRESETS[2]
+    conv = controller.new_conversation(
+        system_prompt=translator.system_prompt, options=translator.chat_options()
+    )
+    controller.tools = ["a tool list"]
+    controller.send(conv.id, "Bonjour").wait(TIMEOUT)
+    request = fake_service.engines[0].requests[-1]
+    assert request["messages"][0]["content"] == translator.system_prompt
+    assert request["options"].temperature == 0.1 and request["tools"] is None
+    assert controller.store.get_conversation(conv.id).options["preset"] == "Translator"
