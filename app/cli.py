@@ -19,6 +19,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("app.server.command", "serve an OpenAI-compatible API on this machine"),
     "convert": ("mlx_model.convert", "write a quantized copy of a checkpoint"),
     "plan": ("app.plan_command", "show the memory plan for a checkpoint"),
+    "export": ("app.export_command", "export a chat (Markdown, JSON) or all of them (zip)"),
+    "import": ("app.import_command", "import chats exported as JSON or a zip of them"),
     "models": ("app.models.command", "list the models on this Mac, or download one"),
     "make-test-checkpoint": (
         "mlx_model.testing.checkpoint_factory",
