@@ -42,8 +42,10 @@ from app.engines.factory import open_engine
 from app.keychain import plain_http_warning
 from app.mcp_client import MCPManager
 from app.options import GenerationOptions
+from app.presets import PresetStore
 from app.settings import REMOTE_FIELDS, SERVER_FIELDS, Settings, SettingsError, SettingsStore
 from app.storage import Storage, open_storage
+from app.storage.conversations import Conversation, StorageError
 from app.tools.approval import APPROVAL_TIMEOUT_S, Approval, ToolApproval
 from app.tools.registry import ToolRegistry
 from app.views import ModelStatus
@@ -126,6 +128,8 @@ class AppSession:
         self.settings_store = SettingsStore(self.storage.db)
         self.service = EngineService(engine_factory or open_engine)
         self.controller = ConversationController(self.storage, self.service, self.settings_store)
+        self.presets = PresetStore(self.storage.db)
+        self.last_deleted: int | None = None  # the chat Undo brings back
         self.limits = MediaLimits.defaults()
         self.ingestor = AttachmentIngestor(self.storage.media, self.limits)
         self.tuning = dict(tuning or {})
@@ -479,6 +483,105 @@ class AppSession:
         self.controller.cancel(conversation_id)
         self.decline_pending_approvals()
 
+    # -- chats: assistants, the trash, versions, export and import -----------------------------
+
+    def new_chat(self, preset: str = "") -> Conversation:
+        """A new chat, started from the assistant called `preset` (its prompt and options)."""
+        if not preset:
+            return self.controller.new_conversation()
+        chosen = self.presets.get(preset)
+        return self.controller.new_conversation(
+            system_prompt=chosen.system_prompt or None, options=chosen.chat_options()
+        )
+
+    def delete_chat(self, conversation_id: int) -> None:
+        """Move a chat to the trash (an answer being written stops first); Undo restores it."""
+        if self.controller.active_turn(conversation_id) is not None:
+            self.decline_pending_approvals()
+        self.controller.delete_conversation(conversation_id)
+        self.last_deleted = conversation_id
+        log.info("conversation %s moved to the trash", conversation_id)
+
+    def undo_delete(self) -> int | None:
+        """Restore the chat deleted last (None when there is nothing to undo)."""
+        conversation_id, self.last_deleted = self.last_deleted, None
+        if conversation_id is None:
+            return None
+        try:
+            self.storage.conversations.restore_conversation(conversation_id)
+        except StorageError:  # emptied from the trash since
+            return None
+        return conversation_id
+
+    def delete_forever(self, conversation_id: int | None = None) -> int:
+        """Remove one chat from the trash for good, or all of them (None); returns how many."""
+        store = self.storage.conversations
+        if self.last_deleted == conversation_id or conversation_id is None:
+            self.last_deleted = None
+        if conversation_id is None:
+            removed = store.empty_trash()
+        else:
+            if not store.get_conversation(conversation_id).in_trash:
+                raise StorageError("Only a chat in the trash can be deleted for good.")
+            store.delete_conversation_forever(conversation_id)
+            removed = 1
+        self.storage.media.collect_garbage()
+        return removed
+
+    def switch_version(self, message_id: int, step: int) -> int:
+        """Show the version `step` away (-1: the one before) of a message; returns its id."""
+        versions = self.storage.conversations.message_versions(message_id)
+        ids = [v.id for v in versions]
+        target = ids[max(0, min(len(ids) - 1, ids.index(message_id) + step))]
+        if target != message_id:
+            self.controller.switch_version(target)
+        return target
+
+    def export_chat(self, conversation_id: int, path: str | Path, fmt: str = "markdown",
+                    *, with_media: bool = False) -> Path:  # fmt: skip
+        """Write one chat as Markdown or JSON (`app.storage.archive`)."""
+        from app.storage.archive import export_conversation
+
+        store, media = self.storage.conversations, self.storage.media
+        return export_conversation(store, media, conversation_id, path, fmt, with_media=with_media)  # type: ignore[arg-type]
+
+    def export_all(self, path: str | Path, *, with_media: bool = False) -> tuple[Path, int]:
+        """Write every chat to one zip of JSON exports."""
+        from app.storage.archive import export_all
+
+        return export_all(self.storage.conversations, self.storage.media, path,
+                          with_media=with_media)  # fmt: skip
+
+    def import_chats(self, path: str | Path) -> Any:
+        """Import a JSON export or a zip of them (`app.storage.archive.ImportReport`)."""
+        from app.storage.archive import import_file
+
+        report = import_file(self.storage.conversations, self.storage.media, path)
+        for name, why in report.failed:
+            log.warning("import of %s failed: %s", name, why)
+        return report
+
+    def save_diagnostics(self, path: str | Path, conversation_id: int | None = None) -> Path:
+        """Help ▸ Save Diagnostics (`app.diagnostics`); the chat only when the user ticks it."""
+        from app.diagnostics import save_diagnostics
+
+        return save_diagnostics(self, path, conversation_id)
+
+    def model_defaults(self) -> dict[str, Any]:
+        """The loaded (or chosen) local model's own sampling defaults (its
+        generation_config.json), for "Model default" in Settings; {} for a remote model."""
+        path = self.service.model_path or self.settings.model_path
+        if self.settings.backend != "local" or not path:
+            return {}
+        from mlx_model.sampling import SamplingOptions
+
+        try:
+            defaults = SamplingOptions.from_checkpoint(path)
+        except (OSError, ValueError):
+            return {}
+        return {name: getattr(defaults, name) for name in
+                ("temperature", "top_p", "top_k", "min_p", "repetition_penalty")}  # fmt: skip
+
     # -- the local OpenAI-compatible server ----------------------------------------------------
 
     def server_config(self, **overrides: Any) -> Any:
@@ -550,20 +653,37 @@ class AppSession:
     # -- capture and playback ---------------------------------------------------------------------
 
     def microphone(self, source: Any = None, **callbacks: Any) -> Any:
-        """A push-to-talk `app.capture.recording.MicRecording` within the model's audio limit."""
+        """A push-to-talk `app.capture.recording.MicRecording` within the model's audio limit,
+        from `source` (tests) or the microphone chosen in Settings; `.device_name` names it."""
+        from app.capture.devices import default_microphone_name
         from app.capture.recording import MicRecording
 
-        return MicRecording(self.ingestor, self.limits.max_audio_s, source, **callbacks)
+        device = self.settings.mic_device
+        recording = MicRecording(self.ingestor, self.limits.max_audio_s, source, device=device,
+                                 **callbacks)  # fmt: skip
+        recording.device_name = getattr(source, "name", "") if source else (
+            device or default_microphone_name() or "the default microphone")  # fmt: skip
+        return recording
 
     def camera(self, source: Any = None, *, microphone_source: Any = None, with_audio: bool = True,
                **callbacks: Any) -> Any:  # fmt: skip
-        """A webcam `app.capture.recording.CameraRecording` within the model's video limit."""
+        """A webcam `app.capture.recording.CameraRecording` within the model's video limit,
+        from `source` (tests) or the camera and microphone chosen in Settings."""
+        from app.capture.devices import camera_index, default_microphone_name
         from app.capture.recording import CameraRecording
 
-        return CameraRecording(
-            self.ingestor, self.limits.max_video_s, source,
-            with_audio=with_audio, microphone_source=microphone_source, **callbacks,
+        camera = self.settings.camera_device
+        recording = CameraRecording(
+            self.ingestor, self.limits.max_video_s, source, device=camera_index(camera),
+            mic_device=self.settings.mic_device, with_audio=with_audio,
+            microphone_source=microphone_source, **callbacks,
         )  # fmt: skip
+        name = getattr(source, "name", "") if source else (camera or "the default camera")
+        if with_audio:
+            mic = self.settings.mic_device or default_microphone_name() or "the default microphone"
+            name += f" with {getattr(microphone_source, 'name', '') or mic}"
+        recording.device_name = name
+        return recording
 
     def play_audio(self, path: str | Path, on_error: Callable[[str], None]) -> None:
         """Play an audio file on the default output, on a worker thread."""

@@ -38,6 +38,7 @@ class Recording:
         self.limit_s = limit_s
         self.on_finished, self.on_failed = on_finished, on_failed
         self.on_level, self.on_remaining, self.on_frame = on_level, on_remaining, on_frame
+        self.device_name = ""  # the device recording, for the user ("" when unknown)
         self._done = False
         self._lock = threading.Lock()
 
@@ -73,12 +74,14 @@ class Recording:
 class MicRecording(Recording):
     """Push-to-talk: `start`, then `stop` (or `cancel`); the length limit stops it too."""
 
-    def __init__(self, ingestor: AttachmentIngestor, limit_s: float, source: Any, **callbacks: Any):
+    def __init__(self, ingestor: AttachmentIngestor, limit_s: float, source: Any,
+                 device: str | None = None, **callbacks: Any):  # fmt: skip
         super().__init__(ingestor, limit_s, **callbacks)
         from app.capture.microphone import MicrophoneRecorder
 
         self.recorder = MicrophoneRecorder(
             source,
+            device=device,
             max_seconds=limit_s,
             countdown_from=int(limit_s),
             on_level=self._level,
@@ -115,6 +118,8 @@ class CameraRecording(Recording):
         *,
         with_audio: bool = True,
         microphone_source: Any = None,
+        device: int = 0,
+        mic_device: str | None = None,
         **callbacks: Any,
     ):
         super().__init__(ingestor, limit_s, **callbacks)
@@ -122,11 +127,14 @@ class CameraRecording(Recording):
         from app.capture.microphone import MicrophoneRecorder
 
         microphone = None
-        if with_audio:  # the microphone records alongside (`microphone_source` None: the default)
-            microphone = MicrophoneRecorder(microphone_source, max_seconds=limit_s)
+        if with_audio:  # the microphone records alongside (`microphone_source` None: the chosen)
+            microphone = MicrophoneRecorder(
+                microphone_source, device=mic_device, max_seconds=limit_s
+            )
         self._recording_since: float | None = None
         self.recorder = CameraRecorder(
             source,
+            device=device,
             microphone=microphone,
             max_seconds=limit_s,
             on_preview=self._preview,

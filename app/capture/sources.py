@@ -8,6 +8,7 @@ generated arrays or files and the real devices are used unchanged on a user's ma
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -115,9 +116,17 @@ def list_audio_inputs() -> list[AudioDevice]:
     return result
 
 
+def portaudio_text(exc: BaseException) -> str:
+    """PortAudio's message for people: without its error codes ("-1", "[PaErrorCode -9996]")."""
+    text = str(exc.args[0]) if exc.args and isinstance(exc.args[0], str) else str(exc)
+    text = re.sub(r"\s*\[PaErrorCode -?\d+\]", "", text)
+    text = re.sub(r"(?<=device)\s+-?\d+\b", "", text)  # "Error querying device -1"
+    return text.strip().rstrip(".")
+
+
 def mic_error_message(exc: BaseException, device: str, platform: str | None = None) -> str:
     """A sentence for a PortAudio failure; on a Mac it says how to grant microphone access."""
-    text = f"Could not open the microphone ({device}): {exc}."
+    text = f"Could not open the microphone ({device}): {portaudio_text(exc)}."
     if is_mac(platform):
         text += " macOS may be blocking microphone access. " + MIC_PERMISSION_HINT
     return text
@@ -138,8 +147,14 @@ class SoundDeviceSource:
         self._platform = platform
         try:
             info = self._sd.query_devices(device, kind="input")
-        except Exception as exc:
-            raise CaptureUnavailable(f"No microphone found ({exc}).") from exc
+        except Exception as exc:  # no default input (PortAudio's device -1), or no such name
+            if device is None:
+                raise CaptureUnavailable(
+                    "No microphone found. Connect one, or choose one in Settings ▸ Devices."
+                ) from exc
+            raise CaptureUnavailable(
+                f"The microphone “{device}” is not connected. Choose another in Settings ▸ Devices."
+            ) from exc
         if int(info.get("max_input_channels", 0)) < 1:
             raise CaptureUnavailable(f"{info.get('name', device)} has no input channels.")
         self.device = device
