@@ -652,37 +652,35 @@ class AppSession:
 
     # -- capture and playback ---------------------------------------------------------------------
 
-    def microphone(self, source: Any = None, **callbacks: Any) -> Any:
+    def microphone(self, source: Any = None, *, device: str | None = None,
+                   **callbacks: Any) -> Any:  # fmt: skip
         """A push-to-talk `app.capture.recording.MicRecording` within the model's audio limit,
-        from `source` (tests) or the microphone chosen in Settings; `.device_name` names it."""
-        from app.capture.devices import default_microphone_name
+        from the microphone chosen in Settings (`device`: this one; `source`: a factory of
+        test sources); once started, `.device_name` names the device."""
         from app.capture.recording import MicRecording
 
-        device = self.settings.mic_device
-        recording = MicRecording(self.ingestor, self.limits.max_audio_s, source, device=device,
-                                 **callbacks)  # fmt: skip
-        recording.device_name = getattr(source, "name", "") if source else (
-            device or default_microphone_name() or "the default microphone")  # fmt: skip
-        return recording
+        device = device or self.settings.mic_device
+        return MicRecording(self.ingestor, self.limits.max_audio_s, source, device=device,
+                            **callbacks)  # fmt: skip
 
-    def camera(self, source: Any = None, *, microphone_source: Any = None, with_audio: bool = True,
+    def camera(self, source: Any = None, *, device: str | None = None,
+               microphone_source: Any = None, with_audio: bool = True,
                **callbacks: Any) -> Any:  # fmt: skip
         """A webcam `app.capture.recording.CameraRecording` within the model's video limit,
-        from `source` (tests) or the camera and microphone chosen in Settings."""
-        from app.capture.devices import camera_index, default_microphone_name
+        from the camera and microphone chosen in Settings (`device`: this camera; `source`:
+        a factory of test sources); `.device_name` names the camera."""
+        from app.capture.devices import camera_index, cameras
         from app.capture.recording import CameraRecording
 
-        camera = self.settings.camera_device
+        name = device or self.settings.camera_device
+        found = cameras() if source is None else []
         recording = CameraRecording(
-            self.ingestor, self.limits.max_video_s, source, device=camera_index(camera),
+            self.ingestor, self.limits.max_video_s, source, device=camera_index(name, found),
             mic_device=self.settings.mic_device, with_audio=with_audio,
             microphone_source=microphone_source, **callbacks,
         )  # fmt: skip
-        name = getattr(source, "name", "") if source else (camera or "the default camera")
-        if with_audio:
-            mic = self.settings.mic_device or default_microphone_name() or "the default microphone"
-            name += f" with {getattr(microphone_source, 'name', '') or mic}"
-        recording.device_name = name
+        if source is None:
+            recording.device_name = name or (found[0].name if found else "the default camera")
         return recording
 
     def play_audio(self, path: str | Path, on_error: Callable[[str], None]) -> None:

@@ -50,6 +50,23 @@ class MessageView:
     error_hint: str = ""  # what the user can do about the error (from its kind)
     streaming: bool = False
     stats: GenerationStats | None = None
+    version: int = 1  # which version of this message is shown (an edit, a regeneration)
+    versions: int = 1  # how many there are
+
+    @property
+    def stopped(self) -> bool:
+        """The user stopped this answer before it was complete."""
+        return self.stats is not None and self.stats.stop_reason == "cancelled"
+
+
+@dataclass
+class TrashedChat:
+    """A conversation in the trash."""
+
+    id: str
+    title: str
+    deleted_at: float
+    days_left: int
 
 
 @dataclass
@@ -120,13 +137,16 @@ def message_views(
 ) -> list[MessageView]:
     """A conversation's messages as shown: tool results merged into their answer's cards."""
     views: list[MessageView] = []
+    versions = storage.conversations.version_counts(conversation_id)
     for message in storage.conversations.messages(conversation_id):
         if message.role == "tool":
             target = next((v for v in reversed(views) if v.role == "assistant"), None)
             if target is not None:
                 merge_tool(target, tool_card(message))
         elif message.role != "system":
-            views.append(message_view(message, storage, (live or {}).get(message.id)))
+            view = message_view(message, storage, (live or {}).get(message.id))
+            view.version, view.versions = versions.get(message.id, (1, 1))
+            views.append(view)
     return views
 
 
@@ -163,13 +183,16 @@ def stats_of(stats: Mapping[str, Any] | None) -> GenerationStats | None:
 def answer_stats(stats: GenerationStats | None) -> tuple[str, str]:
     """An answer's numbers under it, and the tooltip that explains them ("" when none).
 
-    "23.4 tok/s", and with speculative decoding "23.4 tok/s · 71% of guesses kept"; the
+    "23.4 tok/s · first token 0.42 s", and with speculative decoding "… · 71% of guesses kept"; the
     tooltip counts the drafted and accepted tokens and the mean accepted per round.
     """
     if stats is None or not stats.decode_tps:
         return "", ""
     text = f"{stats.decode_tps:.1f} tok/s"
     tip = f"{stats.generated_tokens} tokens at {stats.decode_tps:.1f} tokens per second"
+    if stats.ttft_s:
+        text += f" · first token {stats.ttft_s:.2f} s"
+        tip += f", the first after {stats.ttft_s:.2f} s"
     drafting = stats.extra.get("speculative") if isinstance(stats.extra, Mapping) else None
     if drafting and drafting.get("drafted"):
         rate = drafting.get("acceptance_rate", 0.0)
@@ -190,6 +213,23 @@ def run_stats(stats: GenerationStats, context_limit: int = 0) -> RunStats:
         stats.context_limit or context_limit,
         stats.peak_memory_bytes,
     )
+
+
+def trashed_chats(storage: Storage, now: float | None = None) -> list[TrashedChat]:
+    """The conversations in the trash, most recently deleted first, with the days they have left."""
+    import math
+    import time
+
+    from app.storage.conversations import TRASH_RETENTION_S
+
+    now = time.time() if now is None else now
+    return [
+        TrashedChat(
+            str(c.id), c.title, c.deleted_at or now,
+            max(0, math.ceil(((c.deleted_at or now) + TRASH_RETENTION_S - now) / 86400)),
+        )
+        for c in storage.conversations.list_trash()
+    ]  # fmt: skip
 
 
 def conversation_summaries(

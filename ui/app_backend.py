@@ -22,8 +22,23 @@ from app.errors import MEDIA_KINDS, kind_of
 from app.session import AppSession
 from app.settings_form import setting_fields
 from app.storage.conversations import StorageError
-from app.views import conversation_summaries, message_view, message_views, run_stats, tool_card
-from ui.backend import AttachmentRejected, AttachmentView, Backend, MessageView, RunStats
+from app.views import (
+    conversation_summaries,
+    message_view,
+    message_views,
+    run_stats,
+    tool_card,
+    trashed_chats,
+)
+from ui.backend import (
+    AttachmentRejected,
+    AttachmentView,
+    Backend,
+    ChatSettings,
+    MessageView,
+    Preset,
+    RunStats,
+)
 from ui.capture_sessions import RecordingSession, attachment_view
 
 
@@ -99,8 +114,8 @@ class AppBackend(Backend):
         active = self.session.controller.active_turn
         return conversation_summaries(self.session.storage, lambda c: active(c) is not None, query)
 
-    def new_conversation(self) -> str:
-        conversation = self.session.controller.new_conversation()
+    def new_conversation(self, preset: str = "") -> str:
+        conversation = self.session.new_chat(preset)
         self.conversations_changed.emit()
         return str(conversation.id)
 
@@ -109,9 +124,57 @@ class AppBackend(Backend):
         self.conversations_changed.emit()
 
     def delete_conversation(self, conversation_id: str) -> None:
-        self.session.cancel(int(conversation_id))
-        self.session.storage.conversations.delete_conversation(int(conversation_id))
+        self.session.delete_chat(int(conversation_id))
         self.conversations_changed.emit()
+
+    def undo_delete(self) -> str:
+        restored = self.session.undo_delete()
+        self.conversations_changed.emit()
+        return "" if restored is None else str(restored)
+
+    def trash(self) -> list[Any]:
+        return trashed_chats(self.session.storage)
+
+    def restore_conversation(self, conversation_id: str) -> None:
+        self.session.storage.conversations.restore_conversation(int(conversation_id))
+        self.conversations_changed.emit()
+
+    def delete_forever(self, conversation_id: str = "") -> None:
+        self.session.delete_forever(int(conversation_id) if conversation_id else None)
+
+    def switch_version(self, conversation_id: str, message_id: str, step: int) -> None:
+        self._attempt(lambda: self.session.switch_version(int(message_id), step))
+        self.conversation_reset.emit(conversation_id)
+
+    def presets(self) -> list[Preset]:
+        return self.session.presets.list()
+
+    def save_preset(self, preset: Preset, replacing: str | None = None) -> None:
+        self.session.presets.save(preset, replacing=replacing)
+
+    def delete_preset(self, name: str) -> None:
+        self.session.presets.delete(name)
+
+    def chat_settings(self, conversation_id: str) -> ChatSettings:
+        conv = self.session.storage.conversations.get_conversation(int(conversation_id))
+        return ChatSettings(conv.system_prompt, dict(conv.options))
+
+    def set_chat_settings(self, conversation_id: str, **changes: Any) -> None:
+        self.session.controller.set_chat_options(int(conversation_id), **changes)
+
+    def export_conversation(self, conversation_id, path, fmt, with_media=False) -> None:
+        self.session.export_chat(int(conversation_id), path, fmt, with_media=with_media)
+
+    def export_all(self, path: Path, with_media: bool = False) -> int:
+        return self.session.export_all(path, with_media=with_media)[1]
+
+    def import_file(self, path: Path) -> str:
+        report = self.session.import_chats(path)
+        self.conversations_changed.emit()
+        return report.summary()
+
+    def save_diagnostics(self, path: Path, conversation_id: str = "") -> None:
+        self.session.save_diagnostics(path, int(conversation_id) if conversation_id else None)
 
     def _attempt(self, action: Callable[[], Any]) -> None:
         try:
@@ -211,14 +274,27 @@ class AppBackend(Backend):
     def stop_audio(self) -> None:
         self.session.stop_audio()
 
-    def microphone_session(self) -> RecordingSession:
+    def microphone_session(self, device: str | None = None) -> RecordingSession:
         mic, _, _ = self.sources
-        return RecordingSession(lambda **callbacks: self.session.microphone(mic, **callbacks))
+        return RecordingSession(
+            lambda **callbacks: self.session.microphone(mic, device=device, **callbacks)
+        )
 
-    def camera_session(self) -> RecordingSession:
+    def camera_session(self, device: str | None = None) -> RecordingSession:
         mic, camera, with_audio = self.sources
         return RecordingSession(lambda **callbacks: self.session.camera(
-            camera, microphone_source=mic, with_audio=with_audio, **callbacks))  # fmt: skip
+            camera, device=device, microphone_source=mic, with_audio=with_audio, **callbacks))  # fmt: skip
+
+    def microphones(self) -> tuple[list[str], str]:
+        from app.capture.devices import microphones
+
+        found, reason = microphones()
+        return [d.name for d in found], reason
+
+    def cameras(self) -> list[str]:
+        from app.capture.devices import cameras
+
+        return [c.name for c in cameras()]
 
     # --- model, downloads, settings ----------------------------------------------------------
     def model_status(self) -> Any:
@@ -232,6 +308,9 @@ class AppBackend(Backend):
 
     def memory_plan(self, path: str | None = None) -> tuple[list[tuple[str, str]], str]:
         return self.session.memory_plan(path)
+
+    def model_defaults(self) -> dict[str, Any]:
+        return self.session.model_defaults()
 
     def download_offer(self) -> Any:
         return self.session.download_offer()

@@ -19,13 +19,22 @@ from PySide6.QtGui import QImage
 
 from app.models.offer import DownloadOffer
 from app.options import DEFAULT_IMAGE_BUDGET, IMAGE_BUDGETS
+from app.presets import BUILTIN_PRESETS, Preset
 from app.settings_form import SettingField
-from app.views import ConversationSummary, MessageView, ModelStatus, RunStats, ToolCardView
+from app.views import (
+    ConversationSummary,
+    MessageView,
+    ModelStatus,
+    RunStats,
+    ToolCardView,
+    TrashedChat,
+)
 
 __all__ = [
-    "DEFAULT_VISION_BUDGET", "VISION_BUDGETS", "AttachmentRejected", "AttachmentView", "Backend",
-    "CaptureSession", "ConversationSummary", "DownloadOffer", "MessageView", "ModelStatus",
-    "RunStats", "SettingField", "ToolCardView",
+    "BUILTIN_PRESETS", "DEFAULT_VISION_BUDGET", "VISION_BUDGETS", "AttachmentRejected",
+    "AttachmentView", "Backend", "CaptureSession", "ChatSettings", "ConversationSummary",
+    "DownloadOffer", "MessageView", "ModelStatus", "Preset", "RunStats", "SettingField",
+    "ToolCardView", "TrashedChat",
 ]  # fmt: skip
 VISION_BUDGETS = IMAGE_BUDGETS
 DEFAULT_VISION_BUDGET = DEFAULT_IMAGE_BUDGET
@@ -48,6 +57,15 @@ class AttachmentView:
     source: Any = None
 
 
+@dataclass
+class ChatSettings:
+    """One chat's own settings: its system prompt (None: the Settings' one) and options
+    (`app.presets.CHAT_OPTION_NAMES`: sampling, thinking, tools, the preset's name)."""
+
+    system_prompt: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
 class AttachmentRejected(Exception):
     """A file the app refused; `reason` is a sentence for the user naming the limit."""
 
@@ -67,6 +85,7 @@ class CaptureSession(QObject):
     failed = Signal(str)  # a sentence for the user
 
     limit_s: float = 30.0
+    device_name: str = ""  # the microphone or camera in use, for the user
 
     def start(self) -> None:
         """Start recording (for a camera: start the preview; `record` starts the clip)."""
@@ -102,13 +121,67 @@ class Backend(QObject):
     def conversations(self, query: str = "") -> list[ConversationSummary]:
         raise NotImplementedError
 
-    def new_conversation(self) -> str:
+    def new_conversation(self, preset: str = "") -> str:
+        """A new chat, started from the assistant called `preset` when one is named."""
         raise NotImplementedError
 
     def rename_conversation(self, conversation_id: str, title: str) -> None:
         raise NotImplementedError
 
     def delete_conversation(self, conversation_id: str) -> None:
+        """Move a chat to the trash (an answer being written stops first)."""
+        raise NotImplementedError
+
+    def undo_delete(self) -> str:
+        """Restore the chat deleted last; its id, or "" when there is nothing to undo."""
+        raise NotImplementedError
+
+    def trash(self) -> list[TrashedChat]:
+        raise NotImplementedError
+
+    def restore_conversation(self, conversation_id: str) -> None:
+        raise NotImplementedError
+
+    def delete_forever(self, conversation_id: str = "") -> None:
+        """Remove a chat in the trash for good ("": empty the trash)."""
+        raise NotImplementedError
+
+    def switch_version(self, conversation_id: str, message_id: str, step: int) -> None:
+        """Show another version of a message (step -1: the one before); `conversation_reset` follows."""
+        raise NotImplementedError
+
+    # assistants and each chat's own settings
+    def presets(self) -> list[Preset]:
+        return list(BUILTIN_PRESETS)
+
+    def save_preset(self, preset: Preset, replacing: str | None = None) -> None:
+        """Add or change one of the user's assistants (ValueError says what is wrong)."""
+        raise NotImplementedError
+
+    def delete_preset(self, name: str) -> None:
+        raise NotImplementedError
+
+    def chat_settings(self, conversation_id: str) -> ChatSettings:
+        raise NotImplementedError
+
+    def set_chat_settings(self, conversation_id: str, **changes: Any) -> None:
+        """Change a chat's system prompt or options (None: back to the Settings' value);
+        ValueError names a bad value."""
+        raise NotImplementedError
+
+    # export, import, diagnostics (ValueError / OSError say what went wrong)
+    def export_conversation(self, conversation_id: str, path: Path, fmt: str,
+                            with_media: bool = False) -> None:  # fmt: skip
+        raise NotImplementedError
+
+    def export_all(self, path: Path, with_media: bool = False) -> int:
+        raise NotImplementedError
+
+    def import_file(self, path: Path) -> str:
+        """Import chats; a sentence saying what came in (and what could not)."""
+        raise NotImplementedError
+
+    def save_diagnostics(self, path: Path, conversation_id: str = "") -> None:
         raise NotImplementedError
 
     def messages(self, conversation_id: str) -> list[MessageView]:
@@ -154,11 +227,19 @@ class Backend(QObject):
     def stop_audio(self) -> None:
         pass
 
-    def microphone_session(self) -> CaptureSession:
+    def microphone_session(self, device: str | None = None) -> CaptureSession:
+        """A recording from the chosen microphone (`device`: this one instead)."""
         raise NotImplementedError
 
-    def camera_session(self) -> CaptureSession:
+    def camera_session(self, device: str | None = None) -> CaptureSession:
         raise NotImplementedError
+
+    def microphones(self) -> tuple[list[str], str]:
+        """The microphones by name, and "" or why there are none."""
+        return [], ""
+
+    def cameras(self) -> list[str]:
+        return []
 
     # model
     def model_status(self) -> ModelStatus:
@@ -169,6 +250,10 @@ class Backend(QObject):
 
     def unload_model(self) -> None:
         raise NotImplementedError
+
+    def model_defaults(self) -> dict[str, Any]:
+        """The model's own sampling defaults (shown where a setting says "Model default")."""
+        return {}
 
     def memory_plan(self, path: str | None = None) -> tuple[list[tuple[str, str]], str]:
         """Rows (label, value) and a verdict sentence for the model at `path` (or the current)."""

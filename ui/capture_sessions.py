@@ -71,6 +71,10 @@ class RecordingSession(CaptureSession):
             value = attachment_view(value)
         getattr(self, name).emit(value)
 
+    @property
+    def device_name(self) -> str:  # known once started (the microphone's own name)
+        return self.recording.device_name
+
     def start(self) -> None:
         self.recording.start()
 

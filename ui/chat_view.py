@@ -22,6 +22,7 @@ class ChatView(QScrollArea):
     regenerate_requested = Signal(str)
     stop_requested = Signal()
     play_requested = Signal(object)
+    version_requested = Signal(str, int)  # message id, step
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -69,6 +70,7 @@ class ChatView(QScrollArea):
         widget.regenerate_requested.connect(self.regenerate_requested)
         widget.stop_requested.connect(self.stop_requested)
         widget.play_requested.connect(self.play_requested)
+        widget.version_requested.connect(self.version_requested)
         self.column.insertWidget(self.column.count() - 1, widget)
         self.widgets[message.id] = widget
         self.placeholder.setVisible(False)

@@ -14,6 +14,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QPlainTextEdit,
     QSizePolicy,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -119,6 +120,7 @@ class Composer(QFrame):
     camera_requested = Signal()
     mic_pressed = Signal()
     mic_released = Signal()
+    thinking_toggled = Signal(bool)
 
     def __init__(self, backend: Backend, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -139,12 +141,19 @@ class Composer(QFrame):
         self.chip_row.setSpacing(6)
         self.chip_row.addStretch(1)
         layout.addLayout(self.chip_row)
+        self.problems = QWidget()
+        problems = QHBoxLayout(self.problems)
+        problems.setContentsMargins(0, 0, 0, 0)
         self.rejection_label = QLabel()
         self.rejection_label.setObjectName("ChipRejected")
         self.rejection_label.setWordWrap(True)
-        self.rejection_label.setVisible(False)
         self.rejection_label.setAccessibleName("Attachment problems")
-        layout.addWidget(self.rejection_label)
+        problems.addWidget(self.rejection_label, 1)
+        self.dismiss_button = icon_button("close", "Dismiss the attachment problems")
+        self.dismiss_button.clicked.connect(self.clear_problems)
+        problems.addWidget(self.dismiss_button, 0, Qt.AlignmentFlag.AlignTop)
+        self.problems.setVisible(False)
+        layout.addWidget(self.problems)
         self.recording_slot = QVBoxLayout()
         layout.addLayout(self.recording_slot)
 
@@ -188,11 +197,35 @@ class Composer(QFrame):
         self.budget.setToolTip("How many tokens each image of this message may use")
         budget_label.setBuddy(self.budget)
         row.addWidget(self.budget)
+        self.thinking_button = QToolButton()
+        self.thinking_button.setObjectName("ThinkingButton")
+        self.thinking_button.setCheckable(True)
+        self.thinking_button.setText("Think")
+        self.thinking_button.setIcon(theme.icon("thinking"))
+        self.thinking_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.thinking_button.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self.thinking_button.toggled.connect(self._thinking_changed)
+        self.thinking_button.clicked.connect(lambda on: self.thinking_toggled.emit(on))
+        row.addWidget(self.thinking_button)
+        self._thinking_changed(False)
         row.addStretch(1)
         self.send_button = icon_button("send", "Send message", "Send (Return)")
         self.send_button.clicked.connect(self._send_or_stop)
         row.addWidget(self.send_button)
         layout.addLayout(row)
+
+    # --- thinking ------------------------------------------------------------------------
+    def set_thinking(self, on: bool) -> None:
+        """Show this chat's thinking choice (without telling anyone it changed)."""
+        self.thinking_button.setChecked(on)
+
+    def _thinking_changed(self, on: bool) -> None:
+        state = "on" if on else "off"
+        self.thinking_button.setAccessibleName(f"Thinking {state}")
+        self.thinking_button.setToolTip(
+            f"Thinking is {state} for this chat: Gemma {'thinks before' if on else 'answers without'}"
+            " thinking first (⇧⌘T)"
+        )
 
     # --- attachments -----------------------------------------------------------------
     def choose_files(self) -> None:
@@ -200,10 +233,13 @@ class Composer(QFrame):
         self.add_paths([Path(p) for p in paths])
 
     def add_paths(self, paths: list[Path]) -> None:
+        if paths:
+            self.clear_problems()  # a new drop: only its own problems are listed
         for path in paths:
             self._start(_IngestJob(self.backend, Path(path), None))
 
     def add_image(self, image: QImage) -> None:
+        self.clear_problems()
         self._start(_IngestJob(self.backend, None, image.copy()))
 
     def _start(self, job: _IngestJob) -> None:
@@ -234,9 +270,21 @@ class Composer(QFrame):
         self.input.setFocus()
 
     def reject(self, name: str, reason: str) -> None:
-        self.rejections.append(reason if name in reason else f"{name}: {reason}")
-        self.rejection_label.setText("Not attached — " + "\n".join(self.rejections[-4:]))
-        self.rejection_label.setVisible(True)
+        """List a problem under the composer (with those of the same drop; × clears them)."""
+        line = reason if name in reason else f"{name}: {reason}"
+        if line not in self.rejections:
+            self.rejections.append(line)
+        shown = self.rejections[-4:]
+        more = len(self.rejections) - len(shown)
+        self.rejection_label.setText(
+            "Not attached — " + "\n".join(shown) + (f"\n…and {more} more" if more else "")
+        )
+        self.problems.setVisible(True)
+
+    def clear_problems(self) -> None:
+        self.rejections.clear()
+        self.rejection_label.clear()
+        self.problems.setVisible(False)
 
     def attachments(self) -> list[AttachmentView]:
         return [chip.attachment for chip in self.chips]
@@ -282,8 +330,7 @@ class Composer(QFrame):
         self.input.clear()
         for chip in list(self.chips):
             self.remove_chip(chip)
-        self.rejections.clear()
-        self.rejection_label.setVisible(False)
+        self.clear_problems()
 
     def set_text(self, text: str) -> None:
         self.input.setPlainText(text)

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QAction, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
+    QCheckBox,
+    QFileDialog,
+    QLineEdit,
     QMainWindow,
     QMessageBox,
+    QPlainTextEdit,
     QSplitter,
     QStackedWidget,
     QVBoxLayout,
@@ -15,9 +21,11 @@ from PySide6.QtWidgets import (
 )
 
 from ui import theme
+from ui.assistants import AssistantsDialog, ChatHeader, ChatSettingsDialog
 from ui.backend import AttachmentView, Backend, MessageView, ModelStatus, RunStats
 from ui.chat_view import ChatView
 from ui.composer import Composer, file_paths
+from ui.export_dialog import ExportDialog
 from ui.first_run import FirstRunScreen
 from ui.markdown_view import warm_up_rendering
 from ui.model_dialog import ModelDialog
@@ -25,6 +33,8 @@ from ui.push_to_talk import HoldToTalkFilter, PushToTalk
 from ui.settings_dialog import SettingsDialog
 from ui.sidebar import Sidebar
 from ui.status_line import StatusLine
+from ui.toast import Toast
+from ui.trash_dialog import TrashDialog
 from ui.webcam_dialog import WebcamDialog
 
 MINIMUM_SIZE = (760, 520)
@@ -45,9 +55,13 @@ class MainWindow(QMainWindow):
         self.sidebar = Sidebar(backend)
         self.chat = ChatView()
         self.composer = Composer(backend)
+        self.header = ChatHeader(backend)
+        self.header.setObjectName("ChatHeader")
+        self._context_used = 0  # the open chat's tokens, for the status line's meter
         chat_page = QWidget()
         chat_layout = QVBoxLayout(chat_page)
         chat_layout.setContentsMargins(0, 0, 0, 12)
+        chat_layout.addWidget(self.header)
         chat_layout.addWidget(self.chat, 1)
         composer_holder = QVBoxLayout()
         composer_holder.setContentsMargins(24, 0, 24, 0)
@@ -67,6 +81,8 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(self.splitter)
         self.status_line = StatusLine()
         self.setStatusBar(self.status_line)
+        self.toast = Toast(chat_page)
+        self.toast.action.connect(self.undo_delete)
 
         self.push_to_talk = PushToTalk(backend, self.composer.recording_slot, self)
         self.hold_to_talk = HoldToTalkFilter(self.push_to_talk, self)
@@ -103,7 +119,14 @@ class MainWindow(QMainWindow):
         self.composer.send_requested.connect(self.send)
         self.composer.stop_requested.connect(self.stop)
         self.composer.camera_requested.connect(self.open_webcam)
+        self.composer.mic_pressed.connect(self.composer.clear_problems)
         self.composer.mic_pressed.connect(self.push_to_talk.press)
+        self.composer.thinking_toggled.connect(self.set_thinking)
+        self.sidebar.deleted.connect(self.on_deleted)
+        self.sidebar.trash_requested.connect(self.open_trash)
+        self.header.settings_requested.connect(self.open_chat_settings)
+        self.header.changed.connect(self._sync_chat_controls)
+        self.chat.version_requested.connect(self.switch_version)
         self.composer.mic_released.connect(self.push_to_talk.release)
         self.push_to_talk.attachment_ready.connect(self.composer.add_attachment)
         self.push_to_talk.failed.connect(lambda reason: self.composer.reject("Microphone", reason))
@@ -148,6 +171,9 @@ class MainWindow(QMainWindow):
         )
         file_menu = bar.addMenu("&File")
         self._action(file_menu, "New Chat", self.new_conversation, std.New, name="new_action")
+        self.assistant_menu = file_menu.addMenu("New Chat with Assistant")
+        self.assistant_menu.aboutToShow.connect(self._fill_assistant_menu)
+        self._fill_assistant_menu()
         self._action(
             file_menu, "Attach Files…", self.composer.choose_files, std.Open, name="attach_action"
         )
@@ -155,10 +181,17 @@ class MainWindow(QMainWindow):
             file_menu, "Record Video Clip…", self.open_webcam, "Ctrl+Shift+V", name="webcam_action"
         )
         file_menu.addSeparator()
+        self._action(file_menu, "Import Chats…", self.import_chats, "Ctrl+Shift+I",
+                     name="import_action")  # fmt: skip
+        self._action(file_menu, "Export Chat…", self.export_chat, "Ctrl+Shift+E",
+                     name="export_action")  # fmt: skip
+        self._action(file_menu, "Export All Chats…", self.export_all, name="export_all_action")
+        file_menu.addSeparator()
         self._action(file_menu, "Close Window", self.close, std.Close)
         edit_menu = bar.addMenu("&Edit")
+        # Undo: the focused field's own undo, else the last chat moved to the trash.
+        self._action(edit_menu, "Undo", self.undo, std.Undo, name="undo_action")
         for text, key, slot in (
-            ("Undo", std.Undo, lambda: self._edit("undo")),
             ("Redo", std.Redo, lambda: self._edit("redo")),
             ("Cut", std.Cut, lambda: self._edit("cut")),
             ("Copy", std.Copy, lambda: self._edit("copy")),
@@ -183,9 +216,19 @@ class MainWindow(QMainWindow):
         chat_menu = bar.addMenu("&Chat")
         self._action(chat_menu, "Send", self.composer.submit, "Ctrl+Return", name="send_action")
         self._action(chat_menu, "Stop", self.stop, "Ctrl+.", name="stop_action")
+        self.stop_action.setShortcuts([QKeySequence("Ctrl+."), QKeySequence(Qt.Key.Key_Escape)])
+        self.stop_action.setEnabled(False)  # only while this chat's answer is being written
         self._action(
             chat_menu, "Regenerate", self.regenerate_last, "Ctrl+R", name="regenerate_action"
         )
+        self._action(chat_menu, "Think Before Answering",
+                     lambda: self.composer.thinking_button.click(), "Ctrl+Shift+T",
+                     name="thinking_action")  # fmt: skip
+        self.thinking_action.setCheckable(True)
+        chat_menu.addSeparator()
+        self._action(chat_menu, "Chat Settings…", self.open_chat_settings, "Ctrl+Shift+,",
+                     name="chat_settings_action")  # fmt: skip
+        self._action(chat_menu, "Assistants…", self.open_assistants, name="assistants_action")
         chat_menu.addSeparator()
         self._action(
             chat_menu,
@@ -210,6 +253,8 @@ class MainWindow(QMainWindow):
             view_menu, "Toggle Sidebar", self.toggle_sidebar, "Ctrl+Alt+S", name="sidebar_action"
         )
         self._action(view_menu, "Focus Message Field", self.composer.input.setFocus, "Ctrl+L")
+        self._action(view_menu, "Trash…", self.open_trash, "Ctrl+Shift+Backspace",
+                     name="trash_action")  # fmt: skip
         model_menu = bar.addMenu("&Model")
         self._action(
             model_menu,
@@ -222,16 +267,38 @@ class MainWindow(QMainWindow):
         window_menu = bar.addMenu("&Window")
         self._action(window_menu, "Minimize", self.showMinimized, "Ctrl+M")
         help_menu = bar.addMenu("&Help")
-        self._action(help_menu, "Keyboard Shortcuts", self.show_shortcuts)
+        self._action(help_menu, "Keyboard Shortcuts", self.show_shortcuts, "Ctrl+/",
+                     name="shortcuts_action")  # fmt: skip
+        self._action(help_menu, "Save Diagnostics…", self.save_diagnostics,
+                     name="diagnostics_action")  # fmt: skip
 
     def _edit(self, operation: str) -> None:
         widget = QApplication.focusWidget()
         if widget is not None and hasattr(widget, operation):
             getattr(widget, operation)()
 
+    def undo(self) -> None:
+        widget = QApplication.focusWidget()
+        if (
+            isinstance(widget, QLineEdit)
+            and widget.isUndoAvailable()
+            or isinstance(widget, QPlainTextEdit)
+            and widget.document().isUndoAvailable()
+        ):
+            widget.undo()
+        else:
+            self.undo_delete()
+
+    def _fill_assistant_menu(self) -> None:
+        self.assistant_menu.clear()
+        for preset in self.backend.presets():
+            action = self.assistant_menu.addAction(preset.name)
+            action.setToolTip(preset.description)
+            action.triggered.connect(lambda _=False, name=preset.name: self.new_conversation(name))
+
     # --- conversations ---------------------------------------------------------------------
-    def new_conversation(self) -> None:
-        conversation_id = self.backend.new_conversation()
+    def new_conversation(self, preset: str = "") -> None:
+        conversation_id = self.backend.new_conversation(preset)
         self.sidebar.refresh(select=conversation_id)
         self.open_conversation(conversation_id)
         self.composer.input.setFocus()
@@ -240,8 +307,164 @@ class MainWindow(QMainWindow):
         if conversation_id == self.conversation_id and self.chat.conversation_id == conversation_id:
             return
         self.conversation_id = conversation_id
-        self.chat.show_conversation(conversation_id, self.backend.messages(conversation_id))
+        messages = self.backend.messages(conversation_id)
+        self.chat.show_conversation(conversation_id, messages)
         self.composer.set_generating(self.backend.is_generating(conversation_id))
+        self.stop_action.setEnabled(self.composer.generating)
+        self.composer.clear_problems()
+        self._sync_chat_controls()
+        last = next((m.stats for m in reversed(messages) if m.stats is not None), None)
+        self._context_used = last.context_tokens if last is not None else 0
+        self.status_line.set_context(self._context_used)
+
+    def _sync_chat_controls(self) -> None:
+        """The header's assistant and the thinking toggle follow the open chat."""
+        if not self.conversation_id:
+            return
+        self.header.show_chat(self.conversation_id)
+        thinking = self.backend.chat_settings(self.conversation_id).options.get("thinking")
+        if thinking is None:
+            thinking = bool(self.backend.setting("thinking", False))
+        self.composer.set_thinking(thinking)
+        self.thinking_action.setChecked(thinking)
+
+    def set_thinking(self, on: bool) -> None:
+        """The thinking toggle beside the composer: this chat's choice from now on."""
+        if self.conversation_id:
+            self.backend.set_chat_settings(self.conversation_id, thinking=on)
+        self.thinking_action.setChecked(on)
+
+    def on_deleted(self, conversation_id: str, neighbour: str) -> None:
+        """A chat went to the trash: never leave it open (the next message would go there)."""
+        title = next((t.title for t in self.backend.trash() if t.id == conversation_id), "")
+        if conversation_id == self.conversation_id:
+            self.conversation_id = ""
+            if neighbour:
+                self.sidebar.refresh(select=neighbour)
+            else:
+                self.new_conversation()
+        shown = " ".join(title.split())
+        shown = f"“{shown[:40]}…”" if len(shown) > 40 else (f"“{shown}”" if shown else "The chat")
+        shortcut = QKeySequence(QKeySequence.StandardKey.Undo).toString(
+            QKeySequence.SequenceFormat.NativeText
+        )
+        self.toast.show_message(f"{shown} moved to the trash.", "Undo", shortcut)
+        self.undo_action.setText("Undo Move to Trash")
+
+    def undo_delete(self) -> None:
+        restored = self.backend.undo_delete()
+        self.toast.dismiss()
+        self.undo_action.setText("Undo")
+        if restored:
+            self.sidebar.refresh(select=restored)
+            self.status_line.show_notice("Restored the chat from the trash.")
+
+    def open_trash(self) -> TrashDialog:
+        dialog = TrashDialog(self.backend, self)
+        dialog.restored.connect(lambda _: self.sidebar.refresh())
+        dialog.open()
+        return dialog
+
+    def switch_version(self, message_id: str, step: int) -> None:
+        self.backend.switch_version(self.conversation_id, message_id, step)
+
+    def open_chat_settings(self) -> ChatSettingsDialog | None:
+        if not self.conversation_id:
+            return None
+        dialog = ChatSettingsDialog(self.backend, self.conversation_id, self)
+        dialog.finished.connect(lambda _: self._sync_chat_controls())
+        dialog.open()
+        return dialog
+
+    def open_assistants(self) -> AssistantsDialog:
+        dialog = AssistantsDialog(self.backend, self)
+        dialog.finished.connect(lambda _: self._sync_chat_controls())
+        dialog.open()
+        return dialog
+
+    # --- export, import, diagnostics -------------------------------------------------------
+    def export_chat(self, path: str | None = None, fmt: str | None = None,
+                    with_media: bool = False) -> None:  # fmt: skip
+        """File ▸ Export Chat…: format and media chosen in a dialog, then where to save."""
+        if not self.conversation_id:
+            return
+        if fmt is None:
+            choice = ExportDialog(self)
+            if not choice.exec():
+                return
+            fmt, with_media = choice.format(), choice.with_media()
+        if path is None:
+            summaries = self.backend.conversations()
+            title = next((c.title for c in summaries if c.id == self.conversation_id), "")
+            suffix = ".md" if fmt == "markdown" else ".json"
+            name = (" ".join(title.split())[:60] or "Chat").replace("/", "-") + suffix
+            path, _ = QFileDialog.getSaveFileName(self, "Export Chat", name,
+                                                  f"{fmt.capitalize()} (*{suffix})")  # fmt: skip
+            if not path:
+                return
+        self._report(lambda: self.backend.export_conversation(
+            self.conversation_id, Path(path), fmt, with_media), f"Exported the chat to {path}.")  # fmt: skip
+
+    def export_all(self, path: str | None = None, with_media: bool | None = None) -> None:
+        if with_media is None:
+            box = QMessageBox(QMessageBox.Icon.Question, "Export All Chats",
+                              "Export every chat to one zip file (JSON, to import again).",
+                              QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Cancel,
+                              self)  # fmt: skip
+            media = QCheckBox("Include pictures and recordings")
+            media.setAccessibleName("Include pictures and recordings")
+            box.setCheckBox(media)
+            if box.exec() != QMessageBox.StandardButton.Save:
+                return
+            with_media = media.isChecked()
+        if path is None:
+            path, _ = QFileDialog.getSaveFileName(self, "Export All Chats", "Gemma Desk chats.zip",
+                                                  "Zip archive (*.zip)")  # fmt: skip
+            if not path:
+                return
+        self._report(lambda: self.backend.export_all(Path(path), with_media),
+                     "Exported {} chats to " + str(path) + ".")  # fmt: skip
+
+    def import_chats(self, paths: list[str] | None = None) -> None:
+        if paths is None:
+            paths, _ = QFileDialog.getOpenFileNames(self, "Import Chats", "",
+                                                    "Chat exports (*.json *.zip)")  # fmt: skip
+        for path in paths:
+            self._report(lambda path=path: self.backend.import_file(Path(path)), "{}")
+        self.sidebar.refresh()
+
+    def save_diagnostics(self, path: str | None = None, include_chat: bool | None = None) -> None:
+        """Help ▸ Save Diagnostics…: a zip for a bug report; the open chat only if ticked."""
+        if include_chat is None:
+            box = QMessageBox(QMessageBox.Icon.Information, "Save Diagnostics",
+                              "Saves a zip with the app's log, versions, the memory plan, the "
+                              "settings (without API keys) and the last errors, to attach to a "
+                              "bug report. No message is included unless you tick the box.",
+                              QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Cancel,
+                              self)  # fmt: skip
+            chat = QCheckBox("Include the open chat's messages")
+            chat.setAccessibleName("Include the open chat's messages")
+            box.setCheckBox(chat)
+            if box.exec() != QMessageBox.StandardButton.Save:
+                return
+            include_chat = chat.isChecked()
+        if path is None:
+            path, _ = QFileDialog.getSaveFileName(self, "Save Diagnostics",
+                                                  "Gemma Desk diagnostics.zip", "Zip (*.zip)")  # fmt: skip
+            if not path:
+                return
+        chat_id = self.conversation_id if include_chat else ""
+        self._report(lambda: self.backend.save_diagnostics(Path(path), chat_id),
+                     f"Saved the diagnostics to {path}.")  # fmt: skip
+
+    def _report(self, action, done: str) -> None:
+        """Run a file action; say how it went in the status line (an error: in a box)."""
+        try:
+            result = action()
+        except (OSError, ValueError) as exc:
+            QMessageBox.warning(self, "Gemma Desk", str(exc))
+            return
+        self.status_line.show_notice(done.format(result))
 
     def on_conversation_reset(self, conversation_id: str) -> None:
         if conversation_id == self.conversation_id:
@@ -263,10 +486,14 @@ class MainWindow(QMainWindow):
         if conversation_id == self.conversation_id:
             self.chat.flush()
             self.chat.finish(message_id, final)
+            if final.stats is not None and final.stats.context_tokens:
+                self._context_used = final.stats.context_tokens
+                self.status_line.set_context(self._context_used, final.stats.context_limit)
 
     def on_generating(self, conversation_id: str, generating: bool) -> None:
         if conversation_id == self.conversation_id:
             self.composer.set_generating(generating)
+            self.stop_action.setEnabled(generating)
         self.sidebar.refresh()
 
     # --- actions -----------------------------------------------------------------------------
@@ -396,7 +623,10 @@ class MainWindow(QMainWindow):
             self.first_run.error.setText(status.message)
 
     def on_stats(self, stats: RunStats) -> None:
-        self.status_line.set_stats(stats)
+        # Speed and memory are the machine's; the token meter belongs to the open chat.
+        self.status_line.set_stats(RunStats(stats.tokens_per_s, 0, 0, stats.memory_bytes))
+        if stats.context_limit:
+            self.status_line.set_context(self._context_used, stats.context_limit)
 
     # --- window-wide drops -----------------------------------------------------------------
     def dragEnterEvent(self, event) -> None:  # noqa: N802 - Qt override

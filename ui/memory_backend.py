@@ -18,16 +18,20 @@ from PySide6.QtCore import QTimer
 from PySide6.QtGui import QColor, QImage, QPainter
 
 from ui.backend import (
+    BUILTIN_PRESETS,
     AttachmentRejected,
     AttachmentView,
     Backend,
     CaptureSession,
+    ChatSettings,
     ConversationSummary,
     DownloadOffer,
     MessageView,
     ModelStatus,
+    Preset,
     RunStats,
     SettingField,
+    TrashedChat,
 )
 
 Script = list[tuple[str, Any]]  # ("thinking"|"text", str) or ("tool", ToolCardView)
@@ -58,9 +62,10 @@ def synthetic_frame(index: int, width: int = 320, height: int = 240) -> QImage:
 class FakeMicSession(CaptureSession):
     """Pretends to record: levels follow a sine, stop yields an audio attachment."""
 
-    def __init__(self, limit_s: float = 30.0) -> None:
+    def __init__(self, limit_s: float = 30.0, device_name: str = "Demo microphone") -> None:
         super().__init__()
         self.limit_s = limit_s
+        self.device_name = device_name
         self._timer = QTimer(self, interval=50)
         self._timer.timeout.connect(self._tick)
         self._started = 0.0
@@ -91,9 +96,10 @@ class FakeMicSession(CaptureSession):
 
 
 class FakeCameraSession(CaptureSession):
-    def __init__(self, limit_s: float = 60.0) -> None:
+    def __init__(self, limit_s: float = 60.0, device_name: str = "Demo camera") -> None:
         super().__init__()
         self.limit_s = limit_s
+        self.device_name = device_name
         self._timer = QTimer(self, interval=66)
         self._timer.timeout.connect(self._tick)
         self._index = 0
@@ -144,7 +150,8 @@ class MemoryBackend(Backend):
         self.streams: dict[str, tuple[MessageView, list, QTimer]] = {}
         self.sent: list[tuple[str, str, list[AttachmentView], int]] = []
         self.settings_values: dict[str, Any] = {"thinking": False, "temperature": None,
-                                                "max_tokens": 4096, "theme": "system"}  # fmt: skip
+                                                "max_tokens": 4096, "theme": "system",
+                                                "mic_device": None, "camera_device": None}  # fmt: skip
         self.offer = DownloadOffer("Gemma 4 12B (4-bit MLX)", "google/gemma-4-12b", 7_300_000_000,
                                    120_000_000_000, "~/Library/Application Support/Gemma Desk/models",
                                    [("Weights", "6.9 GB"), ("KV cache (8192 tokens)", "1.6 GB"),
@@ -152,6 +159,14 @@ class MemoryBackend(Backend):
                                    "Fits on this Mac with room for your other apps.")  # fmt: skip
         self._ids = itertools.count(1)
         self._mic_limit = 30.0
+        self._started: dict[str, float] = {}  # answer id -> when it began streaming
+        self.chat: dict[str, ChatSettings] = {}
+        self.own_presets: list[Preset] = []
+        self.trashed: dict[str, tuple[str, list[MessageView], float]] = {}
+        self.last_deleted = ""
+        # (conversation, index of the first message of a branch) -> [versions' tails], shown
+        self.branches: dict[tuple[str, int], tuple[list[list[MessageView]], int]] = {}
+        self.devices = (["Demo microphone", "USB headset"], ["Demo camera"])
 
     # conversations ---------------------------------------------------------------------
     def _new_id(self) -> str:
@@ -166,11 +181,15 @@ class MemoryBackend(Backend):
             rows.append(ConversationSummary(cid, title, self.updated[cid], cid in self.streams))
         return sorted(rows, key=lambda row: (-row.updated_at, -int(row.id)))
 
-    def new_conversation(self) -> str:
+    def new_conversation(self, preset: str = "") -> str:
         cid = self._new_id()
         self.titles[cid] = ""
         self.store[cid] = []
         self.updated[cid] = time.time()
+        chosen = next((p for p in self.presets() if p.name == preset), None)
+        self.chat[cid] = ChatSettings(
+            chosen.system_prompt if chosen else None, chosen.chat_options() if chosen else {}
+        )
         self.conversations_changed.emit()
         return cid
 
@@ -180,12 +199,79 @@ class MemoryBackend(Backend):
 
     def delete_conversation(self, conversation_id: str) -> None:
         self.stop(conversation_id)
-        self.titles.pop(conversation_id, None)
-        self.store.pop(conversation_id, None)
+        title = self.titles.pop(conversation_id, "")
+        self.trashed[conversation_id] = (title, self.store.pop(conversation_id, []), time.time())
+        self.last_deleted = conversation_id
         self.conversations_changed.emit()
 
+    def undo_delete(self) -> str:
+        restored, self.last_deleted = self.last_deleted, ""
+        if restored in self.trashed:
+            self.restore_conversation(restored)
+            return restored
+        return ""
+
+    def trash(self) -> list[TrashedChat]:
+        return [TrashedChat(cid, title, when, 30) for cid, (title, _, when) in
+                sorted(self.trashed.items(), key=lambda item: -item[1][2])]  # fmt: skip
+
+    def restore_conversation(self, conversation_id: str) -> None:
+        title, messages, _ = self.trashed.pop(conversation_id)
+        self.titles[conversation_id], self.store[conversation_id] = title, messages
+        self.updated.setdefault(conversation_id, time.time())
+        self.conversations_changed.emit()
+
+    def delete_forever(self, conversation_id: str = "") -> None:
+        for cid in [conversation_id] if conversation_id else list(self.trashed):
+            self.trashed.pop(cid, None)
+
     def messages(self, conversation_id: str) -> list[MessageView]:
-        return [MessageView(**vars(m)) for m in self.store.get(conversation_id, [])]
+        views = [MessageView(**vars(m)) for m in self.store.get(conversation_id, [])]
+        for (cid, index), (tails, shown) in self.branches.items():
+            if cid == conversation_id and index < len(views):
+                views[index].version, views[index].versions = shown + 1, len(tails)
+        return views
+
+    def switch_version(self, conversation_id: str, message_id: str, step: int) -> None:
+        messages = self.store[conversation_id]
+        index = next(i for i, m in enumerate(messages) if m.id == message_id)
+        tails, shown = self.branches[(conversation_id, index)]
+        target = max(0, min(len(tails) - 1, shown + step))
+        tails[shown] = messages[index:]
+        messages[index:] = tails[target]
+        self.branches[(conversation_id, index)] = (tails, target)
+        self.conversation_reset.emit(conversation_id)
+
+    def presets(self) -> list[Preset]:
+        return [*BUILTIN_PRESETS, *self.own_presets]
+
+    def save_preset(self, preset: Preset, replacing: str | None = None) -> None:
+        if not preset.name.strip() or any(p.name == preset.name for p in BUILTIN_PRESETS):
+            raise ValueError("Choose another name for the assistant.")
+        self.own_presets = [p for p in self.own_presets if p.name not in (replacing, preset.name)]
+        self.own_presets.append(preset)
+
+    def delete_preset(self, name: str) -> None:
+        self.own_presets = [p for p in self.own_presets if p.name != name]
+
+    def chat_settings(self, conversation_id: str) -> ChatSettings:
+        return self.chat.setdefault(conversation_id, ChatSettings())
+
+    def set_chat_settings(self, conversation_id: str, **changes: Any) -> None:
+        settings = self.chat_settings(conversation_id)
+        for name, value in changes.items():
+            if name == "system_prompt":
+                settings.system_prompt = value
+            elif value is None:
+                settings.options.pop(name, None)
+            else:
+                settings.options[name] = value
+
+    def microphones(self) -> tuple[list[str], str]:
+        return list(self.devices[0]), ""
+
+    def cameras(self) -> list[str]:
+        return list(self.devices[1])
 
     def add_message(self, conversation_id: str, message: MessageView) -> None:
         """Put a finished message straight into a conversation (previews and screenshots)."""
@@ -212,7 +298,7 @@ class MemoryBackend(Backend):
         timer.timeout.connect(lambda: self._step(conversation_id))
         self.message_added.emit(conversation_id, MessageView(**vars(answer)))
         self.generating_changed.emit(conversation_id, True)
-        answer.stats = time.monotonic()
+        self._started[answer.id] = time.monotonic()
         timer.start()
 
     def _step(self, conversation_id: str) -> None:
@@ -235,7 +321,7 @@ class MemoryBackend(Backend):
         answer, script, timer = self.streams.pop(conversation_id)
         timer.stop()
         timer.deleteLater()
-        started = answer.stats
+        started = self._started.pop(answer.id, time.monotonic())
         answer.streaming = False
         from app.engines.contract import GenerationStats
 
@@ -258,10 +344,15 @@ class MemoryBackend(Backend):
         return conversation_id in self.streams
 
     def _truncate_from(self, conversation_id: str, message_id: str) -> list[MessageView]:
+        """Keep the messages from `message_id` on as an older version; start a new one."""
         messages = self.store[conversation_id]
         index = next(i for i, m in enumerate(messages) if m.id == message_id)
         removed = messages[index:]
         del messages[index:]
+        tails, shown = self.branches.get((conversation_id, index), ([removed], 0))
+        tails[shown] = removed
+        tails.append([])  # the new version, filled as it is written
+        self.branches[(conversation_id, index)] = (tails, len(tails) - 1)
         return removed
 
     def regenerate(self, conversation_id: str, message_id: str) -> None:
@@ -308,11 +399,12 @@ class MemoryBackend(Backend):
         return AttachmentView("image", name, None, 0, width=image.width(), height=image.height(),
                               thumbnail=image)  # fmt: skip
 
-    def microphone_session(self) -> CaptureSession:
-        return FakeMicSession(self._mic_limit)
+    def microphone_session(self, device: str | None = None) -> CaptureSession:
+        return FakeMicSession(self._mic_limit, device or self.settings_values["mic_device"]
+                              or self.devices[0][0])  # fmt: skip
 
-    def camera_session(self) -> CaptureSession:
-        return FakeCameraSession()
+    def camera_session(self, device: str | None = None) -> CaptureSession:
+        return FakeCameraSession(device_name=device or self.devices[1][0])
 
     # model ------------------------------------------------------------------------------------
     def model_status(self) -> ModelStatus:
@@ -360,6 +452,12 @@ class MemoryBackend(Backend):
                 minimum=1,
                 maximum=1_048_576,
                 section="Generation",
+            ),  # fmt: skip
+            SettingField(
+                "mic_device", "Microphone", v["mic_device"], "optional_str", section="Devices"
+            ),  # fmt: skip
+            SettingField(
+                "camera_device", "Camera", v["camera_device"], "optional_str", section="Devices"
             ),  # fmt: skip
             SettingField(
                 "theme",

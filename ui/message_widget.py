@@ -151,6 +151,7 @@ class MessageWidget(QFrame):
     regenerate_requested = Signal(str)
     stop_requested = Signal()
     play_requested = Signal(object)
+    version_requested = Signal(str, int)  # message id, -1 (the one before) or +1
 
     def __init__(self, message: MessageView, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -204,6 +205,22 @@ class MessageWidget(QFrame):
 
         actions = QHBoxLayout()
         actions.setSpacing(2)
+        self.versions = QWidget()
+        versions = QHBoxLayout(self.versions)
+        versions.setContentsMargins(0, 0, 6, 0)
+        versions.setSpacing(0)
+        self.previous_version = icon_button("chevron-left", "Previous version")
+        self.previous_version.clicked.connect(
+            lambda: self.version_requested.emit(self.message.id, -1)
+        )
+        versions.addWidget(self.previous_version)
+        self.version_label = QLabel()
+        self.version_label.setObjectName("Muted")
+        versions.addWidget(self.version_label)
+        self.next_version = icon_button("chevron-right", "Next version")
+        self.next_version.clicked.connect(lambda: self.version_requested.emit(self.message.id, 1))
+        versions.addWidget(self.next_version)
+        actions.addWidget(self.versions)
         self.copy_button = icon_button("copy", "Copy message")
         self.copy_button.clicked.connect(self.copy)
         actions.addWidget(self.copy_button)
@@ -220,6 +237,11 @@ class MessageWidget(QFrame):
         self.stop_button = icon_button("stop", "Stop generating")
         self.stop_button.clicked.connect(self.stop_requested)
         actions.addWidget(self.stop_button)
+        self.stopped_label = QLabel("■ Stopped")
+        self.stopped_label.setObjectName("StoppedBadge")
+        self.stopped_label.setToolTip("You stopped this answer before it was complete")
+        self.stopped_label.setAccessibleName("Stopped by you before it was complete")
+        actions.addWidget(self.stopped_label)
         self.stats_label = QLabel()
         self.stats_label.setObjectName("Muted")
         actions.addWidget(self.stats_label)
@@ -295,8 +317,20 @@ class MessageWidget(QFrame):
         numbers, explained = answer_stats(None if message.streaming else message.stats)
         self.stats_label.setText(numbers)
         self.stats_label.setToolTip(explained)
+        self.stopped_label.setVisible(message.stopped and not message.streaming)
+        has_versions = message.versions > 1 and not message.streaming
+        self.versions.setVisible(has_versions)
+        if has_versions:
+            self.version_label.setText(f"{message.version}/{message.versions}")
+            self.version_label.setAccessibleName(f"Version {message.version} of {message.versions}")
+            self.previous_version.setEnabled(message.version > 1)
+            self.next_version.setEnabled(message.version < message.versions)
         who = "Your message" if self.is_user else "Answer"
         state = ", still generating" if message.streaming else ""
+        if message.stopped and not message.streaming:
+            state = ", stopped"
+        if has_versions:
+            state += f", version {message.version} of {message.versions}"
         self.setAccessibleName(f"{who}{state}")
         if not message.streaming:  # the full text once, not 30 times a second
             self.setAccessibleDescription(plain_text(message.text)[:2000])
@@ -315,6 +349,9 @@ class MessageWidget(QFrame):
         self.edit_row = QWidget()
         row = QHBoxLayout(self.edit_row)
         row.setContentsMargins(0, 0, 0, 0)
+        note = QLabel("Sending keeps this version and its answers: ‹ › switches back.")
+        note.setObjectName("Muted")
+        row.addWidget(note)
         row.addStretch(1)
         cancel = QPushButton("Cancel")
         cancel.setAccessibleName("Cancel editing")

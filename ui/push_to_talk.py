@@ -71,6 +71,11 @@ class RecordingBar(QFrame):
         layout.addWidget(cancel)
         self.setAccessibleName("Recording from the microphone")
 
+    def set_device(self, name: str) -> None:
+        self.title.setText(f"Recording from {name}")
+        self.title.setToolTip(name)
+        self.setAccessibleName(f"Recording from {name}")
+
     def set_remaining(self, seconds: float) -> None:
         self.countdown.setText(f"{max(0, int(seconds + 0.999))} s left")
 
@@ -120,6 +125,8 @@ class PushToTalk(QObject):
         self._slot.addWidget(self.bar)
         self.recording_changed.emit(True)
         session.start()
+        if self.bar is not None and session.device_name:  # known once started
+            self.bar.set_device(session.device_name)
 
     def release(self) -> None:
         if self.session is None:

@@ -31,11 +31,13 @@ from PySide6.QtWidgets import (
 )
 
 from ui.backend import Backend, SettingField
+from ui.devices_page import DevicesPage
 
 CHOICE_TEXT = {
     "backend": {"local": "This computer (local model)", "remote": "A remote server (OpenAI API)"}
 }
 REMOTE_KEYS = ("remote_url", "remote_model", "remote_api_key")
+DEVICE_KEYS = ("mic_device", "camera_device")
 
 
 class JsonEdit(QPlainTextEdit):
@@ -88,30 +90,52 @@ class PathEdit(QWidget):
 
 
 class OptionalNumberEdit(QWidget):
-    """A number that may be left to the model's default (None)."""
+    """A number that may be left to a default (None): the model's own, or the Settings'.
 
-    def __init__(self, value: float | None, is_float: bool, label: str) -> None:
+    While the default is chosen the box shows the default's value (`default_value`, e.g.
+    the model's temperature from its generation config), or "—" when it is not known.
+    """
+
+    def __init__(self, value: float | None, is_float: bool, label: str,
+                 default_value: float | None = None, default_text: str = "Model default",
+                 minimum: float | None = None, maximum: float | None = None) -> None:  # fmt: skip
         super().__init__()
         layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         self.is_float = is_float
+        self.default_value = default_value
         self.spin = QDoubleSpinBox() if is_float else QSpinBox()
+        low = minimum if minimum is not None else 0
         if is_float:
             self.spin.setDecimals(3)
             self.spin.setSingleStep(0.05)
-            self.spin.setRange(0.0, 1e6)
+            self.spin.setRange(low, maximum if maximum is not None else 1e6)
         else:
-            self.spin.setRange(0, 2**31 - 1)
+            top = 2**31 - 1 if maximum is None else min(int(maximum), 2**31 - 1)
+            self.spin.setRange(int(low), top)
+        self.spin.setSpecialValueText("—")  # shown at the minimum while the default is unknown
         self.spin.setAccessibleName(label)
-        self.default = QCheckBox("Model default")
-        self.default.setAccessibleName(f"{label}: use the model's default")
-        self.default.toggled.connect(lambda on: self.spin.setEnabled(not on))
+        self.default = QCheckBox(default_text)
+        self.default.setAccessibleName(f"{label}: {default_text.lower()}")
+        self.default.toggled.connect(self._default_toggled)
+        self._chosen = value
         self.default.setChecked(value is None)
-        self.spin.setEnabled(value is not None)
-        if value is not None:
-            self.spin.setValue(value)
+        self._default_toggled(value is None)
         layout.addWidget(self.spin, 1)
         layout.addWidget(self.default)
+
+    def _default_toggled(self, on: bool) -> None:
+        self.spin.setEnabled(not on)
+        if on:
+            shown = self.default_value
+            self.spin.setSpecialValueText("—" if shown is None else "")
+            self.spin.setValue(self.spin.minimum() if shown is None else shown)
+        else:
+            self.spin.setSpecialValueText("")
+            if self._chosen is not None:
+                self.spin.setValue(self._chosen)
+            elif self.default_value is not None:
+                self.spin.setValue(self.default_value)
 
     def value(self) -> float | int | None:
         if self.default.isChecked():
@@ -129,13 +153,24 @@ class SettingsDialog(QDialog):
         self.setAccessibleName("Settings")
         self.setMinimumSize(560, 480)
         self.fields = backend.setting_fields()
+        self.model_defaults = backend.model_defaults()
         self.editors: dict[str, QWidget] = {}
         layout = QVBoxLayout(self)
         self.tabs = QTabWidget()
         self.tabs.setAccessibleName("Settings sections")
         layout.addWidget(self.tabs, 1)
         sections: dict[str, QFormLayout] = {}
+        self.devices: DevicesPage | None = None
+        device_values = {f.key: f.value for f in self.fields if f.key in DEVICE_KEYS}
         for item in self.fields:
+            if item.key in DEVICE_KEYS:  # the Devices tab lists them by name, with a test
+                if self.devices is None:
+                    self.devices = DevicesPage(backend, device_values.get("mic_device"),
+                                               device_values.get("camera_device"))  # fmt: skip
+                    self.tabs.addTab(self.devices, "Devices")
+                    self.editors["mic_device"] = self.devices.mic
+                    self.editors["camera_device"] = self.devices.camera
+                continue
             form = sections.get(item.section)
             if form is None:
                 page = QWidget()
@@ -196,7 +231,9 @@ class SettingsDialog(QDialog):
             spin.setValue(float(item.value or 0.0))
             return spin
         if item.kind in ("optional_int", "optional_float"):
-            return OptionalNumberEdit(item.value, item.kind == "optional_float", item.label)
+            return OptionalNumberEdit(item.value, item.kind == "optional_float", item.label,
+                                      self.model_defaults.get(item.key),
+                                      minimum=item.minimum, maximum=item.maximum)  # fmt: skip
         if item.kind == "choice":
             combo = QComboBox()
             names = CHOICE_TEXT.get(item.key, {})
@@ -242,6 +279,11 @@ class SettingsDialog(QDialog):
     def changed(self) -> dict[str, Any]:
         original = {item.key: item.value for item in self.fields}
         return {k: v for k, v in self.values().items() if v != original[k]}
+
+    def done(self, result: int) -> None:
+        if self.devices is not None:
+            self.devices.stop_tests()  # the microphone and camera are let go with the dialog
+        super().done(result)
 
     def accept(self) -> None:
         try:

@@ -1,4 +1,8 @@
-"""The conversation list: new, search, rename, delete."""
+"""The conversation list: new, search, rename, delete (to the trash), and the way to the trash.
+
+Titles are shown on one line, elided at the sidebar's width (no horizontal scrolling);
+the full title is the tooltip and the accessible text.
+"""
 
 from __future__ import annotations
 
@@ -29,6 +33,8 @@ class Sidebar(QFrame):
 
     selected = Signal(str)
     new_requested = Signal()
+    deleted = Signal(str, str)  # the conversation moved to the trash, its neighbour ("" none)
+    trash_requested = Signal()
 
     def __init__(self, backend: Backend, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -67,6 +73,10 @@ class Sidebar(QFrame):
         layout.addWidget(self.search)
         self.list = QListWidget()
         self.list.setAccessibleName("Conversations")
+        self.list.setTextElideMode(Qt.TextElideMode.ElideRight)
+        self.list.setWordWrap(False)
+        self.list.setUniformItemSizes(True)
+        self.list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.list.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.list.customContextMenuRequested.connect(self._context_menu)
         self.list.currentItemChanged.connect(self._current_changed)
@@ -83,6 +93,16 @@ class Sidebar(QFrame):
         delete.setShortcutContext(Qt.ShortcutContext.WidgetShortcut)
         delete.triggered.connect(lambda: self.delete(self.current_id()))
         self.list.addActions([rename, delete])
+        self.trash_button = QToolButton()
+        self.trash_button.setObjectName("IconButton")
+        self.trash_button.setIcon(theme.icon("trash"))
+        self.trash_button.setText("Trash")
+        self.trash_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.trash_button.setAccessibleName("Trash: restore deleted chats")
+        self.trash_button.setToolTip("Deleted chats, kept for 30 days")
+        self.trash_button.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self.trash_button.clicked.connect(self.trash_requested)
+        layout.addWidget(self.trash_button, 0, Qt.AlignmentFlag.AlignLeft)
         self._updating = False
 
     def current_id(self) -> str:
@@ -103,7 +123,7 @@ class Sidebar(QFrame):
             self.selected.emit(select)
 
     def _item(self, summary: ConversationSummary) -> QListWidgetItem:
-        title = summary.title or "New chat"
+        title = " ".join(summary.title.split()) or "New chat"  # one line
         item = QListWidgetItem(("● " if summary.generating else "") + title)
         item.setData(Qt.ItemDataRole.UserRole, summary.id)
         item.setToolTip(title)
@@ -141,15 +161,28 @@ class Sidebar(QFrame):
             self.backend.rename_conversation(conversation_id, title.strip())
             self.refresh()
 
+    def neighbour_of(self, conversation_id: str) -> str:
+        """The chat listed after this one (else before it); "" when it is the only one."""
+        ids = [self.list.item(i).data(Qt.ItemDataRole.UserRole) for i in range(self.list.count())]
+        if conversation_id not in ids:
+            return ids[0] if ids else ""
+        index = ids.index(conversation_id)
+        rest = ids[index + 1 :] + ids[:index][::-1]
+        return rest[0] if rest else ""
+
     def delete(self, conversation_id: str, confirm: bool = True) -> None:
         if not conversation_id:
             return
         if confirm:
             answer = QMessageBox.question(
-                self, "Delete Chat", "Move this chat to the trash?",
+                self, "Delete Chat",
+                "Move this chat to the trash? You can undo this, or restore it from the trash "
+                "for 30 days.",
                 QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
             )  # fmt: skip
             if answer != QMessageBox.StandardButton.Yes:
                 return
+        neighbour = self.neighbour_of(conversation_id)
         self.backend.delete_conversation(conversation_id)
         self.refresh()
+        self.deleted.emit(conversation_id, neighbour)

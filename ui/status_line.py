@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QLabel, QProgressBar, QStatusBar, QWidget
 
 from ui.attachment_views import format_bytes
@@ -22,7 +23,10 @@ class StatusLine(QStatusBar):
         self.load_bar.setVisible(False)
         self.addWidget(self.load_bar)
         self.notice_label = QLabel()
+        self.notice_label.setAccessibleName("Notice")
         self.addWidget(self.notice_label, 1)
+        self._notice_timer = QTimer(self, singleShot=True)
+        self._notice_timer.timeout.connect(self.clear_notice)
         self.speed_label = QLabel()
         self.speed_label.setAccessibleName("Speed of the last answer")
         self.addPermanentWidget(self.speed_label)
@@ -60,15 +64,29 @@ class StatusLine(QStatusBar):
         if stats.tokens_per_s:
             self.speed_label.setText(f"{stats.tokens_per_s:.1f} tok/s")
         if stats.context_limit:
-            self.context_bar.setVisible(True)
-            self.context_bar.setMaximum(stats.context_limit)
-            self.context_bar.setValue(min(stats.context_used, stats.context_limit))
-            self.context_bar.setAccessibleDescription(
-                f"{stats.context_used} of {stats.context_limit} tokens"
-            )
+            self.set_context(stats.context_used, stats.context_limit)
         if stats.memory_bytes:
             self.memory_label.setText(f"{format_bytes(stats.memory_bytes)} in use")
 
-    def show_notice(self, text: str, timeout_ms: int = 8000) -> None:
+    def set_context(self, used: int, limit: int = 0) -> None:
+        """The open chat's token meter (`limit` 0: keep the model's)."""
+        limit = limit or self.context_bar.maximum()
+        if limit <= 1:
+            return
+        self.context_bar.setVisible(True)
+        self.context_bar.setMaximum(limit)
+        self.context_bar.setValue(min(used, limit))
+        self.context_bar.setAccessibleDescription(f"{used} of {limit} tokens")
+
+    def show_notice(self, text: str, timeout_ms: int = 10_000) -> None:
+        """A sentence for a while (`timeout_ms`; 0: until the next one)."""
         self.notice_label.setText(text)
         self.notice_label.setToolTip(text)
+        if timeout_ms:
+            self._notice_timer.start(timeout_ms)
+        else:
+            self._notice_timer.stop()
+
+    def clear_notice(self) -> None:
+        self.notice_label.clear()
+        self.notice_label.setToolTip("")

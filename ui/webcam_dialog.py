@@ -68,6 +68,7 @@ class WebcamDialog(QDialog):
         self.attach_button = QPushButton("Attach")
         self.attach_button.setAccessibleName("Attach the clip to the message")
         self.attach_button.setEnabled(False)
+        self.attach_button.setVisible(False)  # offered only once there is a clip
         self.attach_button.clicked.connect(self.attach)
         buttons.addWidget(self.attach_button)
         layout.addLayout(buttons)
@@ -83,8 +84,13 @@ class WebcamDialog(QDialog):
         self.session.remaining.connect(self._on_remaining)
         self.session.finished.connect(self._on_finished)
         self.session.failed.connect(self._show_failure)
-        self.status.setText(f"Up to {int(self.session.limit_s)} s. Press Record when ready.")
         self.session.start()
+        if self.session is None:  # failed at once
+            return
+        device = f" with {self.session.device_name}" if self.session.device_name else ""
+        self.status.setText(
+            f"Up to {int(self.session.limit_s)} s{device}. Press Record when ready."
+        )
 
     def toggle_recording(self) -> None:
         if self.session is None:
@@ -106,6 +112,7 @@ class WebcamDialog(QDialog):
             self.result_card.deleteLater()
             self.result_card = None
         self.attach_button.setEnabled(False)
+        self.attach_button.setVisible(False)
         self.retake_button.setEnabled(False)
         self.record_button.setEnabled(True)
         self.record_button.setText("Record")
@@ -114,6 +121,8 @@ class WebcamDialog(QDialog):
         self.start_preview()
 
     def attach(self) -> None:
+        if self.clip is None:  # never without a clip (the button is off then too)
+            return
         self.attachment = self.clip
         self.accept()
 
@@ -135,13 +144,18 @@ class WebcamDialog(QDialog):
         self.session = None
         self.record_button.setText("Record")
         self.record_button.setEnabled(False)
-        if clip is None:
+        if clip is None or not clip.duration_s:  # nothing was recorded: nothing to attach
+            self.status.setText("Nothing was recorded. Press Retake to try again.")
+            self.retake_button.setEnabled(True)
+            self.attach_button.setEnabled(False)
+            self.attach_button.setVisible(False)
             return
         self.clip = clip
         self.result_card = AttachmentCard(clip)
         self.result_slot.addWidget(self.result_card)
         self.status.setText(f"Clip ready: {format_duration(clip.duration_s)}. Attach it or retake.")
         self.attach_button.setEnabled(True)
+        self.attach_button.setVisible(True)
         self.attach_button.setObjectName("Primary")
         self.attach_button.setStyle(self.attach_button.style())
         self.retake_button.setEnabled(True)

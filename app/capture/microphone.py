@@ -173,6 +173,11 @@ class MicrophoneRecorder:
     # ---------------------------------------------------------------- public API
 
     @property
+    def device_name(self) -> str:
+        """The device recording (or that recorded last); "" before the first start."""
+        return getattr(self, "_source_name", "")
+
+    @property
     def is_recording(self) -> bool:
         """True between `start()` and the end of the recording (stop, cap or error)."""
         return self._recording

@@ -98,6 +98,8 @@ class MicRecording(Recording):
             self.recorder.start()
         except CaptureUnavailable as exc:
             self.failed(exc.reason)
+            return
+        self.device_name = self.recorder.device_name
 
     def stop(self) -> None:
         self.finish_with(self.recorder.stop)
