@@ -48,6 +48,11 @@ def run(args: argparse.Namespace) -> int:
     theme.apply(app)
     app.styleHints().colorSchemeChanged.connect(lambda _: theme.apply(app))
     backend = make_backend(args)
+    session = getattr(backend, "session", None)
+    if session is not None:  # the log lives in the data folder (Help ▸ Save Diagnostics)
+        from app.diagnostics import setup_logging
+
+        setup_logging(session.storage.paths.root)
     window = MainWindow(backend)
     window.show()
     gc.collect()

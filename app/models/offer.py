@@ -63,10 +63,11 @@ def memory_plan_text(
             [],
             f"The model runs on the remote server {settings.remote_url}: no memory is used here.",
         )
-    entry = GEMMA_4_12B_IT.with_load_bits(
-        PRECISION_BITS.get(settings.precision) or GEMMA_4_12B_IT.load_bits
-    )
     folder = path or current or None
+    # A checkpoint loads as the settings say: "auto" and "bf16" keep its stored weights (a
+    # bf16 model stays bf16); only with no folder (the download) is the catalog's plan used.
+    bits = PRECISION_BITS.get(settings.precision)
+    entry = GEMMA_4_12B_IT.with_load_bits(bits if folder else bits or GEMMA_4_12B_IT.load_bits)
     try:
         drafter = None
         if folder and settings.speculative_decoding:

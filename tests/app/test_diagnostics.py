@@ -94,3 +94,13 @@ def test_a_session_deletes_undoes_and_empties_the_trash(session):
     assert session.undo_delete() == conv.id and session.undo_delete() is None
     session.delete_chat(conv.id)
     assert session.delete_forever() == 1 and session.storage.conversations.list_trash() == []
+
+
+def test_the_memory_plan_of_a_bf16_checkpoint_says_16_bit_not_4_bit(tiny_checkpoint_bf16):
+    from app.models.offer import memory_plan_text
+
+    rows, _ = memory_plan_text(Settings(precision="auto"), str(tiny_checkpoint_bf16), None)
+    weights = dict(rows)["Weights"]
+    assert "4-bit" not in weights and "16-bit" in weights
+    rows, _ = memory_plan_text(Settings(precision="4bit"), str(tiny_checkpoint_bf16), None)
+    assert "4-bit" in dict(rows)["Weights"]
