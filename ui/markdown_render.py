@@ -165,8 +165,19 @@ def prose_html(source: str, colors: dict[str, str] | None = None) -> str:
     return body.strip()
 
 
-def math_html(raw: str, formula: str, display: bool) -> str:
-    """A formula as Unicode in a math font; malformed formulas stay as their raw source."""
+def math_html(raw: str, formula: str, display: bool, color: str = "") -> str:
+    """A formula typeset as an image (`ui.math_image`), else as Unicode in a math font;
+    malformed formulas stay as their raw source."""
+    from ui import theme
+    from ui.math_image import typeset
+
+    image = typeset(formula, color or theme.current().colors["text"], display)
+    if image is not None:
+        data, width, height = image
+        return (
+            f'<img src="data:image/png;base64,{data}" width="{width}" height="{height}"'
+            f' alt="{html.escape(raw, quote=True)}" style="vertical-align: middle;">'
+        )
     text = latex_to_unicode(formula)
     if text is None:
         return f'<span style="font-family:{MONO_FONT};">{html.escape(raw)}</span>'

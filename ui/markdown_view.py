@@ -215,7 +215,9 @@ def warm_up_rendering() -> None:
     """Lay out a code block and a prose block once, off screen, so the first ones of an
     answer do not pay for Pygments' imports and Qt's font lookups (tens of ms) mid-stream."""
     from ui.markdown_render import warm_up
+    from ui.math_image import warm_up_in_background
 
+    warm_up_in_background()
     warm_up()
     host = QWidget()
     view = MarkdownView(host)

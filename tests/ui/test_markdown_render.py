@@ -39,11 +39,23 @@ def test_tables_render_as_html_tables():
     assert "<table" in html and "<td>1</td>" in html
 
 
-def test_complete_inline_and_display_math_render_as_unicode():
-    html = prose_html(r"Energy $E = mc^2$ and $$\frac{a}{b} \le \sqrt{x}$$")
-    assert "E = mc²" in html
-    assert "a⁄b ≤ √x" in html
-    assert "$" not in html
+def test_formulas_are_typeset_as_images_sized_for_the_text(qapp):
+    from PySide6.QtGui import QImage
+
+    from ui.math_image import typeset
+
+    html = prose_html(r"Energy $E = mc^2$ and $$\frac{a}{b} + \sqrt{x}$$")
+    assert html.count('<img src="data:image/png;base64,') == 2 and "$" not in html.split("alt=")[0]
+    data, width, height = typeset(r"\frac{a}{b} + \sqrt{x}", "#000000", True)
+    image = QImage.fromData(__import__("base64").b64decode(data))
+    assert (image.width(), image.height()) == (2 * width, 2 * height)  # sharp on Retina
+    inline = typeset("E = mc^2", "#000000", False)
+    assert 10 < inline[2] < height  # inline math about a line high, display math taller
+
+
+def test_math_mathtext_cannot_lay_out_falls_back_to_unicode():
+    html = prose_html(r"Then $$\frac{a}{b} \le \sqrt{x}$$ holds")  # mathtext has no \le
+    assert "a⁄b ≤ √x" in html and "<img" not in html
 
 
 def test_incomplete_math_stays_raw_text():
@@ -66,7 +78,8 @@ def test_math_inside_inline_code_is_left_alone():
 
 def test_underscores_in_math_do_not_become_emphasis():
     html = prose_html(r"Vars $a_i$ and $b_j$")
-    assert "<em>" not in html and "aᵢ" in html and "bⱼ" in html
+    assert "<em>" not in html and html.count("<img") == 2
+    assert 'alt="$a_i$"' in html and 'alt="$b_j$"' in html
 
 
 def test_a_closed_code_block_is_highlighted_soon_after_it_is_shown(qtbot):
