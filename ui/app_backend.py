@@ -238,6 +238,8 @@ class AppBackend(Backend):
         self._live.pop(mid, None)
         message = self.session.storage.conversations.get_message(mid)
         view = self._shown(message_view(message, self.session.storage))
+        counts = self.session.storage.conversations.version_counts(cid)
+        view.version, view.versions = counts.get(mid, (1, 1))
         self.message_finished.emit(str(cid), str(mid), view)
         if view.stats is not None:
             limit = self.session.model_status.context_limit

@@ -77,6 +77,28 @@ class WaveformView(QWidget):
             )
 
 
+STRIP_WIDTH = 320  # a video's frame strip, about as wide as an image's thumbnail
+
+
+def frame_strip(frames: list[QImage], width: int) -> QPixmap:
+    """Frames side by side (or an already joined strip) scaled to `width` pixels."""
+    if len(frames) == 1:
+        return QPixmap.fromImage(frames[0]).scaledToWidth(
+            width, Qt.TransformationMode.SmoothTransformation
+        )
+    cell = width // len(frames)
+    height = max(1, round(cell * frames[0].height() / max(1, frames[0].width())))
+    pixmap = QPixmap(cell * len(frames), height)
+    pixmap.fill(Qt.GlobalColor.black)
+    painter = QPainter(pixmap)
+    for index, frame in enumerate(frames):
+        scaled = frame.scaled(cell, height, Qt.AspectRatioMode.KeepAspectRatio,
+                              Qt.TransformationMode.SmoothTransformation)  # fmt: skip
+        painter.drawImage(index * cell + (cell - scaled.width()) // 2, 0, scaled)
+    painter.end()
+    return pixmap
+
+
 class AttachmentCard(QFrame):
     """An attachment inside a message: thumbnail, waveform + play + duration, or frame strip."""
 
@@ -115,16 +137,13 @@ class AttachmentCard(QFrame):
         else:
             column = QVBoxLayout()
             column.setSpacing(3)
-            strip = QHBoxLayout()
-            strip.setSpacing(2)
             frames = attachment.frames or ([attachment.thumbnail] if attachment.thumbnail else [])
-            for frame in frames[:6]:
-                label = QLabel()
-                label.setPixmap(scaled_pixmap(frame, QSize(72, 54)))
-                strip.addWidget(label)
-            if not frames:
-                strip.addWidget(QLabel(attachment.name))
-            column.addLayout(strip)
+            strip = QLabel(attachment.name)
+            strip.setObjectName("FrameStrip")
+            strip.setAccessibleName(f"Frames of {attachment.name}")
+            if frames:  # one picture as wide as an image card, whatever the source gave
+                strip.setPixmap(frame_strip(frames[:8], STRIP_WIDTH))
+            column.addWidget(strip)
             caption = QLabel(f"{attachment.name}  ·  {format_duration(attachment.duration_s)}")
             caption.setObjectName("Muted")
             column.addWidget(caption)

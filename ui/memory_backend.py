@@ -330,7 +330,8 @@ class MemoryBackend(Backend):
         answer.stats = GenerationStats(generated_tokens=tokens, decode_tps=tokens / elapsed,
                                        context_tokens=50 * len(self.store[conversation_id]),
                                        context_limit=self.status.context_limit, stop_reason=reason)  # fmt: skip
-        self.message_finished.emit(conversation_id, answer.id, MessageView(**vars(answer)))
+        final = next(v for v in self.messages(conversation_id) if v.id == answer.id)
+        self.message_finished.emit(conversation_id, answer.id, final)
         self.generating_changed.emit(conversation_id, False)
         self.stats_changed.emit(RunStats(answer.stats.decode_tps, answer.stats.context_tokens,
                                          self.status.context_limit, 7_100_000_000))  # fmt: skip

@@ -167,3 +167,19 @@ def app_backend_for(qtbot, tmp_path: Path, tiny_checkpoint: Path):
     yield build
     for backend in made:
         backend.shutdown()
+
+
+@pytest.fixture
+def fake_app_backend(qtbot, tmp_path: Path):
+    """An AppBackend over the real app layer (storage, session, controller) whose engine is
+    the in-memory `FakeEngine`: fast enough for many GUI tests of what the app stores."""
+    from tests.doubles import fake_factory
+    from ui.app_backend import AppBackend
+
+    factory = fake_factory(delay=0.01, thinking="")
+    backend = AppBackend(data_dir=str(tmp_path / "data"), engine_factory=factory)
+    backend.engines = factory.engines
+    backend.load_model("fake-model")
+    qtbot.waitUntil(lambda: backend.model_status().state == "ready", timeout=10_000)
+    yield backend
+    backend.shutdown()
