@@ -402,7 +402,7 @@ def test_every_control_has_an_accessible_name_and_a_keyboard_path(
         dialog.close()
 
 
-def test_every_menu_item_with_a_shortcut_is_listed_in_the_docs(qtbot, window_for, memory_backend):
+def test_every_menu_item_is_listed_with_its_shortcut_in_the_docs(qtbot, window_for, memory_backend):
     window = window_for(memory_backend)
     gui = (Path(__file__).parents[2] / "docs" / "GUI.md").read_text()
     for menu in window.menuBar().actions():
