@@ -3,15 +3,17 @@
     .venv/bin/python packaging/screenshots.py            # offscreen platform
     xvfb-run -a .venv/bin/python packaging/screenshots.py --platform xcb   # a real X server
 
-Shows: the first-run screen (real app layer, no model), a conversation with an image, an
-audio clip, a thinking section, a tool card and a code block (in light and dark), the
-settings dialog (the real settings), and the webcam recorder (synthetic camera).
+Shows: the first-run screen (real app layer, no model); a conversation made by a real run
+of the app over a tiny random test checkpoint whose answers are scripted (an image and an
+audio clip ingested, thinking, a code block, a table, typeset math, an answer regenerated so
+it shows "‹ 2/2 ›"; light and dark); the assistants, the trash and the Undo toast; the
+settings (real) and Settings ▸ Devices and the webcam recorder (demo devices). Every
+picture with anything not real says so in a yellow band.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 import tempfile
@@ -61,35 +63,72 @@ print(np.fft.rfftfreq(len(samples), 1 / rate)[spectrum.argmax()])  # ≈ 440.0
 The wave is $x(t) = \\sin(2\\pi f t)$ with $f = 440$."""
 
 
-def populate(backend) -> str:
-    from app.engines.contract import GenerationStats
-    from ui.backend import AttachmentView, MessageView, ToolCardView
+DEMO_BAND = (
+    "Demo picture: a tiny random test model, its answers scripted; speed and memory "
+    "are that tiny model's"
+)
 
-    tmp = Path(tempfile.mkdtemp(prefix="gemma-desk-shots-"))
-    from PySide6.QtGui import QImage
 
-    image_path = sample_image(tmp / "hills.png")
-    image = QImage(str(image_path))
-    peaks = [
-        0.15 + 0.8 * abs(math.sin(i / 4.0)) * (0.6 + 0.4 * math.sin(i / 13.0)) for i in range(64)
-    ]
+def demo_band(window, text: str = DEMO_BAND):
+    """A yellow band saying what in the picture is not real: in a window's sidebar, or across
+    the bottom of a dialog."""
+    from PySide6.QtWidgets import QLabel
+
+    band = QLabel(text, window)
+    band.setObjectName("DemoBanner")
+    band.setWordWrap(True)
+    band.setStyleSheet("background: #f5c518; color: #1d1d1f; font-weight: 600; padding: 6px 10px;"
+                       " border-radius: 6px;")  # fmt: skip
+    sidebar = getattr(window, "sidebar", None)
+    if sidebar is not None:
+        band.setFixedWidth(sidebar.width() - 20)
+        band.adjustSize()
+        corner = sidebar.mapTo(window, sidebar.rect().bottomLeft())
+        band.move(corner.x() + 10, corner.y() - band.height() - 50)
+    else:
+        band.setFixedWidth(window.width() - 24)
+        band.adjustSize()
+        band.move(12, window.height() - band.height() - 52)
+    band.show()
+    band.raise_()
+    return band
+
+
+def tone_wav(path: Path) -> Path:
+    import numpy as np
+    import soundfile
+
+    t = np.arange(3 * 16_000) / 16_000
+    soundfile.write(path, (0.4 * np.sin(2 * np.pi * 440 * t)).astype("float32"), 16_000)
+    return path
+
+
+def real_run(backend, tmp: Path, settle) -> str:
+    """A conversation made by the real app over the tiny checkpoint: attachments ingested,
+    an answer with thinking, then regenerated (so it has two versions)."""
+    from tests.doubles import script_turns
+
+    service = backend.session.service
+    attachments = [backend.ingest_path(sample_image(tmp / "hills.png")),
+                   backend.ingest_path(tone_wav(tmp / "voice.wav"))]  # fmt: skip
     older = backend.new_conversation()
     backend.rename_conversation(older, "Trip planning for Lisbon")
-    other = backend.new_conversation()
-    backend.rename_conversation(other, "Explain Rust lifetimes")
+    other = backend.new_conversation("Code reviewer")
+    backend.rename_conversation(other, "Review: retry loop in fetch()")
     cid = backend.new_conversation()
-    backend.rename_conversation(cid, "What is in this photo and clip?")
-    backend.add_message(cid, MessageView("u1", "user", "What is in this photo, and what note is this clip?",
-        attachments=[AttachmentView("image", "hills.png", image_path, width=640, height=420, thumbnail=image),
-                     AttachmentView("audio", "voice.wav", None, duration_s=3.0, waveform=peaks)]))  # fmt: skip
-    backend.add_message(cid, MessageView("a1", "assistant", CONVERSATION_ANSWER,
-        thinking="The user attached an image and an audio clip. The image: green hills, blue sky, "
-                 "a yellow sun top right. The audio: a pure tone; its period is about 2.27 ms, so "
-                 "about 440 Hz. I'll answer both and show how to verify the pitch.",
-        thinking_seconds=4.2,
-        tools=[ToolCardView("measure_pitch", {"file": "voice.wav"}, {"hz": 440.0}, done=True)],
-        stats=GenerationStats(generated_tokens=212, decode_tps=38.4, context_tokens=1460,
-                              context_limit=8192)))  # fmt: skip
+    backend.set_chat_settings(cid, thinking=True)
+    thought = (
+        "<|channel>thought\nAn image and an audio clip. The picture: green hills, blue sky, "
+        "a yellow sun. The clip: a pure tone; period about 2.27 ms, so 440 Hz.<channel|>"
+    )
+    script_turns(service, [thought + "A first, shorter answer.", thought + CONVERSATION_ANSWER])
+    backend.send(cid, "What is in this photo, and what note is this clip?", attachments)
+    while backend.is_generating(cid):
+        settle(100)
+    backend.regenerate(cid, "")
+    while backend.is_generating(cid):
+        settle(100)
+    settle(300)
     return cid
 
 
@@ -109,7 +148,6 @@ def main() -> int:
 
     from ui import theme
     from ui.app_backend import AppBackend
-    from ui.backend import RunStats
     from ui.main_window import MainWindow
     from ui.memory_backend import MemoryBackend
     from ui.webcam_dialog import WebcamDialog
@@ -143,28 +181,75 @@ def main() -> int:
     window.close()
     real.shutdown()
 
-    # 2. A conversation, light and dark.
+    # 2. A conversation, light and dark: the real app over the tiny checkpoint, scripted.
+    from mlx_model.testing.checkpoint_factory import write_tiny_checkpoint
+    from tests.doubles import scripted_factory
+    from ui.assistants import AssistantsDialog
+    from ui.trash_dialog import TrashDialog
+
+    tmp = Path(tempfile.mkdtemp(prefix="gemma-desk-shots-"))
+    checkpoint = write_tiny_checkpoint(tmp / "tiny-gemma4", seed=0, dtype="float32")
+    backend = AppBackend(data_dir=str(data / "demo"), engine_factory=scripted_factory())
+    backend.session.settings_store.update(max_tokens=2048, temperature=0.0)
+    backend.load_model(str(checkpoint))
+    while backend.model_status().state != "ready":
+        settle(100)
+    cid = real_run(backend, tmp, settle)
     for dark, name in ((False, "conversation.png"), (True, "conversation-dark.png")):
         theme.apply(app, dark=dark)
-        demo = MemoryBackend()
-        cid = populate(demo)
-        window = MainWindow(demo)
-        window.resize(1100, 860)
+        window = MainWindow(backend)
+        window.resize(1100, 1040)
         window.show()
         window.sidebar.refresh(select=cid)
-        window.status_line.set_stats(RunStats(38.4, 1460, 8192, 7_420_000_000))
+        settle()
         answer = window.chat.message_widgets()[-1]
         answer.thinking.set_expanded(True)
+        demo_band(window)
         settle()
-        window.chat.verticalScrollBar().setValue(0)
+        bar = window.chat.verticalScrollBar()
+        bar.setValue(bar.maximum())  # the answer's end: its versions ‹ 2/2 › and numbers
         save(window, name)
-        window.close()
+        if not dark:  # 3. Assistants, and the trash with a chat just deleted (its toast)
+            dialog = AssistantsDialog(backend, window)
+            dialog.show()
+            dialog.refresh(select="Code reviewer")
+            save(dialog, "assistants.png")
+            dialog.close()
+            trashed = [s.id for s in backend.conversations() if s.id != cid]
+            window.sidebar.delete(trashed[0], confirm=False)
+            save(window, "deleted-toast.png")
+            trash = TrashDialog(backend, window)
+            trash.show()
+            demo_band(trash, "Demo picture: a chat deleted a moment ago")
+            save(trash, "trash.png")
+            trash.close()
+            backend.undo_delete()
+        window.hide()
+        window.deleteLater()
+    theme.apply(app, dark=False)
+    backend.shutdown()
+
+    # 4. Settings ▸ Devices, with the demo backend's devices (this machine has none).
+    demo = MemoryBackend()
+    window = MainWindow(demo)
+    dialog = window.open_settings()
+    dialog.resize(620, 560)
+    dialog.tabs.setCurrentWidget(dialog.devices)
+    dialog.devices.mic.setCurrentIndex(1)
+    dialog.devices.mic_test.setChecked(True)
+    dialog.devices.camera_test.setChecked(True)
+    settle(700)
+    demo_band(dialog, "Demo picture: demo devices, synthetic level and camera")
+    save(dialog, "devices.png")
+    dialog.close()
+    window.close()
 
     # 5. Webcam recorder, recording with a synthetic camera.
     theme.apply(app, dark=False)
     demo = MemoryBackend()
     recorder = WebcamDialog(demo)
     recorder.show()
+    demo_band(recorder, "Demo picture: a synthetic camera")
     settle(400)
     recorder.toggle_recording()
     settle(1200)

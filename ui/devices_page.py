@@ -95,6 +95,7 @@ class DevicesPage(QWidget):
         layout.addStretch(1)
 
     def _toggle_mic(self, on: bool) -> None:
+        self.mic_test.setText("Stop" if on else "Test")
         if not on:
             self._end_mic()
             return
@@ -124,6 +125,7 @@ class DevicesPage(QWidget):
         self.meter.set_level(0.0)
 
     def _toggle_camera(self, on: bool) -> None:
+        self.camera_test.setText("Stop Preview" if on else "Preview")
         if not on:
             self._end_camera()
             return

@@ -45,9 +45,12 @@ def typeset(formula: str, color: str, display: bool) -> tuple[str, int, int] | N
     source = f"${formula.strip()}$"
     size = DISPLAY_PT if display else INLINE_PT
     out = io.BytesIO()
+    import matplotlib
+
     try:
-        mathtext.math_to_image(source, out, prop=font_properties(size=size), dpi=72 * SCALE,
-                               format="png", color=color)  # fmt: skip
+        with matplotlib.rc_context({"savefig.transparent": True}):  # light and dark alike
+            mathtext.math_to_image(source, out, prop=font_properties(size=size),
+                                   dpi=72 * SCALE, format="png", color=color)  # fmt: skip
     except Exception:  # noqa: BLE001 - mathtext's ValueError, or anything it cannot lay out
         return None
     data = out.getvalue()

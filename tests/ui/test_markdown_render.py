@@ -49,6 +49,7 @@ def test_formulas_are_typeset_as_images_sized_for_the_text(qapp):
     data, width, height = typeset(r"\frac{a}{b} + \sqrt{x}", "#000000", True)
     image = QImage.fromData(__import__("base64").b64decode(data))
     assert (image.width(), image.height()) == (2 * width, 2 * height)  # sharp on Retina
+    assert image.pixelColor(0, 0).alpha() == 0  # transparent: readable on a dark window too
     inline = typeset("E = mc^2", "#000000", False)
     assert 10 < inline[2] < height  # inline math about a line high, display math taller
 
