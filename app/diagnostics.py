@@ -72,10 +72,13 @@ class LogSetup:
     folder: Path
     file_handler: logging.Handler
     recent: RecentErrors
+    console: logging.Handler | None = None
 
     def close(self) -> None:
         root = logging.getLogger()
-        for handler in (self.file_handler, self.recent):
+        for handler in (self.file_handler, self.recent, self.console):
+            if handler is None:
+                continue
             root.removeHandler(handler)
             handler.close()
         global _current
@@ -102,9 +105,14 @@ def setup_logging(data_dir: str | Path, *, level: int = logging.INFO) -> LogSetu
     root = logging.getLogger()
     root.addHandler(file_handler)
     root.addHandler(recent)
+    # Warnings still reach the terminal, as they did before the log had handlers.
+    console = logging.StreamHandler()
+    console.setLevel(logging.WARNING)
+    console.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root.addHandler(console)
     if root.level == logging.NOTSET or root.level > level:
         root.setLevel(level)
-    _current = LogSetup(folder, file_handler, recent)
+    _current = LogSetup(folder, file_handler, recent, console)
     logging.getLogger(__name__).info(
         "Gemma Desk %s started (Python %s, %s)", _version("gemma-desk"),
         platform.python_version(), platform.platform(),

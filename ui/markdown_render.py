@@ -130,8 +130,9 @@ def _placeholder(index: int) -> str:
     return f"\ue000{index}\ue001"
 
 
-def prose_html(source: str, colors: dict[str, str] | None = None) -> str:
-    """Rich-text HTML for a prose chunk, with math rendered and tables styled for Qt."""
+def prose_html(source: str, colors: dict[str, str] | None = None, *, typeset: bool = True) -> str:
+    """Rich-text HTML for a prose chunk, with math rendered and tables styled for Qt
+    (`typeset` False: formulas as Unicode text, cheap, for a paragraph still streaming)."""
     colors = colors or {}
     spans = find_math(source)
     rendered: list[tuple[str, bool]] = []
@@ -142,7 +143,12 @@ def prose_html(source: str, colors: dict[str, str] | None = None) -> str:
         pieces.append(_placeholder(index))
         cursor = span.end
         rendered.append(
-            (math_html(source[span.start : span.end], span.source, span.display), span.display)
+            (
+                math_html(
+                    source[span.start : span.end], span.source, span.display, typeset=typeset
+                ),
+                span.display,
+            )  # fmt: skip
         )
     pieces.append(source[cursor:])
     body = _markdown().render("".join(pieces))
@@ -165,13 +171,16 @@ def prose_html(source: str, colors: dict[str, str] | None = None) -> str:
     return body.strip()
 
 
-def math_html(raw: str, formula: str, display: bool, color: str = "") -> str:
+def math_html(raw: str, formula: str, display: bool, color: str = "", *,
+              typeset: bool = True) -> str:  # fmt: skip
     """A formula typeset as an image (`ui.math_image`), else as Unicode in a math font;
     malformed formulas stay as their raw source."""
     from ui import theme
-    from ui.math_image import typeset
+    from ui.math_image import typeset as typeset_image
 
-    image = typeset(formula, color or theme.current().colors["text"], display)
+    image = None
+    if typeset:
+        image = typeset_image(formula, color or theme.current().colors["text"], display)
     if image is not None:
         data, width, height = image
         return (

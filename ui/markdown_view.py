@@ -54,8 +54,9 @@ class ProseLabel(WrappedLabel):
         )
         self.setFocusPolicy(Qt.FocusPolicy.NoFocus)
 
-    def set_block(self, block: Block) -> None:
-        self.setText(prose_html(block.source, theme.current().colors))
+    def set_block(self, block: Block, typeset: bool = True) -> None:
+        self.typeset = typeset
+        self.setText(prose_html(block.source, theme.current().colors, typeset=typeset))
         self.setAccessibleName(block.source[:200])
 
 
@@ -174,15 +175,23 @@ class MarkdownView(QWidget):
         self._blocks: list[Block] = []
         self._widgets: list[QWidget] = []
         self.markdown = ""
+        self.final = True
 
-    def set_markdown(self, text: str) -> None:
-        """Show `text`; blocks identical to what is shown are left alone."""
-        if text == self.markdown:
+    def set_markdown(self, text: str, final: bool = True) -> None:
+        """Show `text`; blocks identical to what is shown are left alone. While an answer
+        streams (`final` False) its last paragraph shows formulas as text; they are
+        typeset once the paragraph is complete (a later one began, or the answer ended)."""
+        if text == self.markdown and final == self.final:
             return
-        self.markdown = text
+        self.markdown, self.final = text, final
         blocks = split_blocks(text)
         for index, block in enumerate(blocks):
-            if index < len(self._blocks) and self._blocks[index] == block:
+            typeset = final or index < len(blocks) - 1
+            if (
+                index < len(self._blocks)
+                and self._blocks[index] == block
+                and getattr(self._widgets[index], "typeset", True) == typeset
+            ):
                 continue
             wanted = CodeBlock if block.kind == "code" else ProseLabel
             if index < len(self._widgets) and type(self._widgets[index]) is wanted:
@@ -197,7 +206,10 @@ class MarkdownView(QWidget):
                 else:
                     self._layout.addWidget(widget)
                     self._widgets.append(widget)
-            widget.set_block(block)
+            if isinstance(widget, ProseLabel):
+                widget.set_block(block, typeset)
+            else:
+                widget.set_block(block)
         for widget in self._widgets[len(blocks) :]:
             self._layout.removeWidget(widget)
             widget.deleteLater()

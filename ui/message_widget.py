@@ -290,7 +290,7 @@ class MessageWidget(QFrame):
     def refresh(self) -> None:
         self.dirty = False
         message = self.message
-        self.body.set_markdown(message.text)
+        self.body.set_markdown(message.text, final=not message.streaming)
         self.body.setVisible(bool(message.text) or (message.streaming and not message.thinking))
         if message.thinking:
             self.thinking.setVisible(True)

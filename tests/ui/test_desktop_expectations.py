@@ -205,6 +205,7 @@ def test_thinking_toggle_escape_stops_and_a_stopped_answer_is_marked(
     backend.engines[0].script([("forever", "word")])
     send(qtbot, window, "go on")
     qtbot.waitUntil(lambda: window.stop_action.isEnabled() and bool(answers(window)))
+    qtbot.waitUntil(lambda: bool(answers(window)[0].message.text))  # it has begun
     assert QKeySequence(Qt.Key.Key_Escape) in window.stop_action.shortcuts()
     window.stop_action.trigger()  # Esc
     wait_idle(qtbot, window, backend)

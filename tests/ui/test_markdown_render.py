@@ -108,3 +108,15 @@ def test_a_streaming_code_block_only_rewrites_its_last_piece(qtbot):
     view.set_markdown("```\n" + "x = 1\n" * 21)
     assert code.chunks[0] is first and first.text() == first_text
     assert code.chunks[1].text().count("x = 1") == 5
+
+
+def test_a_streaming_paragraph_shows_math_as_text_until_it_is_complete(qtbot):
+    from ui.markdown_view import MarkdownView
+
+    view = MarkdownView()
+    qtbot.addWidget(view)
+    view.set_markdown("First $x^2$ done.\n\nStill $y^2$ coming", final=False)
+    first, last = view.block_widgets()
+    assert "<img" in first.text() and "<img" not in last.text() and "y²" in last.text()
+    view.set_markdown("First $x^2$ done.\n\nStill $y^2$ coming", final=True)
+    assert "<img" in view.block_widgets()[1].text()
