@@ -115,7 +115,7 @@ class MainWindow(QMainWindow):
         b.transcript_ready.connect(self.composer.set_text)
         b.notice.connect(self.status_line.show_notice)
         self.sidebar.selected.connect(self.open_conversation)
-        self.sidebar.new_requested.connect(self.new_conversation)
+        self.sidebar.new_requested.connect(lambda: self.new_conversation())
         self.composer.send_requested.connect(self.send)
         self.composer.stop_requested.connect(self.stop)
         self.composer.camera_requested.connect(self.open_webcam)
@@ -170,7 +170,8 @@ class MainWindow(QMainWindow):
             app_menu, "Quit Gemma Desk", self.close, std.Quit, role.QuitRole, "quit_action"
         )
         file_menu = bar.addMenu("&File")
-        self._action(file_menu, "New Chat", self.new_conversation, std.New, name="new_action")
+        self._action(file_menu, "New Chat", lambda: self.new_conversation(), std.New,
+                     name="new_action")  # fmt: skip
         self.assistant_menu = file_menu.addMenu("New Chat with Assistant")
         self.assistant_menu.aboutToShow.connect(self._fill_assistant_menu)
         self._fill_assistant_menu()
@@ -181,11 +182,12 @@ class MainWindow(QMainWindow):
             file_menu, "Record Video Clip…", self.open_webcam, "Ctrl+Shift+V", name="webcam_action"
         )
         file_menu.addSeparator()
-        self._action(file_menu, "Import Chats…", self.import_chats, "Ctrl+Shift+I",
+        self._action(file_menu, "Import Chats…", lambda: self.import_chats(), "Ctrl+Shift+I",
                      name="import_action")  # fmt: skip
-        self._action(file_menu, "Export Chat…", self.export_chat, "Ctrl+Shift+E",
+        self._action(file_menu, "Export Chat…", lambda: self.export_chat(), "Ctrl+Shift+E",
                      name="export_action")  # fmt: skip
-        self._action(file_menu, "Export All Chats…", self.export_all, name="export_all_action")
+        self._action(file_menu, "Export All Chats…", lambda: self.export_all(),
+                     name="export_all_action")  # fmt: skip
         file_menu.addSeparator()
         self._action(file_menu, "Close Window", self.close, std.Close)
         edit_menu = bar.addMenu("&Edit")
@@ -269,7 +271,7 @@ class MainWindow(QMainWindow):
         help_menu = bar.addMenu("&Help")
         self._action(help_menu, "Keyboard Shortcuts", self.show_shortcuts, "Ctrl+/",
                      name="shortcuts_action")  # fmt: skip
-        self._action(help_menu, "Save Diagnostics…", self.save_diagnostics,
+        self._action(help_menu, "Save Diagnostics…", lambda: self.save_diagnostics(),
                      name="diagnostics_action")  # fmt: skip
 
     def _edit(self, operation: str) -> None:

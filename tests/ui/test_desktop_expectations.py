@@ -440,3 +440,18 @@ def test_memory_backend_versions_keep_the_old_answer(qtbot, window_for):
     assert answers(window)[0].version_label.text() == "1/2"
     assert isinstance(answers(window)[0].message, MessageView)
     QApplication.processEvents()
+
+
+def test_the_file_menu_actions_ask_where_to_save(qtbot, window_for, memory_backend, monkeypatch):
+    from PySide6.QtWidgets import QFileDialog
+
+    from ui import main_window
+
+    asked = []
+    monkeypatch.setattr(
+        QFileDialog, "getSaveFileName", lambda *a, **k: asked.append(a[1]) or ("", "")
+    )
+    monkeypatch.setattr(main_window.ExportDialog, "exec", lambda self: 1)
+    window = window_for(memory_backend)
+    window.export_action.trigger()  # triggered(checked) must not become the path
+    assert asked == ["Export Chat"]
