@@ -494,13 +494,19 @@ class ConversationStore:
                 "SELECT COALESCE(MAX(position) + 1, 0) FROM messages WHERE conversation_id = ?",
                 (conversation_id,),
             ).fetchone()[0]
+            last = conn.execute(  # each appended message follows the one before it
+                "SELECT id FROM messages WHERE conversation_id = ? AND superseded_at IS NULL"
+                " ORDER BY position DESC, id DESC LIMIT 1",
+                (conversation_id,),
+            ).fetchone()
+            parent_id = None if last is None else last[0]
             attachment_rows: list[tuple[int, int, str, str, str]] = []
             for offset, m in enumerate(messages):
                 created = now if m.created_at is None else m.created_at
                 cur = conn.execute(
                     "INSERT INTO messages (conversation_id, position, role, text, thinking,"
-                    " tool_calls, tool_result, stats, status, error, created_at, updated_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " tool_calls, tool_result, stats, status, error, created_at, updated_at,"
+                    " parent_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         conversation_id,
                         position + offset,
@@ -514,8 +520,10 @@ class ConversationStore:
                         m.error,
                         created,
                         created,
+                        parent_id,
                     ),
                 )
+                parent_id = cur.lastrowid
                 ids.append(cur.lastrowid)
                 attachment_rows.extend(
                     (cur.lastrowid, index, sha256, kind, filename)

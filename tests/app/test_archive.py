@@ -88,3 +88,14 @@ def test_the_cli_exports_and_imports(tmp_path: Path, capsys) -> None:
     assert "Exported 2 chats" in capsys.readouterr().out
     assert main(["import", str(tmp_path / "missing.json"), "--data-dir", str(data)]) == 1
     assert main(["export", "--data-dir", str(data)]) == 2
+
+
+def test_imported_messages_follow_one_another_with_no_false_versions(storage, tmp_path: Path):
+    cid = _chat(storage, "Chain", "q1", "a1", "q2", "a2")
+    path = export_conversation(
+        storage.conversations, storage.media, cid, tmp_path / "c.json", "json"
+    )
+    [copy] = import_file(storage.conversations, storage.media, path).imported
+    messages = storage.conversations.messages(copy.id)
+    assert [m.parent_id for m in messages[1:]] == [m.id for m in messages[:-1]]
+    assert storage.conversations.version_counts(copy.id) == {}
