@@ -183,26 +183,29 @@ def stats_of(stats: Mapping[str, Any] | None) -> GenerationStats | None:
 def answer_stats(stats: GenerationStats | None) -> tuple[str, str]:
     """An answer's numbers under it, and the tooltip that explains them ("" when none).
 
-    "23.4 tok/s · first token 0.42 s", and with speculative decoding "… · 71% of guesses kept"; the
-    tooltip counts the drafted and accepted tokens and the mean accepted per round.
+    "23.4 tok/s · first token 0.42 s"; with speculative decoding "23.4 tok/s · 71% of
+    guesses kept · first token 0.42 s", the tooltip counting the drafted and accepted tokens
+    and the mean accepted per round.
     """
-    if stats is None or not stats.decode_tps:
+    if stats is None or not (stats.decode_tps or stats.ttft_s):
         return "", ""
-    text = f"{stats.decode_tps:.1f} tok/s"
-    tip = f"{stats.generated_tokens} tokens at {stats.decode_tps:.1f} tokens per second"
-    if stats.ttft_s:
-        text += f" · first token {stats.ttft_s:.2f} s"
-        tip += f", the first after {stats.ttft_s:.2f} s"
+    parts, tips = [], []
+    if stats.decode_tps:
+        parts.append(f"{stats.decode_tps:.1f} tok/s")
+        tips.append(f"{stats.generated_tokens} tokens at {stats.decode_tps:.1f} tokens per second")
     drafting = stats.extra.get("speculative") if isinstance(stats.extra, Mapping) else None
     if drafting and drafting.get("drafted"):
         rate = drafting.get("acceptance_rate", 0.0)
-        text += f" · {rate:.0%} of guesses kept"
-        tip += (
-            f". Speculative decoding: {drafting['drafted']} tokens drafted, "
+        parts.append(f"{rate:.0%} of guesses kept")
+        tips.append(
+            f"speculative decoding: {drafting['drafted']} tokens drafted, "
             f"{drafting.get('accepted', 0)} accepted ({rate:.0%}), "
-            f"{drafting.get('mean_accepted_length', 0.0):.2f} accepted per check."
+            f"{drafting.get('mean_accepted_length', 0.0):.2f} accepted per check"
         )
-    return text, tip
+    if stats.ttft_s:
+        parts.append(f"first token {stats.ttft_s:.2f} s")
+        tips.append(f"the first token after {stats.ttft_s:.2f} s")
+    return " · ".join(parts), "; ".join(tips) + "."
 
 
 def run_stats(stats: GenerationStats, context_limit: int = 0) -> RunStats:
