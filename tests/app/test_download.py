@@ -247,7 +247,7 @@ def test_a_listing_with_a_path_outside_the_model_folder_is_refused_and_nothing_i
 ):
     listed = hub.tree()
     monkeypatch.setattr(
-        hub, "tree", lambda: [*listed, {**listed[0], "path": hostile, "type": "file"}]
+        hub, "tree", lambda repo_id=None: [*listed, {**listed[0], "path": hostile, "type": "file"}]
     )
     downloader = make()
     with pytest.raises(dl.UnsafePathError, match="plain path|outside"):
