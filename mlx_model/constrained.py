@@ -22,7 +22,11 @@ processors.append(constraint.logits_processor())  # one per model turn, chains w
 
 `logits_processor()` is an mlx-lm-style `(tokens, logits) -> logits` callable: it reads
 the ids generated since its first call from `tokens` (the prompt plus the ids so far, as
-mlx-lm's `generate_step` and our engine pass them), so it needs no other wiring.
+mlx-lm's `generate_step` and our engine pass them), so it needs no other wiring. On its
+first call it also reads the prompt: one that ends inside an open thought channel (the
+chat template opens one after a tool response when thinking is on) starts in thinking.
+It reads `tokens` on the host without evaluating anything new, so a token loop that has
+already started the next forward pass (`mx.async_eval`) computes the mask meanwhile.
 """
 
 from __future__ import annotations
@@ -163,6 +167,17 @@ class TokenConstraint:
         """How many ids have been consumed (thinking included)."""
         return len(self._history)
 
+    def follow_prompt(self, prompt_ids: Sequence[int] | np.ndarray) -> None:
+        """Start in thinking when the prompt ends inside an open thought channel (before
+        anything is consumed; the thought runs free, the grammar applies after it)."""
+        if self._history or self._phase == "thinking":
+            return
+        ids = np.asarray(prompt_ids).reshape(-1)
+        opened = np.flatnonzero(ids == self.vocabulary.thought_start)
+        closed = np.flatnonzero(ids == self.vocabulary.thought_end)
+        if opened.size and (not closed.size or closed[-1] < opened[-1]):
+            self._phase = "thinking"
+
     def next_mask(self) -> np.ndarray:
         """The allowed ids for the next position: int32 words, bit `i % 32` of word `i // 32`."""
         return self._mask_in(self._phase).copy()
@@ -260,10 +275,13 @@ class _ConstraintProcessor:
         self.ids: list[int] = []  # the ids after `start` the constraint has consumed
 
     def __call__(self, tokens: mx.array, logits: mx.array) -> mx.array:
-        length = int(tokens.shape[-1]) if tokens is not None else 0
+        # Read on the host: slicing the MLX array would queue behind a running forward pass.
+        history = np.asarray(tokens).reshape(-1) if tokens is not None else np.zeros(0, np.int32)
+        length = int(history.shape[0])
         if self.start is None:
             self.start = length - self.constraint.consumed
-        current = tokens.reshape(-1)[self.start :].tolist() if length > self.start else []
+            self.constraint.follow_prompt(history[: self.start])
+        current = history[self.start :].tolist() if length > self.start else []
         if not self.ids and current and self.constraint.consumed == len(current):
             self.ids = list(current)  # consumed before this processor was first called
         common = 0

@@ -5,7 +5,9 @@
   (progress, and a point to stop at); the last chunk's logits give the first token.
 - `decode(model, cache, logits, ...)` samples token after token: it yields ids and knows
   no text. The next step is scheduled before a token is handed out, so the host's work on
-  that token overlaps the device's work on the next one. A stop id or `max_tokens` ends it;
+  that token overlaps the device's work on the next one; with logits processors the
+  forward pass is started before they run, so their host work (a grammar's mask) overlaps
+  it too. A stop id or `max_tokens` ends it;
   `should_stop()` is asked between steps (cancellation).
 - `generate_step` chains the two for callers that want just token ids.
 
@@ -161,10 +163,8 @@ def decode(
     """
     entry = as_entry(cache)
     processors = list(logits_processors)
-    tokens = None
-    if processors:
-        tokens = mx.array(np.asarray(history if history is not None else [], dtype=np.int32))
-    y = choose_token(logits[:, -1, :], tokens, sampler, processors)
+    ids = _History(history if processors else None)
+    y = choose_token(logits[:, -1, :], ids.array(), sampler, processors)
     mx.async_eval(y)
     count = 0
     while True:
@@ -176,13 +176,41 @@ def decode(
         if not done:
             logits = model(mx.array([[token]], dtype=mx.int32), cache=entry.caches)
             entry.append([token])
-            if tokens is not None:
-                tokens = mx.concatenate([tokens, mx.array([token], dtype=mx.int32)])
-            y = choose_token(logits[:, -1, :], tokens, sampler, processors)
+            if processors:
+                # Start the forward pass now: the processors' host work (a grammar's mask)
+                # overlaps it instead of delaying it.
+                mx.async_eval(logits)
+                ids.append(token)
+            y = choose_token(logits[:, -1, :], ids.array(), sampler, processors)
             mx.async_eval(y)
         yield token
         if done:
             return
+
+
+class _History:
+    """The ids the logits processors see, kept on the host (a growing buffer).
+
+    Each step's `array()` is a fresh, already-available MLX array: a processor that reads it
+    (`np.asarray`) waits for nothing, where an array computed on the device (a concatenate)
+    would wait behind the forward pass already queued.
+    """
+
+    def __init__(self, history: Sequence[int] | np.ndarray | None) -> None:
+        self.enabled = history is not None
+        start = np.asarray(history if history is not None else [], dtype=np.int32).reshape(-1)
+        self._buffer = np.empty(max(2 * start.size, 256), dtype=np.int32)
+        self._buffer[: start.size] = start
+        self._size = start.size
+
+    def append(self, token: int) -> None:
+        if self._size == self._buffer.size:
+            self._buffer = np.concatenate([self._buffer, np.empty_like(self._buffer)])
+        self._buffer[self._size] = token
+        self._size += 1
+
+    def array(self) -> mx.array | None:
+        return mx.array(self._buffer[: self._size]) if self.enabled else None
 
 
 def generate_step(

@@ -2,6 +2,8 @@
 
 `OutputConstraint` says what the answer must be: any JSON object (JSON mode), a document
 of a JSON Schema, or a forced tool call (`tool_choice` "required" or a named function).
+A JSON answer may also leave the choice to call tools first (`with_tools`: the answer is
+the JSON document or tool calls, as OpenAI's `response_format` with `tool_choice` "auto").
 `grammar_text(constraint, ids)` writes it as an llguidance grammar (Lark syntax) over the
 checkpoint's token ids:
 
@@ -30,6 +32,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from .errors import InvalidRequestError
+
 JSONSchema = dict[str, Any]
 ConstraintKind = Literal["json_object", "json_schema", "tool_call"]
 
@@ -45,8 +49,9 @@ _NULL = '("null" | "None")'
 _ANNOTATIONS = {"title", "description", "default", "examples", "$schema", "$id", "$comment"}
 
 
-class GrammarError(ValueError):
-    """A constraint that cannot be compiled (bad schema, unknown tool, unsupported keyword)."""
+class GrammarError(InvalidRequestError):
+    """A constraint that cannot be compiled (bad schema, unknown tool, unsupported keyword):
+    a wrong request (kind "invalid_request")."""
 
 
 @dataclass(frozen=True)
@@ -93,6 +98,15 @@ class OutputConstraint:
             raise GrammarError(f"tool_choice names {name!r}, which is not among the tools")
         return cls("tool_call", None, tools=tuple(functions), tool_name=name, parallel=parallel)
 
+    def with_tools(
+        self, tools: Sequence[Mapping[str, Any]], *, parallel: bool = True
+    ) -> OutputConstraint:
+        """This JSON answer, or instead calls of `tools` (the model may call tools first)."""
+        if self.kind == "tool_call":
+            raise GrammarError("a forced tool call cannot also allow other tools")
+        functions = tuple(_function_of(t) for t in tools)
+        return OutputConstraint(self.kind, self.schema, self.strict, functions, None, parallel)
+
 
 @dataclass(frozen=True)
 class GrammarTokens:
@@ -129,7 +143,13 @@ def grammar_text(constraint: OutputConstraint, ids: GrammarTokens) -> str:
         if not constraint.strict:
             options["lenient"] = True
         schema["x-guidance"] = {**schema.get("x-guidance", {}), **options}
-        lark = f"start: answer <[{ids.end_of_turn}]>\nanswer: %json {json.dumps(schema)}\n"
+        answer = f"answer <[{ids.end_of_turn}]>"
+        lark = f"answer: %json {json.dumps(schema)}\n"
+        if constraint.tools:
+            calls = _ToolCallGrammar(ids).build(constraint, start="calls")
+            lark = f"start: {answer} | calls\n{lark}{calls}"
+        else:
+            lark = f"start: {answer}\n{lark}"
     return llguidance.LLMatcher.grammar_from_lark(lark)
 
 
@@ -204,7 +224,8 @@ class _ToolCallGrammar:
     _refs: dict[str, str] = field(default_factory=dict)
     _root: Mapping[str, Any] = field(default_factory=dict)
 
-    def build(self, constraint: OutputConstraint) -> str:
+    def build(self, constraint: OutputConstraint, start: str = "start") -> str:
+        """The rules; `start` names the one matching the calls and the hand-over token."""
         t = self.ids
         alternatives = []
         for index, function in enumerate(constraint.tools):
@@ -219,7 +240,7 @@ class _ToolCallGrammar:
             f"<[{t.tool_call_start}]> ({' | '.join(alternatives)}) <[{t.tool_call_end}]>"
         )
         repeat = "call+" if constraint.parallel else "call"
-        lines = [f"start: {repeat} <[{t.tool_response_start}]>"]
+        lines = [f"{start}: {repeat} <[{t.tool_response_start}]>"]
         lines += [f"{name}: {body}" for name, body in self.rules.items()]
         return "\n".join(lines) + "\n"
 
