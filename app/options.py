@@ -8,6 +8,12 @@ a command-line error, a settings message).
 
 Sampling fields left at None mean "the model's own default" (the checkpoint's
 `generation_config.json` for the local engine, the server's default for a remote one).
+
+What the answer must be is part of the options too: `response_format` (a `ResponseFormat`:
+any JSON object or a document of a JSON Schema) and `tool_choice` ("auto", "none",
+"required" or `FunctionChoice(name)`) with `parallel_tool_calls`. The local engine turns
+them into a grammar that constrains decoding (`mlx_model.constrained`); the remote engine
+sends them as OpenAI's fields.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from mlx_model.processing.image import SUPPORTED_BUDGETS
 IMAGE_BUDGETS: tuple[int, ...] = SUPPORTED_BUDGETS  # soft tokens per image the processor allows
 DEFAULT_IMAGE_BUDGET = 280
 ContextPolicy = Literal["error", "drop_oldest"]
+TOOL_CHOICES: tuple[str, ...] = ("auto", "none", "required")
 CONTEXT_POLICIES: tuple[str, ...] = ("error", "drop_oldest")
 DEFAULT_MAX_TOKENS = 4096
 MAX_STOP_STRINGS = 16
@@ -78,6 +85,71 @@ SAMPLING_FIELDS = ("temperature", "top_p", "top_k", "min_p", "repetition_penalty
 
 
 @dataclass(frozen=True)
+class ResponseFormat:
+    """The answer is a JSON object (`json_object`) or a document of `schema` (`json_schema`).
+
+    `strict`: JSON Schema keywords the grammar cannot enforce are an error (False: ignored).
+    `name` and `description` are the schema's, as OpenAI's `json_schema` carries them.
+    """
+
+    type: Literal["json_object", "json_schema"]
+    schema: Mapping[str, Any] | None = None
+    name: str = ""
+    strict: bool = True
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if self.type not in ("json_object", "json_schema"):
+            raise OptionError(
+                "response_format",
+                f"response_format must be json_object or json_schema; got {self.type!r}.",
+            )
+        if self.type == "json_schema" and not isinstance(self.schema, Mapping):
+            raise OptionError(
+                "response_format", "response_format json_schema needs a schema (a JSON object)."
+            )
+        if self.schema is not None and not isinstance(self.schema, Mapping):
+            raise OptionError("response_format", "response_format's schema must be an object.")
+
+    @classmethod
+    def json_object(cls) -> ResponseFormat:
+        return cls("json_object")
+
+    @classmethod
+    def json_schema(
+        cls, schema: Mapping[str, Any], *, name: str = "", strict: bool = True
+    ) -> ResponseFormat:
+        return cls("json_schema", schema, name=name, strict=strict)
+
+    def openai(self) -> dict[str, Any]:
+        """The OpenAI chat-completions `response_format` object."""
+        if self.type == "json_object":
+            return {"type": "json_object"}
+        spec: dict[str, Any] = {
+            "name": self.name or "response",
+            "schema": dict(self.schema or {}),
+            "strict": self.strict,
+        }
+        if self.description:
+            spec["description"] = self.description
+        return {"type": "json_schema", "json_schema": spec}
+
+
+@dataclass(frozen=True)
+class FunctionChoice:
+    """`tool_choice` naming one function: the answer is a call of it."""
+
+    name: str
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise OptionError("tool_choice", "tool_choice must name a function.")
+
+
+ToolChoice = str | FunctionChoice  # one of TOOL_CHOICES, or a named function
+
+
+@dataclass(frozen=True)
 class GenerationOptions:
     """How one answer is generated; see the module docstring."""
 
@@ -92,6 +164,9 @@ class GenerationOptions:
     enable_thinking: bool = False
     image_budget: int | None = None  # None: the processor's default
     context_policy: ContextPolicy = "error"
+    response_format: ResponseFormat | None = None  # None: free text
+    tool_choice: ToolChoice = "auto"
+    parallel_tool_calls: bool = True  # a forced call may be several calls in one turn
 
     def __post_init__(self) -> None:
         for name, limit in LIMITS.items():
@@ -123,6 +198,35 @@ class GenerationOptions:
                 f"context_policy must be one of {', '.join(CONTEXT_POLICIES)}; "
                 f"got {self.context_policy!r}.",
             )
+
+        if self.response_format is not None and not isinstance(
+            self.response_format, ResponseFormat
+        ):
+            raise OptionError("response_format", "response_format must be a ResponseFormat.")
+        if (
+            not isinstance(self.tool_choice, FunctionChoice)
+            and self.tool_choice not in TOOL_CHOICES
+        ):
+            raise OptionError(
+                "tool_choice",
+                f"tool_choice must be one of {', '.join(TOOL_CHOICES)} or a function; "
+                f"got {self.tool_choice!r}.",
+            )
+        if not isinstance(self.parallel_tool_calls, bool):
+            raise OptionError(
+                "parallel_tool_calls",
+                f"parallel_tool_calls must be true or false; got {self.parallel_tool_calls!r}.",
+            )
+
+    @property
+    def forces_tool_call(self) -> bool:
+        """The answer must be a tool call ("required" or a named function)."""
+        return self.tool_choice == "required" or isinstance(self.tool_choice, FunctionChoice)
+
+    @property
+    def constrained(self) -> bool:
+        """The answer's form is constrained (JSON or a forced tool call)."""
+        return self.response_format is not None or self.forces_tool_call
 
     def replace(self, **changes: Any) -> GenerationOptions:
         """A validated copy with the given fields changed (None is a value: "the default")."""

@@ -4,7 +4,8 @@
 in tool calls and the tools are executable (a `ToolRegistry`, or typed functions), it runs
 them (validated against their schemas; several calls of one turn in parallel), yields a
 `ToolResultEvent` for each, appends the assistant message and the tool messages to the
-conversation and asks the model again, up to the registry's step limit. Plain JSON
+conversation and asks the model again, up to the registry's step limit (a forced
+`tool_choice` forces the first turn's call only; later turns choose freely). Plain JSON
 schemas are offered to the model but not run: a call then ends the generation with stop
 reason "tool_call" for the caller (the HTTP server's client) to run.
 
@@ -129,11 +130,14 @@ def run_agent(
     result_tokens: int | None = None
     while True:
         remaining = options.max_tokens - sum(t.generated_tokens for t in turns)
+        turn_options = options.replace(max_tokens=remaining)
+        if turns and options.forces_tool_call:
+            turn_options = turn_options.replace(tool_choice="auto")  # forced once: the first turn
         turn = _Turn()
         for event in engine.stream(
             conversation,
             tools=schemas,
-            options=options.replace(max_tokens=remaining),
+            options=turn_options,
             conversation_id=conversation_id,
         ):
             if isinstance(event, GenerationError):

@@ -1,4 +1,11 @@
-"""The local engine: the model library's turn streamer behind the engine contract."""
+"""The local engine: the model library's turn streamer behind the engine contract.
+
+The options' `response_format` and forced `tool_choice` become a grammar
+(`mlx_model.constrained`), built once per model turn and applied as the last logits
+processor: the answer is a valid JSON document, or a tool call in Gemma's own syntax.
+With thinking on, the thought runs free and the grammar applies after it. A schema the
+grammar cannot take is a `GenerationError` of kind "invalid_request".
+"""
 
 from __future__ import annotations
 
@@ -6,8 +13,9 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from app.engines.contract import EngineInfo, LocalModel, ProgressCallback, model_name
-from app.options import GenerationOptions
-from mlx_model.events import EngineEvent
+from app.options import FunctionChoice, GenerationOptions
+from mlx_model.errors import InvalidRequestError
+from mlx_model.events import EngineEvent, GenerationError
 
 
 class LocalEngine:
@@ -57,19 +65,57 @@ class LocalEngine:
         conversation_id: str | None = None,
         logits_processors: Sequence[Any] = (),
     ) -> Iterator[EngineEvent]:
-        """One model turn; `logits_processors` join the sampling chain (grammar masks...)."""
-        return self.engine.stream(
+        """One model turn; `logits_processors` join the sampling chain (before the grammar's)."""
+        offered = list(tools) if tools and options.tool_choice != "none" else None
+        try:
+            constraint = self.output_constraint(offered, options)
+        except InvalidRequestError as exc:
+            yield GenerationError(exc.kind, str(exc))
+            return
+        processors = list(logits_processors)
+        if constraint is not None:
+            processors.append(constraint.logits_processor())
+        yield from self.engine.stream(
             list(messages),
-            tools=list(tools) if tools else None,
+            tools=offered,
             enable_thinking=options.enable_thinking,
             max_tokens=options.max_tokens,
             image_budget=options.image_budget,
             stop=list(options.stop),
             context_policy=options.context_policy,
             conversation_id=conversation_id,
-            logits_processors=logits_processors,
+            logits_processors=processors,
             **options.sampling(),
         )
+
+    def output_constraint(
+        self, tools: Sequence[dict[str, Any]] | None, options: GenerationOptions
+    ) -> Any:
+        """The turn's `TokenConstraint`, or None when the answer is free
+        (`InvalidRequestError` for a constraint that cannot be built)."""
+        if not options.constrained:
+            return None
+        from mlx_model.constrained import GrammarVocabulary, OutputConstraint
+
+        choice = options.tool_choice
+        if options.forces_tool_call:
+            if not tools:
+                raise InvalidRequestError("tool_choice forces a tool call but no tools are given")
+            name = choice.name if isinstance(choice, FunctionChoice) else None
+            wanted = OutputConstraint.tool_call(tools, name, parallel=options.parallel_tool_calls)
+        else:
+            fmt = options.response_format
+            assert fmt is not None
+            if fmt.type == "json_object":
+                wanted = OutputConstraint.json_object()
+                if fmt.schema is not None:  # JSON mode with a schema (Together, instructor)
+                    wanted = OutputConstraint.json_schema(fmt.schema, strict=False)
+            else:
+                wanted = OutputConstraint.json_schema(fmt.schema or {}, strict=fmt.strict)
+            if tools:
+                wanted = wanted.with_tools(tools, parallel=options.parallel_tool_calls)
+        vocabulary = GrammarVocabulary.for_tokenizer(self.engine.tokenizer, self.engine.vocab_size)
+        return vocabulary.constraint(wanted, thinking=options.enable_thinking)
 
     def cancel(self) -> None:
         self.engine.cancel()

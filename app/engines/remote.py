@@ -7,7 +7,8 @@ data URLs, audio as base64 WAV, tool calls and results in OpenAI's form). Every 
 the API can carry is sent: the standard fields, and as extra body fields the ones vLLM and
 llama.cpp take (`top_k`, `min_p`, `repetition_penalty`, `chat_template_kwargs` for
 thinking, `mm_processor_kwargs.max_soft_tokens` for the image budget); the conversation id
-goes as `prompt_cache_key`. The one option it cannot express, the "drop_oldest" context
+goes as `prompt_cache_key`; `response_format`, `tool_choice` and `parallel_tool_calls`
+go as OpenAI's fields (the server enforces them). The one option it cannot express, the "drop_oldest" context
 policy, is refused by name. Thinking is read back from `reasoning_content` (or vLLM's
 `reasoning`). Uses the official `openai` package.
 """
@@ -26,7 +27,7 @@ from app.engines.contract import EngineInfo, RemoteModel
 from app.errors import AppError, ErrorKind, as_kind
 from app.keychain import plain_http_warning
 from app.messages import parse_arguments, to_openai_messages
-from app.options import GenerationOptions
+from app.options import FunctionChoice, GenerationOptions
 from mlx_model.events import (
     EngineEvent,
     Finished,
@@ -191,6 +192,21 @@ class RemoteEngine:
             request["stop"] = list(options.stop)
         if tools:
             request["tools"] = list(tools)
+            choice = options.tool_choice
+            if isinstance(choice, FunctionChoice):
+                request["tool_choice"] = {"type": "function", "function": {"name": choice.name}}
+            elif choice != "auto":
+                request["tool_choice"] = choice
+            if not options.parallel_tool_calls:
+                request["parallel_tool_calls"] = False
+        elif options.forces_tool_call:
+            raise AppError(
+                ErrorKind.INVALID_REQUEST,
+                "tool_choice forces a tool call but no tools are given",
+                param="tool_choice",
+            )
+        if options.response_format is not None:
+            request["response_format"] = options.response_format.openai()
         extra: dict[str, Any] = {
             name: getattr(options, name)
             for name in ("top_k", "min_p", "repetition_penalty")
