@@ -1,12 +1,17 @@
-"""The Starlette app: `GET /v1/models`, `POST /v1/chat/completions`, `GET /health`.
+"""The Starlette app: OpenAI's API (`/v1/models`, `/v1/chat/completions`, `/v1/responses`,
+legacy `/v1/completions`), Ollama's (`/api/chat`, `/api/generate`, `/api/tags`, ...) and
+`GET /health`.
 
-Every request passes the same gates, in order: the Host header (DNS rebinding) when bound
-to loopback, the API key when one is set, the bounded queue (429, before the body is even
-read), the body size limit, JSON parsing and checking with every image and audio clip
-measured from its header against the media budget (413/400), the model id and the
-engine's availability (503). Only when the request's turn comes are its media decoded, so
-waiting requests hold their compressed bytes only. A generation is cancelled as soon as
-its client disconnects, while waiting, streaming or not.
+Every generation request, whatever its API, passes the same gates, in order: the Host
+header (DNS rebinding) when bound to loopback, the API key when one is set, the bounded
+queue (429, before the body is even read), the body size limit, JSON parsing and checking
+(each API's parser gives one `ChatRequest`) with every image and audio clip measured from
+its header against the media budget (413/400), the model name (any of its aliases),
+`max_tokens` cut to the loaded model's context and the engine's availability (503); then
+one generation path runs it and the API's `Writer` shapes the answer. Only when the
+request's turn comes are its media decoded, so waiting requests hold their compressed
+bytes only. A generation is cancelled as soon as its client disconnects, while waiting,
+streaming or not. Unknown request fields are ignored and listed in a `Warning` header.
 """
 
 from __future__ import annotations
@@ -28,13 +33,15 @@ import anyio
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from app.engine_service import EngineService
 from app.engines.contract import GenerationError, PrefillProgress
+from app.options import DEFAULTS
+from app.server import ollama_api, responses_api, text_completions
 from app.server.chat_request import ChatRequest, parse_chat_request
-from app.server.completions import ChunkWriter, Completion, sse
+from app.server.completions import ChatWriter, Writer
 from app.server.config import ServerConfig, is_loopback
 from app.server.engine_bridge import EngineBridge, RunningGeneration, model_id_for
 from app.server.errors import APIError, bad_request, engine_error
@@ -63,6 +70,7 @@ class ServerState:
         self.queue = GenerationQueue(config.max_waiting)
         self.started = time.time()
         self.generations: list[RunningGeneration] = []  # the latest few, for status and tests
+        self._aliases: tuple[str | None, Any] = (None, None)
         self._clip_limit: tuple[str | None, float | None] = (None, None)
 
     @property
@@ -79,6 +87,46 @@ class ServerState:
 
             self._clip_limit = (path, MediaLimits.from_checkpoint(path).max_audio_s)
         return self._clip_limit[1]
+
+    def aliases(self) -> Any:
+        """The served model's `ModelAliases` (cached per loaded model); None when none is."""
+        path = self.bridge.model_path
+        if path is None:
+            return None
+        if self._aliases[0] != path:
+            from app.models.names import ModelAliases
+
+            aliases = ModelAliases.for_model(
+                path,
+                served=self.model_id,
+                extra=self.config.model_aliases,
+                accept_any=self.config.accept_any_model,
+            )
+            self._aliases = (path, aliases)
+        return self._aliases[1]
+
+    def resolve_model(self, requested: str) -> str:
+        """The served model's name for a requested name or alias; 404 for any other."""
+        aliases = self.aliases()
+        served = aliases.resolve(requested) if aliases is not None else None
+        if served is None:
+            raise APIError(
+                404,
+                f"The model {requested!r} does not exist; this server serves {self.model_id!r}."
+                if self.model_id
+                else "No model is loaded.",
+                code="model_not_found",
+                param="model",
+            )
+        return served
+
+    def max_tokens_bound(self) -> int:
+        """The largest `max_tokens` a request gets: the loaded model's context (and the
+        configured limit, when one is set); larger requests are cut to it."""
+        bound = self.bridge.context_limit or DEFAULTS.max_tokens
+        if self.config.max_tokens_limit:
+            bound = min(bound, self.config.max_tokens_limit)
+        return bound
 
 
 def create_app(
@@ -98,11 +146,7 @@ def create_app(
 
     async def model(request: Request) -> Response:
         _check_request(request, config)
-        wanted = request.path_params["model_id"]
-        if not state.bridge.model_path or wanted != state.model_id:
-            raise APIError(
-                404, f"The model {wanted!r} does not exist.", code="model_not_found", param="model"
-            )
+        state.resolve_model(request.path_params["model_id"])
         return JSONResponse(_model_json(state))
 
     async def health(request: Request) -> Response:
@@ -120,39 +164,103 @@ def create_app(
             body["reason"] = reason
         return JSONResponse(body, status_code=200 if reason is None else 503)
 
-    async def chat_completions(request: Request) -> Response:
+    def generation(
+        parse: Callable[..., ChatRequest],
+        writer: Callable[[ChatRequest, str], Writer],
+    ) -> Callable[[Request], Awaitable[Response]]:
+        """A generation endpoint: its API's parser and answer shape around the one path."""
+
+        async def endpoint(request: Request) -> Response:
+            _check_request(request, config)
+            try:
+                ticket = state.queue.admit()  # a full queue answers 429 before reading the body
+            except APIError:
+                await _drain(request, 0)
+                raise
+            try:
+                body = await _read_json(request, config.max_body_bytes)
+                chat = await anyio.to_thread.run_sync(
+                    functools.partial(parse, max_clip_s=state.max_clip_s()), body, config
+                )  # measures media from their headers; decodes nothing
+                served = state.resolve_model(chat.model)
+                _bound_max_tokens(chat, state.max_tokens_bound())
+                if chat.extra.get("load_only"):  # Ollama's "load the model" request
+                    ticket.release()
+                    return _load_only_reply(request, state, writer(chat, served), chat)
+                _raise_if_unavailable(state)
+            except BaseException:
+                ticket.release()
+                raise
+            return await _run_chat(request, state, chat, writer(chat, served), ticket)
+
+        return endpoint
+
+    async def no_embeddings(request: Request) -> Response:
         _check_request(request, config)
-        try:
-            ticket = state.queue.admit()  # a full queue answers 429 before reading the body
-        except APIError:
-            await _drain(request, 0)
-            raise
-        try:
-            body = await _read_json(request, config.max_body_bytes)
-            chat = await anyio.to_thread.run_sync(
-                functools.partial(parse_chat_request, max_clip_s=state.max_clip_s()), body, config
-            )  # measures media from their headers; decodes nothing
-            if not state.bridge.model_path or chat.model != state.model_id:
-                raise APIError(
-                    404,
-                    f"The model {chat.model!r} does not exist; this server serves "
-                    f"{state.model_id!r}."
-                    if state.model_id
-                    else "No model is loaded.",
-                    code="model_not_found",
-                    param="model",
-                )
-            _raise_if_unavailable(state)
-        except BaseException:
-            ticket.release()
-            raise
-        return await _run_chat(request, state, chat, ticket)
+        raise APIError(
+            501,
+            "Embeddings are not available: this model has no embedding head (Gemma 4 is a "
+            "generative model); use a dedicated embedding model.",
+            code="embeddings_not_supported",
+        )
+
+    def info(handler: Callable[..., Any]) -> Callable[[Request], Awaitable[Response]]:
+        """An Ollama information endpoint (same gates as the rest, JSON body when POST)."""
+
+        async def endpoint(request: Request) -> Response:
+            _check_request(request, config)
+            body = (
+                await _read_json(request, config.max_body_bytes)
+                if request.method == "POST"
+                else None
+            )
+            return JSONResponse(handler(state, body))
+
+        return endpoint
+
+    async def ollama_root(request: Request) -> Response:
+        _check_request(request, config)
+        return PlainTextResponse("Ollama is running")
 
     app = Starlette(
         routes=[
             Route("/v1/models", models, methods=["GET"]),
             Route("/v1/models/{model_id:path}", model, methods=["GET"]),
-            Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+            Route(
+                "/v1/chat/completions",
+                generation(
+                    parse_chat_request, lambda chat, served: ChatWriter(served, chat.include_usage)
+                ),
+                methods=["POST"],
+            ),
+            Route(
+                "/v1/completions",
+                generation(text_completions.parse_request, text_completions.writer),
+                methods=["POST"],
+            ),
+            Route(
+                "/v1/responses",
+                generation(responses_api.parse_request, responses_api.writer),
+                methods=["POST"],
+            ),
+            Route("/v1/embeddings", no_embeddings, methods=["POST"]),
+            Route(
+                "/api/chat",
+                generation(ollama_api.parse_chat, ollama_api.writer),
+                methods=["POST"],
+            ),
+            Route(
+                "/api/generate",
+                generation(ollama_api.parse_generate, ollama_api.writer),
+                methods=["POST"],
+            ),
+            Route("/api/tags", info(ollama_api.tags), methods=["GET"]),
+            Route("/api/ps", info(ollama_api.running), methods=["GET"]),
+            Route("/api/version", info(ollama_api.version), methods=["GET"]),
+            Route("/api/show", info(ollama_api.show), methods=["POST"]),
+            Route("/api/embed", no_embeddings, methods=["POST"]),
+            Route("/api/embeddings", no_embeddings, methods=["POST"]),
+            Route("/", ollama_root, methods=["GET", "HEAD"]),
             Route("/health", health, methods=["GET"]),
         ],
         exception_handlers={
@@ -255,6 +363,12 @@ async def _drain(request: Request, already: int) -> None:
         return
 
 
+def _bound_max_tokens(chat: ChatRequest, bound: int) -> None:
+    """`max_tokens` over the loaded model's context is cut to it (no answer can be longer)."""
+    if chat.options.max_tokens > bound:
+        chat.options = chat.options.replace(max_tokens=bound)
+
+
 def _raise_if_unavailable(state: ServerState) -> None:
     reason = state.bridge.unavailable_reason()
     if reason is not None:
@@ -288,10 +402,11 @@ async def _unless_disconnect(request: Request, awaitable: Awaitable[T]) -> T:
 
 
 async def _run_chat(
-    request: Request, state: ServerState, chat: ChatRequest, ticket: Ticket
+    request: Request, state: ServerState, chat: ChatRequest, writer: Writer, ticket: Ticket
 ) -> Response:
     """Wait for the turn, decode the media, generate; `ticket` is released however it ends."""
     config = state.config
+    headers = _warning_headers(chat)
     generation: RunningGeneration | None = None
     handed_over = False
     media_folder = tempfile.mkdtemp(prefix="gemma-desk-request-")  # private (0700)
@@ -324,21 +439,23 @@ async def _run_chat(
             first = await _unless_disconnect(request, _next_visible(generation, timeout))
             if isinstance(first, GenerationError):
                 raise engine_error(first.kind, first.message)
-            response = _SSEResponse(
-                _stream_body(generation, first, chat, state), on_close=generation.cancel
+            response = _StreamResponse(
+                _stream_body(generation, first, writer, state),
+                on_close=generation.cancel,
+                media_type=writer.media_type,
+                headers=headers,
             )
             generation = None  # the response owns it now
             return response
-        completion = Completion(state.model_id)
 
         async def collect() -> None:
             while (event := await generation.next_event(timeout)) is not None:
                 if isinstance(event, GenerationError):
                     raise engine_error(event.kind, event.message)
-                completion.add(event)
+                writer.add(event)
 
         await _unless_disconnect(request, collect())
-        return JSONResponse(completion.json())
+        return JSONResponse(writer.body(), headers=headers)
     except ClientGone:
         return Response(status_code=499)
     except TimeoutError as exc:
@@ -359,36 +476,61 @@ async def _next_visible(generation: RunningGeneration, timeout: float) -> Any:
 
 
 async def _stream_body(
-    generation: RunningGeneration, first: Any, chat: ChatRequest, state: ServerState
+    generation: RunningGeneration, first: Any, writer: Writer, state: ServerState
 ) -> AsyncIterator[bytes]:
-    writer = ChunkWriter(state.model_id, include_usage=chat.include_usage)
-    yield writer.start()
+    yield writer.stream_start()
     event = first
     try:
         while event is not None:
             if isinstance(event, GenerationError):
-                yield sse(engine_error(event.kind, event.message).body())
-                yield b"data: [DONE]\n\n"
+                yield writer.stream_error(engine_error(event.kind, event.message))
                 return
-            chunk = writer.event(event)
+            chunk = writer.stream_event(event)
             if chunk:
                 yield chunk
             event = await generation.next_event(state.config.first_event_timeout_s)
     except TimeoutError:
-        yield sse(APIError(503, "The engine stopped answering.", code="engine_timeout").body())
-        yield b"data: [DONE]\n\n"
+        yield writer.stream_error(
+            APIError(503, "The engine stopped answering.", code="engine_timeout")
+        )
         return
-    yield writer.finish()
+    yield writer.stream_end()
 
 
-class _SSEResponse(StreamingResponse):
-    """A `text/event-stream` response that calls `on_close` however it ends (disconnect included)."""
+def _load_only_reply(
+    request: Request, state: ServerState, writer: Writer, chat: ChatRequest
+) -> Response:
+    """Ollama's empty request, which only loads the model: answered at once (done, "load")."""
+    _raise_if_unavailable(state)
+    body = writer.body()
+    if chat.stream:
+        return Response(json.dumps(body).encode() + b"\n", media_type=writer.media_type)
+    return JSONResponse(body)
 
-    def __init__(self, content: AsyncIterator[bytes], *, on_close: Callable[[], None]) -> None:
+
+def _warning_headers(chat: ChatRequest) -> dict[str, str]:
+    if not chat.ignored:
+        return {}
+    names = ", ".join(chat.ignored)
+    return {"Warning": f'299 gemma-desk "Unknown fields ignored: {names}"'}
+
+
+class _StreamResponse(StreamingResponse):
+    """A streamed response (SSE or NDJSON) that calls `on_close` however it ends
+    (disconnect included)."""
+
+    def __init__(
+        self,
+        content: AsyncIterator[bytes],
+        *,
+        on_close: Callable[[], None],
+        media_type: str,
+        headers: dict[str, str],
+    ) -> None:
         super().__init__(
             content,
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+            media_type=media_type,
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **headers},
         )
         self._on_close = on_close
 
@@ -405,7 +547,14 @@ def _model_json(state: ServerState) -> dict[str, Any]:
         created = int(os.path.getmtime(path))
     except OSError:
         created = int(state.started)
-    return {"id": state.model_id, "object": "model", "created": created, "owned_by": "gemma-desk"}
+    aliases = state.aliases()
+    return {
+        "id": state.model_id,
+        "object": "model",
+        "created": created,
+        "owned_by": "gemma-desk",
+        "aliases": aliases.listed() if aliases is not None else [],
+    }
 
 
 # --- error handlers ------------------------------------------------------------------------
@@ -413,26 +562,34 @@ def _model_json(state: ServerState) -> dict[str, Any]:
 
 async def _api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, APIError)
-    return exc.response()
+    return _error_response(request, exc)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     if exc.status_code == 404:
-        return APIError(
-            404, f"No route {request.method} {request.url.path}.", code="not_found"
-        ).response()
-    if exc.status_code == 405:
-        return APIError(
+        error = APIError(404, f"No route {request.method} {request.url.path}.", code="not_found")
+    elif exc.status_code == 405:
+        error = APIError(
             405,
             f"{request.method} is not allowed on {request.url.path}.",
             code="method_not_allowed",
-        ).response()
-    return APIError(exc.status_code, str(exc.detail)).response()
+        )
+    else:
+        error = APIError(exc.status_code, str(exc.detail))
+    return _error_response(request, error)
 
 
 async def _internal_error(request: Request, exc: Exception) -> Response:
     log.exception("server error on %s %s", request.method, request.url.path, exc_info=exc)
-    return APIError(
-        500, f"Internal server error: {type(exc).__name__}", code="internal_error"
-    ).response()
+    error = APIError(500, f"Internal server error: {type(exc).__name__}", code="internal_error")
+    return _error_response(request, error)
+
+
+def _error_response(request: Request, error: APIError) -> Response:
+    """OpenAI's error shape, or Ollama's (`{"error": "message"}`) under `/api/`."""
+    if request.url.path.startswith("/api/"):
+        return JSONResponse(
+            {"error": error.message}, status_code=error.status, headers=error.headers
+        )
+    return error.response()

@@ -1,4 +1,9 @@
-"""Engine events to OpenAI chat-completion objects: the whole answer, or SSE chunks as they come."""
+"""Engine events to OpenAI chat-completion objects: the whole answer, or SSE chunks as they come.
+
+`Writer` is what every endpoint's answer shape implements (chat completions here; the
+Responses API, legacy completions and Ollama's API in their modules): the server's one
+generation path collects events into `body()` or streams them, whatever the API.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,7 @@ import json
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from app.engines.contract import (
     Finished,
@@ -26,6 +31,26 @@ _FINISH_REASONS = {
     "length": "length",
     "cancelled": "stop",
 }
+
+
+class Writer(Protocol):
+    """One request's answer in its API's shape: collected (`add`, then `body`) or streamed
+    (`stream_start`, `stream_event` for each event, `stream_end`; `stream_error` ends a
+    stream that failed after it started)."""
+
+    media_type: str  # of the streamed body
+
+    def add(self, event: Any) -> None: ...
+
+    def body(self) -> dict[str, Any]: ...
+
+    def stream_start(self) -> bytes: ...
+
+    def stream_event(self, event: Any) -> bytes | None: ...
+
+    def stream_end(self) -> bytes: ...
+
+    def stream_error(self, error: Any) -> bytes: ...
 
 
 def new_completion_id() -> str:
@@ -170,3 +195,31 @@ class ChunkWriter:
 
 def sse(body: dict[str, Any]) -> bytes:
     return b"data: " + json.dumps(body, ensure_ascii=False).encode() + b"\n\n"
+
+
+class ChatWriter:
+    """`Writer` for `/v1/chat/completions`: a `chat.completion` or its SSE chunks."""
+
+    media_type = "text/event-stream"
+
+    def __init__(self, model: str, include_usage: bool = False) -> None:
+        self.completion = Completion(model)
+        self.chunks = ChunkWriter(model, include_usage=include_usage)
+
+    def add(self, event: Any) -> None:
+        self.completion.add(event)
+
+    def body(self) -> dict[str, Any]:
+        return self.completion.json()
+
+    def stream_start(self) -> bytes:
+        return self.chunks.start()
+
+    def stream_event(self, event: Any) -> bytes | None:
+        return self.chunks.event(event)
+
+    def stream_end(self) -> bytes:
+        return self.chunks.finish()
+
+    def stream_error(self, error: Any) -> bytes:
+        return sse(error.body()) + b"data: [DONE]\n\n"

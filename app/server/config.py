@@ -34,12 +34,14 @@ class ServerConfig:
     port: int = DEFAULT_PORT  # 0: any free port (tests)
     api_key: str = ""  # "" = no key; required when `host` is not a loopback address
     model_id: str = ""  # the id `/v1/models` reports; "" = the checkpoint folder's name
+    model_aliases: tuple[str, ...] = ()  # more names requests may use for the served model
+    accept_any_model: bool = False  # every model name reaches the served model
     max_body_bytes: int = 32 * 1024 * 1024  # whole request body (images travel as base64)
     max_media_bytes: int = 20 * 1024 * 1024  # one image or audio clip, as sent (compressed)
     media_budget: MediaBudget = field(default_factory=MediaBudget)  # pixels, images, seconds
     max_messages: int = 1024
     max_waiting: int = 8  # requests allowed to wait while one generates; more get 429
-    max_tokens_limit: int = 32_768  # the largest `max_tokens` a client may ask for
+    max_tokens_limit: int = 0  # the largest `max_tokens`; 0 = the loaded model's context
     default_max_tokens: int = 2048
     allowed_folders: tuple[Path, ...] = field(default_factory=tuple)  # for file paths in image_url
     first_event_timeout_s: float = 600.0  # a generation that sends nothing for this long fails
@@ -59,12 +61,16 @@ class ServerConfig:
             )
         if self.api_key and (len(self.api_key) < 8 or any(c.isspace() for c in self.api_key)):
             raise ServerConfigError("The API key must be at least 8 characters without spaces.")
-        for name in ("max_body_bytes", "max_media_bytes", "max_messages", "max_tokens_limit"):
+        for name in ("max_body_bytes", "max_media_bytes", "max_messages"):
             if getattr(self, name) < 1:
                 raise ServerConfigError(f"{name} must be at least 1.")
+        if self.max_tokens_limit < 0:
+            raise ServerConfigError("max_tokens_limit cannot be negative (0: the context).")
         if self.max_waiting < 0:
             raise ServerConfigError("max_waiting cannot be negative.")
-        if not 1 <= self.default_max_tokens <= self.max_tokens_limit:
+        if self.default_max_tokens < 1 or (
+            self.max_tokens_limit and self.default_max_tokens > self.max_tokens_limit
+        ):
             raise ServerConfigError("default_max_tokens must be between 1 and max_tokens_limit.")
         try:
             self.media_budget.validate()

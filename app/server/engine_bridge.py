@@ -32,6 +32,17 @@ class EngineBridge:
     def model_path(self) -> str | None:
         return self.service.model_path
 
+    @property
+    def context_limit(self) -> int:
+        """The loaded model's context in tokens (0 when unknown or none is loaded)."""
+        info = self.service.info
+        return int(info.context_limit) if info is not None else 0
+
+    @property
+    def info(self) -> Any:
+        """The loaded engine's `EngineInfo` (None when none is loaded)."""
+        return self.service.info
+
     def unavailable_reason(self) -> str | None:
         """Why no generation can run now (for a 503), or None when one can."""
         status = self.service.status

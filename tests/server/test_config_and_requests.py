@@ -6,7 +6,7 @@ import argparse
 
 import pytest
 
-from app.options import GenerationOptions
+from app.options import FunctionChoice, GenerationOptions, ResponseFormat
 from app.server import command
 from app.server.chat_request import parse_chat_request
 from app.server.config import ServerConfig, ServerConfigError, is_loopback
@@ -76,9 +76,34 @@ def test_thinking_must_be_a_boolean():
     assert error_of(chat_template_kwargs={"enable_thinking": "false"}).param == "enable_thinking"
 
 
-def test_unknown_parameters_are_400():
-    error = error_of(temprature=0.5)
-    assert (error.status, error.param) == (400, "temprature")
+def test_unknown_parameters_are_ignored_and_listed():
+    request = chat(temprature=0.5, zeta={"a": 1})
+    assert request.ignored == ("temprature", "zeta")
+    assert request.options == GenerationOptions()
+
+
+def test_the_extras_vllm_and_llama_cpp_servers_take_are_accepted_without_a_warning():
+    request = chat(cache_prompt=True, n_keep=4, skip_special_tokens=False, user="me", store=True)
+    assert request.ignored == ()
+
+
+def test_llama_cpp_names_map_to_the_same_options():
+    request = chat(repeat_penalty=1.2, n_predict=33)
+    assert (request.options.repetition_penalty, request.options.max_tokens) == (1.2, 33)
+    assert request.max_tokens_param == "n_predict"
+    assert chat(n_predict=-1).max_tokens_param is None  # "until the context is full"
+
+
+def test_reasoning_objects_turn_thinking_on_and_off():
+    assert chat(reasoning={"effort": "medium"}).enable_thinking
+    assert not chat(reasoning={"effort": "none"}).enable_thinking
+    assert chat(reasoning={"enabled": True}).enable_thinking
+    assert error_of(reasoning={"effort": "huge"}).param == "reasoning.effort"
+
+
+def test_constraints_the_grammar_does_not_take_are_refused_not_ignored():
+    for name, value in [("guided_regex", "a+"), ("guided_choice", ["a"]), ("grammar", "root")]:
+        assert error_of(**{name: value}).param == name
 
 
 def test_remote_image_urls_are_never_fetched():
@@ -105,10 +130,49 @@ def test_thinking_follows_reasoning_effort_or_template_kwargs():
     assert chat(chat_template_kwargs={"enable_thinking": True}).enable_thinking
 
 
-def test_tool_choice_none_offers_no_tools():
-    tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
-    assert chat(tools=[tool], tool_choice="none").tools is None
-    assert chat(tools=[tool]).tools[0]["function"]["name"] == "f"
+TOOL = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
+
+
+def test_tool_choice_goes_to_the_options():
+    assert chat(tools=[TOOL], tool_choice="none").options.tool_choice == "none"
+    assert chat(tools=[TOOL], tool_choice="required").options.tool_choice == "required"
+    named = {"type": "function", "function": {"name": "f"}}
+    request = chat(tools=[TOOL], tool_choice=named, parallel_tool_calls=False)
+    assert request.options.tool_choice == FunctionChoice("f")
+    assert request.options.parallel_tool_calls is False
+    assert request.tools[0]["function"]["name"] == "f"
+
+
+def test_a_forced_tool_choice_needs_the_tool():
+    assert error_of(tool_choice="required").param == "tool_choice"
+    named = {"type": "function", "function": {"name": "g"}}
+    assert error_of(tools=[TOOL], tool_choice=named).param == "tool_choice"
+
+
+SCHEMA = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
+
+
+def test_response_format_json_schema_becomes_the_options_format():
+    spec = {"name": "answer", "schema": SCHEMA, "strict": True}
+    fmt = chat(response_format={"type": "json_schema", "json_schema": spec}).options.response_format
+    assert fmt == ResponseFormat("json_schema", SCHEMA, name="answer", strict=True)
+    assert chat(response_format={"type": "text"}).options.response_format is None
+
+
+def test_json_mode_may_carry_a_schema_and_vllm_guided_json_is_a_schema():
+    fmt = chat(response_format={"type": "json_object"}).options.response_format
+    assert fmt == ResponseFormat.json_object()
+    fmt = chat(response_format={"type": "json_object", "schema": SCHEMA}).options.response_format
+    assert fmt.schema == SCHEMA
+    for name in ("guided_json", "json_schema"):
+        fmt = chat(**{name: SCHEMA}).options.response_format
+        assert (fmt.type, fmt.schema, fmt.strict) == ("json_schema", SCHEMA, False)
+
+
+def test_a_malformed_response_format_names_the_field():
+    assert error_of(response_format={"type": "xml"}).param == "response_format"
+    bad = {"type": "json_schema", "json_schema": {"schema": []}}
+    assert error_of(response_format=bad).param == "response_format.json_schema"
 
 
 @pytest.mark.parametrize("seed", [-1, 2**64, 1.5, True, "7"])

@@ -381,7 +381,7 @@ def test_unknown_route_is_a_404_in_openai_shape(server):
     import httpx2
 
     response = httpx2.post(
-        server.url + "/completions", headers={"Authorization": f"Bearer {API_KEY}"}, json={}
+        server.url + "/fine_tuning/jobs", headers={"Authorization": f"Bearer {API_KEY}"}, json={}
     )
     assert response.status_code == 404
     assert response.json()["error"]["type"] == "not_found_error"
