@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from app.options import DEFAULTS, IMAGE_BUDGETS, LIMITS, GenerationOptions, OptionError
+from app.options import (
+    DEFAULTS,
+    IMAGE_BUDGETS,
+    LIMITS,
+    FunctionChoice,
+    GenerationOptions,
+    OptionError,
+    ResponseFormat,
+)
 from mlx_model.processing.image import SUPPORTED_BUDGETS
 
 
@@ -75,3 +83,34 @@ def test_every_numeric_field_has_one_limit():
     assert set(LIMITS) == {
         "max_tokens", "temperature", "top_p", "top_k", "min_p", "repetition_penalty", "seed"
     }  # fmt: skip
+
+
+def test_the_answer_format_is_an_option_checked_like_the_others():
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}}}
+    options = GenerationOptions(response_format=ResponseFormat.json_schema(schema, name="n"))
+    assert options.constrained and not options.forces_tool_call
+    assert options.response_format.openai()["json_schema"] == {
+        "name": "n",
+        "schema": schema,
+        "strict": True,
+    }
+    with pytest.raises(OptionError) as caught:
+        ResponseFormat("json_schema")
+    assert caught.value.name == "response_format"
+    with pytest.raises(OptionError):
+        GenerationOptions(response_format={"type": "json_object"})
+
+
+def test_tool_choice_is_auto_none_required_or_a_named_function():
+    assert GenerationOptions(tool_choice="required").forces_tool_call
+    assert GenerationOptions(tool_choice=FunctionChoice("f")).forces_tool_call
+    assert not GenerationOptions(tool_choice="none").constrained
+    for bad in ("any", {"type": "function"}):
+        with pytest.raises(OptionError):
+            GenerationOptions(tool_choice=bad)
+    with pytest.raises(OptionError) as caught:
+        FunctionChoice("")
+    assert caught.value.name == "tool_choice"
+    with pytest.raises(OptionError) as caught:
+        GenerationOptions(parallel_tool_calls="no")
+    assert caught.value.name == "parallel_tool_calls"

@@ -167,3 +167,18 @@ def test_rolling_back_ids_past_the_end_of_the_grammar_restores_the_state(
     drafted.rollback(3)
     assert drafted.consumed == reference.consumed
     np.testing.assert_array_equal(drafted.next_mask(), reference.next_mask())
+
+
+def test_after_a_prompt_that_opens_a_thought_the_processor_lets_the_thought_run(
+    tiny_processor, grammar_vocabulary
+):
+    tokenizer = tiny_processor.tokenizer
+    vocab = grammar_vocabulary.vocab_size
+    constraint = grammar_vocabulary.constraint(OutputConstraint.json_object(), thinking=True)
+    processor = constraint.logits_processor()
+    prompt = tokenizer.encode("<|turn>model\n<|channel>thought\n")
+    allowed = np.isfinite(np.asarray(processor(mx.array(prompt), mx.zeros((1, vocab)))))
+    assert allowed.sum() == vocab - len(set(tokenizer.eos_token_ids))
+    thought = tokenizer.encode("ok<channel|>")
+    allowed = np.isfinite(np.asarray(processor(mx.array(prompt + thought), mx.zeros((1, vocab)))))
+    assert set(np.flatnonzero(allowed[0])) == {tokenizer.encode("{")[0]}

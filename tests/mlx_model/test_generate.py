@@ -57,6 +57,30 @@ def test_a_stop_id_is_yielded_and_ends_the_loop(engine, prompt):
     assert tokens == [word, word, stop]
 
 
+def test_processors_see_the_prompt_then_each_generated_id_and_change_nothing_by_looking(
+    engine, prompt
+):
+    sampler, _ = greedy()
+    seen: list[list[int]] = []
+
+    def watch(tokens: mx.array, logits: mx.array) -> mx.array:
+        seen.append(np.asarray(tokens).tolist())  # read on the host, as a grammar does
+        return logits
+
+    def run(processors):
+        return list(
+            generate_step(
+                engine.model, prompt, engine.model.make_cache(), sampler=sampler, max_tokens=5,
+                logits_processors=processors,
+            )
+        )  # fmt: skip
+
+    watched = run([watch])
+    assert watched == run([])
+    head = prompt.ids.tolist()
+    assert seen == [head + watched[:i] for i in range(len(watched))]
+
+
 def test_should_stop_ends_the_loop_between_steps(engine, prompt):
     sampler, _ = greedy()
     count = 0

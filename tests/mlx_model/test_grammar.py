@@ -216,6 +216,34 @@ def test_json_mode_takes_any_object_but_nothing_else(grammar_vocabulary):
     assert not accepts(grammar_vocabulary, constraint, "Sure! {}<turn|>")
 
 
+def test_a_json_answer_with_tools_is_the_document_or_tool_calls(grammar_vocabulary):
+    constraint = OutputConstraint.json_schema(PERSON).with_tools([WEATHER])
+    document = '{"name": "Ann", "age": 7, "color": "red"}<turn|>'
+    assert accepts(grammar_vocabulary, constraint, document)
+    call = call_text(grammar_vocabulary, "get_weather", {"city": "Oslo", "days": 2})
+    assert accepts(grammar_vocabulary, constraint, call)
+    assert not accepts(grammar_vocabulary, constraint, "Sure.<turn|>")
+    assert not accepts(grammar_vocabulary, constraint, call_text(grammar_vocabulary, "now", {}))
+
+
+def test_grammar_errors_are_invalid_requests():
+    from mlx_model.errors import error_kind
+
+    assert error_kind(GrammarError("bad schema")) == "invalid_request"
+
+
+def test_a_prompt_ending_in_an_open_thought_starts_in_thinking(grammar_vocabulary):
+    tokenizer = grammar_vocabulary.tokenizer
+    state = grammar_vocabulary.constraint(OutputConstraint.json_schema(PERSON), thinking=True)
+    state.follow_prompt(tokenizer.encode("<|turn>model\n<|channel>thought\n"))
+    assert not state.in_answer
+    state.advance_many(tokenizer.encode("hm<channel|>"))
+    assert state.in_answer
+    closed = grammar_vocabulary.constraint(OutputConstraint.json_schema(PERSON))
+    closed.follow_prompt(tokenizer.encode("<|turn>model\n<|channel>thought\n<channel|>"))
+    assert closed.in_answer
+
+
 def test_strict_schemas_with_unsupported_keywords_are_refused(grammar_vocabulary):
     schema = {"type": "object", "properties": {"a": {"type": "string"}}, "not": {"required": ["a"]}}
     with pytest.raises(GrammarError, match="not"):

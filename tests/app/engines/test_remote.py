@@ -19,7 +19,7 @@ from app.engines.contract import (
 )
 from app.engines.remote import RemoteEngine
 from app.errors import AppError
-from app.options import GenerationOptions
+from app.options import FunctionChoice, GenerationOptions, ResponseFormat
 from app.tools.registry import ToolRegistry
 from tests.doubles import LOOPBACK_API_KEY, free_port, script_turns
 
@@ -112,6 +112,28 @@ def test_every_option_the_api_can_carry_is_sent(remote):
         "mm_processor_kwargs": {"max_soft_tokens": 560},
         "prompt_cache_key": "conv-1",
     }
+
+
+def test_the_answer_format_and_tool_choice_travel_as_openai_fields(remote):
+    tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}}}
+    request = remote.request(
+        [{"role": "user", "content": "Hi"}],
+        [tool],
+        GenerationOptions(
+            response_format=ResponseFormat.json_schema(schema, name="n", strict=True),
+            tool_choice=FunctionChoice("f"),
+            parallel_tool_calls=False,
+        ),
+    )
+    assert request["response_format"] == {
+        "type": "json_schema",
+        "json_schema": {"name": "n", "schema": schema, "strict": True},
+    }
+    assert request["tool_choice"] == {"type": "function", "function": {"name": "f"}}
+    assert request["parallel_tool_calls"] is False
+    plain = remote.request([{"role": "user", "content": "Hi"}], [tool], GenerationOptions())
+    assert "tool_choice" not in plain and "response_format" not in plain
 
 
 def test_the_extra_options_reach_our_own_servers_engine(remote, loopback_service):
