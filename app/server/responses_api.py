@@ -323,15 +323,16 @@ def _new_id(prefix: str) -> str:
 
 
 def usage(stats: GenerationStats | None) -> dict[str, Any]:
+    """Token counts; every prefilled token is written to the prompt cache here."""
     cached = stats.cached_tokens if stats else 0
-    prompt = (stats.prefilled_tokens + cached) if stats else 0
+    prefilled = stats.prefilled_tokens if stats else 0
     output = stats.generated_tokens if stats else 0
     return {
-        "input_tokens": prompt,
-        "input_tokens_details": {"cached_tokens": cached},
+        "input_tokens": prefilled + cached,
+        "input_tokens_details": {"cached_tokens": cached, "cache_write_tokens": prefilled},
         "output_tokens": output,
         "output_tokens_details": {"reasoning_tokens": 0},
-        "total_tokens": prompt + output,
+        "total_tokens": prefilled + cached + output,
     }
 
 
