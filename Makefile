@@ -12,12 +12,14 @@ $(VENV)/.app-installed: pyproject.toml
 	$(PY) -m pip install --quiet -e .
 	touch $@
 
-# The dev extra adds the reference stack (CPU torch, transformers). PyPI's
-# torchvision wheels are CUDA builds; we only need its pure-tensor transforms
-# (transformers' image processors import it), so it goes in without its deps.
+# The dev extra adds the reference stack (CPU torch, transformers), the clients extra
+# the client packages the server is tested with. PyPI's torchvision wheels are CUDA
+# builds; we only need its pure-tensor transforms (transformers' image processors import
+# it), so it goes in without its deps; instructor too (it pins an older jiter than openai).
 $(VENV)/.dev-installed: $(VENV)/.app-installed
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,clients]'
 	$(PY) -m pip install --quiet --no-deps torchvision==0.29.1
+	$(PY) -m pip install --quiet --no-deps instructor==1.17.0
 	touch $@
 
 run: $(VENV)/.app-installed

@@ -305,8 +305,11 @@ def _check_request(request: Request, config: ServerConfig) -> None:
 
 
 async def _read_json(request: Request, limit: int) -> Any:
+    # A web page can send a cross-site POST without asking first only as a form or plain
+    # text; such a request carries an Origin header. Other clients (Ollama's, which send no
+    # content type) are taken as they come.
     content_type = request.headers.get("content-type", "")
-    if "json" not in content_type.split(";")[0].lower():
+    if "json" not in content_type.split(";")[0].lower() and "origin" in request.headers:
         raise bad_request("The body must be JSON (Content-Type: application/json).")
     declared = request.headers.get("content-length")
     too_big = APIError(
