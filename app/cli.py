@@ -22,6 +22,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "export": ("app.export_command", "export a chat (Markdown, JSON) or all of them (zip)"),
     "import": ("app.import_command", "import chats exported as JSON or a zip of them"),
     "models": ("app.models.command", "list the models on this Mac, or download one"),
+    "mcp": ("app.mcp_command", "list the MCP servers, or import Claude Desktop's"),
     "make-test-checkpoint": (
         "mlx_model.testing.checkpoint_factory",
         "write a tiny random Gemma 4 unified checkpoint (for trying the app offline)",

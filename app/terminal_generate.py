@@ -1,7 +1,8 @@
 """`gemma-desk generate`: one answer for one prompt, for scripts (plain text or one JSON object).
 
 It runs on the same `AppSession` as the GUI and the chat (the model, the backend and the
-generation settings mean the same), but keeps no conversation.
+generation settings mean the same), but keeps no conversation. `--json-schema FILE` makes
+the answer a JSON document of that schema (constrained decoding, strict).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from app.cli_args import (
 from app.engine_service import EngineOutput
 from app.engines.agent import AgentResult
 from app.engines.contract import GenerationError, TextDelta, ThinkingDelta
-from app.options import OptionError
+from app.options import OptionError, ResponseFormat
 from app.session import AppSession
 
 
@@ -36,6 +37,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--audio", type=Path, help="an audio clip")
     parser.add_argument("--video", type=Path, help="a video clip")
     add_generation_arguments(parser)
+    parser.add_argument(
+        "--json-schema",
+        type=Path,
+        metavar="FILE",
+        help="answer with a JSON document of the JSON Schema in FILE (enforced while decoding)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -83,9 +90,16 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         if path is not None and not Path(path).is_file():
             print(f"error: no such file: {path}", file=sys.stderr)
             return 2
+    try:
+        answer_format = schema_format(args.json_schema)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     with AppSession(args.data_dir) as session:
         try:
-            options = session.generation_options(**generation_overrides(args))
+            options = session.generation_options(
+                **generation_overrides(args), response_format=answer_format
+            )
         except OptionError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
@@ -132,6 +146,20 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
             print(f"error: {error.message}", file=sys.stderr)
             return 1
         return 0
+
+
+def schema_format(path: Path | None) -> ResponseFormat | None:
+    """The `--json-schema` file as a `ResponseFormat` (None without one); `ValueError` with a
+    message naming the file when it is not a JSON Schema object."""
+    if path is None:
+        return None
+    try:
+        schema = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"cannot read the JSON schema {path}: {exc}") from exc
+    if not isinstance(schema, dict):
+        raise ValueError(f"{path} is not a JSON schema (an object).")
+    return ResponseFormat.json_schema(schema, name=Path(path).stem)
 
 
 def result_json(result: AgentResult) -> dict[str, Any]:

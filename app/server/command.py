@@ -48,6 +48,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="model id clients use (default: the repo id or the folder's name)",
     )
     parser.add_argument(
+        "--alias",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="another name clients may use for the model (repeatable; the repo id, the folder "
+        "name and e.g. gemma-4-12b work already)",
+    )
+    parser.add_argument(
+        "--any-model",
+        action="store_true",
+        help="answer requests for any model name with the served model",
+    )
+    parser.add_argument(
         "--allow-folder",
         action="append",
         default=[],
@@ -123,6 +136,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         port=args.port,
         api_key=api_key_from(args),
         model_id=args.model_id,
+        model_aliases=tuple(args.alias),
+        accept_any_model=args.any_model,
         allowed_folders=folders,
         max_waiting=args.max_waiting,
         max_body_bytes=int(args.max_body_mb * 1024 * 1024),

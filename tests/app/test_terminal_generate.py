@@ -129,3 +129,32 @@ def test_a_token_the_generation_config_suppresses_is_never_emitted(
     for seed in range(3):  # the checkpoint's own sampling settings
         assert main([*generate(folder, tmp_path, *prompt), "--seed", str(seed)]) == 0
         assert first not in json.loads(capsys.readouterr().out)["token_ids"]
+
+
+def test_json_schema_makes_the_random_models_answer_a_valid_document(
+    tiny_checkpoint, tmp_path, capsys
+):
+    import jsonschema
+
+    schema = {
+        "type": "object",
+        "properties": {
+            "mood": {"enum": ["happy", "sad"]},
+            "score": {"type": "integer", "minimum": 1, "maximum": 5},
+        },
+        "required": ["mood", "score"],
+    }
+    path = tmp_path / "mood.json"
+    path.write_text(json.dumps(schema))
+    args = generate(tiny_checkpoint, tmp_path, "--prompt", "How are you?", "--json-schema",
+                    str(path), "--max-tokens", "80", "--seed", "2")  # fmt: skip
+    assert main(args) == 0
+    jsonschema.validate(json.loads(capsys.readouterr().out), schema)
+
+
+def test_a_json_schema_file_that_is_not_a_schema_is_named(tiny_checkpoint, tmp_path, capsys):
+    path = tmp_path / "list.json"
+    path.write_text("[1, 2]")
+    args = generate(tiny_checkpoint, tmp_path, "--prompt", "x", "--json-schema", str(path))
+    assert main(args) == 2
+    assert "list.json" in capsys.readouterr().err
