@@ -584,6 +584,16 @@ class AppSession:
 
     # -- the local OpenAI-compatible server ----------------------------------------------------
 
+    def available_models(self) -> list[tuple[str, str]]:
+        """(name, folder) of each model this Mac can load: the app's downloads and imports,
+        then the Hugging Face cache's Gemma 4 checkpoints (the model picker lists these)."""
+        from app.models.download import default_models_dir
+        from app.models.local import available_models
+        from app.models.names import served_model_name
+
+        models = available_models(default_models_dir(self.storage.paths.root))
+        return [(served_model_name(m.path), str(m.path)) for m in models]
+
     def server_config(self, **overrides: Any) -> Any:
         """The API server's configuration from the settings (`overrides` win)."""
         from app.server.config import ServerConfig

@@ -305,6 +305,9 @@ class AppBackend(Backend):
     def load_model(self, path: str) -> None:
         self.session.load_local(path, remember=True)
 
+    def available_models(self) -> list[tuple[str, str]]:
+        return self.session.available_models()
+
     def unload_model(self) -> None:
         self.session.unload()
 

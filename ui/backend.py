@@ -248,6 +248,11 @@ class Backend(QObject):
     def load_model(self, path: str) -> None:
         raise NotImplementedError
 
+    def available_models(self) -> list[tuple[str, str]]:
+        """(name, folder) of each model on this Mac: the app's own, then the Hugging Face
+        cache's Gemma 4 checkpoints."""
+        return []
+
     def unload_model(self) -> None:
         raise NotImplementedError
 

@@ -1,8 +1,11 @@
-"""The model dialog: what is loaded, its memory plan, and choosing or loading another folder."""
+"""The model dialog: what is loaded, its memory plan, and choosing or loading another model
+(one listed on this Mac, the Hugging Face cache's included, or any folder)."""
 
 from __future__ import annotations
 
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
+    QComboBox,
     QDialog,
     QDialogButtonBox,
     QFileDialog,
@@ -36,6 +39,15 @@ class ModelDialog(QDialog):
         browse.setAccessibleName("Choose a model folder")
         browse.clicked.connect(self.browse)
         row.addWidget(browse)
+        self.models = QComboBox()
+        self.models.setAccessibleName("Models on this Mac")
+        self.models.addItem("Models on this Mac…", "")
+        for name, folder in backend.available_models():
+            self.models.addItem(name, folder)
+            self.models.setItemData(self.models.count() - 1, folder, Qt.ItemDataRole.ToolTipRole)
+        self.models.activated.connect(self.choose_listed)
+        self.models.setVisible(self.models.count() > 1)
+        layout.addWidget(self.models)
         layout.addWidget(QLabel("Model folder:"))
         layout.addLayout(row)
         self.state = QLabel()
@@ -58,6 +70,12 @@ class ModelDialog(QDialog):
         buttons.rejected.connect(self.reject)
         layout.addWidget(buttons)
         self.refresh_plan()
+
+    def choose_listed(self, index: int) -> None:
+        folder = self.models.itemData(index)
+        if folder:
+            self.path.setText(folder)
+            self.refresh_plan()
 
     def browse(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Choose the Model Folder", self.path.text())

@@ -167,3 +167,33 @@ def test_generate_takes_a_cached_repo_id(tiny_checkpoint, hub_cache, tmp_path, c
     )
     assert code == 0
     assert json.loads(capsys.readouterr().out)["stats"]["generated_tokens"] >= 1
+
+
+def test_the_session_lists_the_cached_checkpoints_for_the_model_picker(
+    tiny_checkpoint, hub_cache, tmp_path
+):
+    from app.session import AppSession
+
+    snapshot = put_in_hub_cache(tiny_checkpoint, hub_cache, REPO)
+    with AppSession(tmp_path / "data") as session:
+        assert session.available_models() == [(REPO, str(snapshot))]
+
+
+def test_a_server_of_a_cached_checkpoint_answers_to_its_repo_id_and_family_name(
+    tiny_checkpoint, hub_cache
+):
+    import openai
+
+    from tests.doubles import local_server, script_turns
+
+    snapshot = put_in_hub_cache(tiny_checkpoint, hub_cache, REPO)
+    with local_server(snapshot) as server:
+        client = openai.OpenAI(base_url=server.url, api_key="none", max_retries=0)
+        [listed] = client.models.list().data
+        assert listed.id == REPO and "gemma-4-12b" in listed.model_extra["aliases"]
+        for name in ("gemma-4-12b", "gemma-4-12b-it-4bit", REPO):
+            script_turns(server.state.bridge.service, ["Hi"])
+            reply = client.chat.completions.create(
+                model=name, messages=[{"role": "user", "content": "Hi"}], max_tokens=4
+            )
+            assert reply.model == REPO

@@ -403,3 +403,14 @@ def test_light_and_dark_palettes_differ(qapp):
     assert light.colors["window"] != dark.colors["window"]
     assert qapp.palette().window().color().name() == dark.colors["window"]
     theme.apply(qapp, dark=False)
+
+
+def test_the_model_dialog_offers_the_models_on_this_mac(qtbot, window_for, memory_backend):
+    listed = [("mlx-community/gemma-4-12b-it-4bit", "/cache/snapshots/abc")]
+    memory_backend.available_models = lambda: listed
+    window = window_for(memory_backend)
+    dialog = window.open_model_dialog()
+    assert dialog.models.isVisibleTo(dialog)
+    assert dialog.models.itemText(1) == "mlx-community/gemma-4-12b-it-4bit"
+    dialog.models.activated.emit(1)
+    assert dialog.path.text() == "/cache/snapshots/abc"
