@@ -4,11 +4,13 @@ One run, one random checkpoint with the 12B's vocabulary size (read from the ref
 config that ships with `mlx_model`; the rest of the network is small so the CPU backend
 finishes in a minute or two), written once under `.bench/grammar/`:
 
-- decode: the same token loop as the engine's (one forward per token, the sampler and
-  processors of `mlx_model.sampling`), `--tokens` tokens at temperature 1, unconstrained
-  and constrained by a JSON schema (an array of `--items` objects with an integer, an enum,
-  a bounded string and a boolean, long enough that the grammar is still open at the end),
-  alternated `--rounds` times; ms/token and the ratio constrained/unconstrained;
+- decode: the engine's token loop (`mlx_model.generate.decode`, which starts each forward
+  pass before the logits processors run, so the mask's host work overlaps it), `--tokens`
+  tokens at temperature 1, unconstrained and constrained by a JSON schema (an array of
+  `--items` objects with an integer, an enum, a bounded string and a boolean, long enough
+  that the grammar is still open at the end), and constrained in a serial loop (the mask
+  computed before the forward starts, the wiring before the overlap), alternated
+  `--rounds` times; ms/token and the ratios to unconstrained;
 - the mask alone: the constrained run's ids replayed through a fresh `TokenConstraint`
   (consume one id and compute the next bitmask, llguidance on one core) and
   `apply_token_mask` on a `[1, vocab]` logits row (MLX), µs/token, median and p99;
@@ -32,6 +34,7 @@ import mlx.core as mx
 import numpy as np
 
 from mlx_model.constrained import GrammarVocabulary, OutputConstraint, apply_token_mask
+from mlx_model.generate import decode as decode_loop
 from mlx_model.loading import load_model
 from mlx_model.processing import Processor
 from mlx_model.processing.tokenizer import Tokenizer
@@ -72,13 +75,35 @@ def checkpoint(args: argparse.Namespace) -> Path:
 
 
 def decode(
-    model, prompt: list[int], tokens: int, processors: list, seed: int
+    model, prompt: list[int], tokens: int, processors: list, seed: int, *, serial: bool = False
 ) -> tuple[float, list[int]]:
-    """Seconds per token over `tokens` decode steps (after the prefill) and the ids chosen."""
+    """Seconds per token over `tokens` decode steps (after the prefill) and the ids chosen.
+
+    The engine's token loop (`mlx_model.generate.decode`: the forward pass starts before
+    the processors run, so the grammar's host work overlaps it), or with `serial` the
+    loop as it was before that wiring (the mask computed before the forward is started).
+    """
     mx.random.seed(seed)
     sampler, _ = make_token_sampler(SamplingOptions(temperature=1.0, top_p=1.0, top_k=0))
     cache = model.make_cache()
     logits = model(mx.array([prompt], dtype=mx.int32), cache=cache, logits_to_keep=1)
+    mx.eval(logits)
+    if serial:
+        return _serial_decode(model, cache, logits, prompt, tokens, sampler, processors)
+    chosen: list[int] = []
+    started = 0.0
+    steps = decode_loop(
+        model, cache, logits, sampler=sampler, logits_processors=processors,
+        history=prompt, max_tokens=tokens + 1,
+    )  # fmt: skip
+    for token in steps:
+        if not chosen:
+            started = time.perf_counter()  # the first id comes from the prefill's logits
+        chosen.append(token)
+    return (time.perf_counter() - started) / tokens, chosen[1:]
+
+
+def _serial_decode(model, cache, logits, prompt, tokens, sampler, processors):
     history = mx.array(prompt, dtype=mx.int32) if processors else None
     y = choose_token(logits[:, -1, :], history, sampler, processors)
     mx.eval(y)
@@ -193,19 +218,24 @@ def main() -> None:
             .tolist()
         )
         decode(model, prompt, 8, [], seed=0)  # warm-up
-        free, constrained, ids = [], [], []
+        free, constrained, serial, ids = [], [], [], []
         for r in range(args.rounds):
             free.append(decode(model, prompt, args.tokens, [], seed=r)[0])
             state = vocabulary.constraint(constraint)
             seconds, ids = decode(model, prompt, args.tokens, [state.logits_processor()], seed=r)
             constrained.append(seconds)
             assert not state.is_complete, "raise --items: the grammar closed inside the run"
+            state = vocabulary.constraint(constraint)
+            processors = [state.logits_processor()]
+            serial.append(decode(model, prompt, args.tokens, processors, seed=r, serial=True)[0])
         results.update(
             vocab=vocab,
             unconstrained_ms=statistics.median(free) * 1e3,
             constrained_ms=statistics.median(constrained) * 1e3,
+            serial_ms=statistics.median(serial) * 1e3,
         )
         results["ratio"] = results["constrained_ms"] / results["unconstrained_ms"]
+        results["serial_ratio"] = results["serial_ms"] / results["unconstrained_ms"]
         results["mask"] = mask_costs(vocabulary, constraint, ids)
         print(
             f"decode, vocab {vocab:,}, hidden {args.hidden}, {args.layers} layers, "
@@ -215,6 +245,10 @@ def main() -> None:
         print(
             f"  JSON schema    {results['constrained_ms']:8.2f} ms/token  "
             f"({results['ratio']:.3f}x, +{results['constrained_ms'] - results['unconstrained_ms']:.2f} ms)"
+        )
+        print(
+            f"  same, serial   {results['serial_ms']:8.2f} ms/token  "
+            f"({results['serial_ratio']:.3f}x: the mask before the forward starts, as before)"
         )
         print(
             f"  one-off: vocabulary {results['vocabulary_s']:.2f} s, schema compile {results['compile_s'] * 1e3:.1f} ms"
