@@ -91,13 +91,22 @@ class RemoteEngine:
             if not ids:
                 raise AppError(ErrorKind.NOT_FOUND, f"{self.spec.url} serves no model.")
             self.spec = RemoteModel(self.spec.url, ids[0], self.spec.api_key, self.spec.check)
-        elif self.spec.model not in ids:
+        elif self.spec.model not in ids and not self._knows_alias(self.spec.model):
             raise AppError(
                 ErrorKind.NOT_FOUND,
                 f"{self.spec.url} does not serve {self.spec.model!r} "
                 f"(it serves: {', '.join(ids) or 'nothing'}).",
             )
         return ids
+
+    def _knows_alias(self, name: str) -> bool:
+        """Whether the server answers to `name` though it lists another id (an alias, as
+        our own server and LiteLLM's proxy take)."""
+        try:
+            self.client.models.retrieve(name)
+        except Exception:  # noqa: BLE001 - any failure means "not served"
+            return False
+        return True
 
     def info(self) -> EngineInfo:
         return EngineInfo(kind="remote", source=self.spec.url, name=self.spec.model)

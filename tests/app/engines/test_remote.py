@@ -21,7 +21,7 @@ from app.engines.remote import RemoteEngine
 from app.errors import AppError
 from app.options import FunctionChoice, GenerationOptions, ResponseFormat
 from app.tools.registry import ToolRegistry
-from tests.doubles import LOOPBACK_API_KEY, free_port, script_turns
+from tests.doubles import LOOPBACK_API_KEY, free_port, local_server, script_turns
 
 
 def options(**values) -> GenerationOptions:
@@ -275,3 +275,15 @@ def test_a_failed_load_is_a_job_failure_in_the_service():
         assert "127.0.0.1:9" in job.error.message and job.error.kind == "connection"
     finally:
         service.shutdown()
+
+
+def test_a_model_alias_the_server_answers_to_is_accepted(loopback_server, loopback_service):
+    spec = RemoteModel(loopback_server.url, "Gemma-Desk-Alias", LOOPBACK_API_KEY)
+    with pytest.raises(AppError):
+        RemoteEngine.open(spec)
+    with local_server(service=loopback_service, model_aliases=("gemma-desk-alias",)) as aliased:
+        engine = RemoteEngine.open(RemoteModel(aliased.url, "Gemma-Desk-Alias"))
+        script_turns(loopback_service, ["Hello"])
+        events = list(engine.stream([{"role": "user", "content": "Hi"}], options=options()))
+        engine.close()
+    assert text_of(events) == "Hello"
