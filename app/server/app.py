@@ -36,10 +36,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+import app.server.ollama_api as ollama_api
+import app.server.responses_api as responses_api
+import app.server.text_completions as text_completions
 from app.engine_service import EngineService
 from app.engines.contract import GenerationError, PrefillProgress
 from app.options import DEFAULTS
-from app.server import ollama_api, responses_api, text_completions
 from app.server.chat_request import ChatRequest, parse_chat_request
 from app.server.completions import ChatWriter, Writer
 from app.server.config import ServerConfig, is_loopback
