@@ -308,6 +308,11 @@ class AppBackend(Backend):
     def available_models(self) -> list[tuple[str, str]]:
         return self.session.available_models()
 
+    def claude_desktop_servers(self, existing: list[str]) -> list[dict[str, Any]]:
+        from app.mcp_config import import_claude_desktop_servers
+
+        return [c.to_dict() for c in import_claude_desktop_servers(existing=existing)]
+
     def unload_model(self) -> None:
         self.session.unload()
 

@@ -248,6 +248,11 @@ class Backend(QObject):
     def load_model(self, path: str) -> None:
         raise NotImplementedError
 
+    def claude_desktop_servers(self, existing: list[str]) -> list[dict[str, Any]]:
+        """The MCP servers of Claude Desktop's configuration not in `existing` (names), as
+        `mcp_servers` entries; ValueError naming the file when it cannot be read."""
+        return []
+
     def available_models(self) -> list[tuple[str, str]]:
         """(name, folder) of each model on this Mac: the app's own, then the Hugging Face
         cache's Gemma 4 checkpoints."""

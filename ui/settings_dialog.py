@@ -1,8 +1,9 @@
 """The settings dialog: one editor per app setting, grouped by section, built from the backend.
 
 Kinds beyond plain values: "secret" (an API key, shown as dots), "json" (a list such as the
-MCP servers, edited as JSON text and checked before it is applied), and the choice between
-the local model and a remote server, which enables the remote fields only when chosen.
+MCP servers, edited as JSON text and checked before it is applied; Claude Desktop's servers
+can be imported into it), and the choice between the local model and a remote server,
+which enables the remote fields only when chosen.
 """
 
 from __future__ import annotations
@@ -190,6 +191,11 @@ class SettingsDialog(QDialog):
             label = QLabel(item.label + ":")
             label.setBuddy(editor)
             form.addRow(label, editor)
+            if item.key == "mcp_servers":
+                claude = QPushButton("Import from Claude Desktop")
+                claude.setAccessibleName("Import the MCP servers of Claude Desktop")
+                claude.clicked.connect(self.import_claude_desktop)
+                form.addRow("", claude)
         self.error = QLabel()
         self.error.setObjectName("ChipRejected")
         self.error.setWordWrap(True)
@@ -204,6 +210,24 @@ class SettingsDialog(QDialog):
         if isinstance(backend_choice, QComboBox):
             backend_choice.currentIndexChanged.connect(self._enable_remote_fields)
             self._enable_remote_fields()
+
+    def import_claude_desktop(self) -> None:
+        """Add Claude Desktop's MCP servers (not here yet) to the list; OK saves them."""
+        editor = self.editors["mcp_servers"]
+        try:
+            current = list(editor.value())
+            names = [e.get("name", "") for e in current if isinstance(e, dict)]
+            added = self.backend.claude_desktop_servers(names)
+        except ValueError as exc:
+            self.error.setText(str(exc))
+            return
+        editor.setPlainText(json.dumps(current + added, indent=2, ensure_ascii=False))
+        self.error.setText(
+            f"Added {', '.join(e['name'] for e in added)} from Claude Desktop (each call asks "
+            "first); OK saves."
+            if added
+            else "Claude Desktop has no MCP servers that are not in the list already."
+        )
 
     def _enable_remote_fields(self) -> None:
         remote = self.editors["backend"].currentData() == "remote"

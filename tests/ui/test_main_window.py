@@ -414,3 +414,34 @@ def test_the_model_dialog_offers_the_models_on_this_mac(qtbot, window_for, memor
     assert dialog.models.itemText(1) == "mlx-community/gemma-4-12b-it-4bit"
     dialog.models.activated.emit(1)
     assert dialog.path.text() == "/cache/snapshots/abc"
+
+
+def test_claude_desktops_mcp_servers_can_be_imported_in_the_settings(
+    qtbot, window_for, memory_backend
+):
+    from ui.backend import SettingField
+
+    memory_backend.settings_values["mcp_servers"] = ({"name": "notes", "command": ["x"]},)
+    fields = memory_backend.setting_fields
+    memory_backend.setting_fields = lambda: [
+        *fields(),
+        SettingField(
+            "mcp_servers", "MCP servers", memory_backend.settings_values["mcp_servers"], "json",
+            section="Tools",
+        ),
+    ]  # fmt: skip
+    asked = []
+
+    def claude(existing):
+        asked.append(existing)
+        return [{"name": "files", "command": ["npx", "server-filesystem"], "trusted": False}]
+
+    memory_backend.claude_desktop_servers = claude
+    window = window_for(memory_backend)
+    dialog = window.open_settings()
+    dialog.import_claude_desktop()
+    assert asked == [["notes"]]
+    assert "files" in dialog.error.text()
+    dialog.accept()
+    names = [s["name"] for s in memory_backend.settings_values["mcp_servers"]]
+    assert names == ["notes", "files"]
