@@ -9,8 +9,8 @@ finishes in a minute or two), written once under `.bench/grammar/`:
   tokens at temperature 1, unconstrained and constrained by a JSON schema (an array of
   `--items` objects with an integer, an enum, a bounded string and a boolean, long enough
   that the grammar is still open at the end), and constrained in a serial loop (the mask
-  computed before the forward starts, the wiring before the overlap), alternated
-  `--rounds` times; ms/token and the ratios to unconstrained;
+  computed before the forward starts, the wiring before the overlap), `--rounds` rounds
+  in a rotating order; ms/token (median) and the ratios to unconstrained;
 - the mask alone: the constrained run's ids replayed through a fresh `TokenConstraint`
   (consume one id and compute the next bitmask, llguidance on one core) and
   `apply_token_mask` on a `[1, vocab]` logits row (MLX), µs/token, median and p99;
@@ -100,7 +100,7 @@ def decode(
         if not chosen:
             started = time.perf_counter()  # the first id comes from the prefill's logits
         chosen.append(token)
-    return (time.perf_counter() - started) / tokens, chosen[1:]
+    return (time.perf_counter() - started) / tokens, chosen
 
 
 def _serial_decode(model, cache, logits, prompt, tokens, sampler, processors):
@@ -220,14 +220,24 @@ def main() -> None:
         decode(model, prompt, 8, [], seed=0)  # warm-up
         free, constrained, serial, ids = [], [], [], []
         for r in range(args.rounds):
-            free.append(decode(model, prompt, args.tokens, [], seed=r)[0])
-            state = vocabulary.constraint(constraint)
-            seconds, ids = decode(model, prompt, args.tokens, [state.logits_processor()], seed=r)
-            constrained.append(seconds)
-            assert not state.is_complete, "raise --items: the grammar closed inside the run"
-            state = vocabulary.constraint(constraint)
-            processors = [state.logits_processor()]
-            serial.append(decode(model, prompt, args.tokens, processors, seed=r, serial=True)[0])
+            # The order rotates each round: on a shared machine, a fixed order biases one variant.
+            for variant in ("free", "overlap", "serial")[r % 3 :] + ("free", "overlap", "serial")[
+                : r % 3
+            ]:
+                if variant == "free":
+                    free.append(decode(model, prompt, args.tokens, [], seed=r)[0])
+                    continue
+                state = vocabulary.constraint(constraint)
+                processors = [state.logits_processor()]
+                seconds, chosen = decode(
+                    model, prompt, args.tokens, processors, seed=r, serial=variant == "serial"
+                )
+                assert not state.is_complete, "raise --items: the grammar closed inside the run"
+                if variant == "serial":
+                    serial.append(seconds)
+                else:
+                    constrained.append(seconds)
+                    ids = chosen
         results.update(
             vocab=vocab,
             unconstrained_ms=statistics.median(free) * 1e3,
