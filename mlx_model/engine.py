@@ -4,7 +4,8 @@
 `engine.stream(messages, ...)` renders the conversation with the chat template (applying
 the context policy), reuses the prompt cache for the longest common prefix, runs the
 token loop (`mlx_model.generate`: chunked prefill that never cuts an image, with
-`PrefillProgress` events, then decode) and parses the ids into answer, thinking and
+`PrefillProgress` events between chunks when there are at least `progress_min_tokens`
+to prefill, then decode) and parses the ids into answer, thinking and
 tool-call events. The turn stops at an eos id of the checkpoint, the end of the turn, a
 tool call, a stop string or `max_tokens`. Tool calls are parsed, never executed: running
 them and asking again is the caller's agent loop. The last event is `Finished` with
@@ -49,7 +50,6 @@ from .events import (
     Finished,
     GenerationError,
     GenerationStats,
-    PrefillProgress,
     StopReason,
     TextDelta,
     ThinkingDelta,
@@ -57,6 +57,7 @@ from .events import (
     ToolCallEvent,
 )
 from .generate import DEFAULT_PREFILL_CHUNK, DecodeLoop, decode, plan_chunks, prefill
+from .prefill_progress import PREFILL_PROGRESS_MIN_TOKENS, PrefillMeter
 from .processing.errors import MediaError
 from .prompt import Prompt, fit_context, media_token_ids, render_prompt
 from .prompt_cache import CacheEntry, PromptCacheStore, block_safe_length, common_prefix_length
@@ -124,6 +125,7 @@ class Engine:
         memory_guard: Any = None,
         suppress_tokens: Sequence[int] | None = None,
         decode_loop: DecodeLoop = decode,
+        progress_min_tokens: int | None = None,
     ):
         self.model = model
         self.processor = processor
@@ -144,6 +146,10 @@ class Engine:
         self.decode_loop = decode_loop
         self.draft_model: Path | None = None  # the drafter's folder, when one is loaded
         self.notices: list[str] = []  # what the user should know about this load
+        # Prefills of at least this many tokens report `PrefillProgress` between chunks.
+        self.progress_min_tokens = int(
+            PREFILL_PROGRESS_MIN_TOKENS if progress_min_tokens is None else progress_min_tokens
+        )
         self.vocab_size = int(text_config.vocab_size)
         # The checkpoint's `suppress_tokens`: first in the logits-processor chain of every
         # token choice (the first one included).
@@ -178,6 +184,7 @@ class Engine:
         draft_model: str | Path | None = None,
         draft_required: bool = True,
         progress: Callable[[float, str], None] | None = None,
+        progress_min_tokens: int | None = None,
         **plan_options: Any,
     ) -> Engine:
         """Plan memory, then load the checkpoint folder and its processor: a ready engine.
@@ -187,7 +194,9 @@ class Engine:
         fit raises `MemoryPlanError` proposing what would. `apply_limits` sets MLX's memory
         limits from the plan. `use_checkpoint_template` renders with the checkpoint's own
         chat template even when it is a known outdated Gemma 4 one (default: Google's
-        canonical format then). `progress(fraction, message)` is told each step.
+        canonical format then). `progress(fraction, message)` is told each step of the
+        load; `progress_min_tokens` is the prefill length from which turns report
+        `PrefillProgress` (default `PREFILL_PROGRESS_MIN_TOKENS`).
         `draft_model`: a drafter checkpoint folder for speculative decoding, planned and
         loaded beside the model. A drafter that does not fit or does not suit the model
         raises (`MemoryPlanError`, `CheckpointError`) unless `draft_required` is False: then
@@ -266,6 +275,7 @@ class Engine:
             memory_guard=bundle.memory_guard,
             suppress_tokens=bundle.suppress_tokens,
             decode_loop=decode_loop,
+            progress_min_tokens=progress_min_tokens,
         )
         engine.draft_model = Path(draft_model) if draft_model is not None else None
         engine.notices = notices
@@ -391,6 +401,9 @@ class Engine:
             speculative = getattr(self.decode_loop, "uses_hidden_state", False)
             last, done = None, lookup.reused
             t0 = time.perf_counter()
+            meter = None
+            if prompt.length - lookup.reused >= self.progress_min_tokens:
+                meter = PrefillMeter(lookup.reused, prompt.length)
             for done, chunk_out in prefill(
                 self.model,
                 prompt,
@@ -404,14 +417,14 @@ class Engine:
             ):
                 last = chunk_out
                 stats.prefilled_tokens = done - lookup.reused
-                if done < prompt.length:
-                    yield PrefillProgress(done=done, total=prompt.length)
+                if meter is not None and done < prompt.length:
+                    yield meter.update(done)
             prefill_s = time.perf_counter() - t0
             first_token_at: float | None = None
             reason: StopReason = "cancelled"
             if done == prompt.length and last is not None:
-                if stats.prefilled_tokens >= self.prefill_chunk:
-                    yield PrefillProgress(done=done, total=prompt.length)
+                if meter is not None:
+                    yield meter.update(done)
                 reason = "length"
                 logits, hidden = last if speculative else (last, None)
                 extra = {"hidden": hidden, "sampling": options} if speculative else {}

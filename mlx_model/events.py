@@ -1,6 +1,6 @@
 """Typed events streamed by `Engine.stream`: what the app, the CLI and the server consume.
 
-One model turn yields, in order: optional `PrefillProgress` events, then any mix of
+One model turn yields, in order: `PrefillProgress` events (for a long prompt), then any mix of
 `ThinkingDelta`, `TextDelta` and `ToolCallEvent`, and finally exactly one `Finished`
 (carrying `GenerationStats`) or one `GenerationError`. A turn that ends in tool calls
 has stop reason "tool_call"; running them is the caller's job.
@@ -16,10 +16,16 @@ StopReason = Literal["end_of_turn", "eos", "tool_call", "length", "cancelled", "
 
 @dataclass(frozen=True)
 class PrefillProgress:
-    """Prefill of a long prompt advanced: `done` of `total` prompt tokens are in the cache."""
+    """Prefill of a long prompt advanced: `done` of `total` prompt tokens are in the cache.
+
+    `eta_s`: the estimated seconds until the whole prompt is in (None before there is an
+    estimate); `elapsed_s`: seconds since this prefill began.
+    """
 
     done: int
     total: int
+    eta_s: float | None = None
+    elapsed_s: float = 0.0
 
 
 @dataclass(frozen=True)

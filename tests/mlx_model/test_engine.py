@@ -28,7 +28,14 @@ GREEDY = {"temperature": 0.0}
 
 @pytest.fixture(scope="module")
 def engine(tiny_checkpoint):
-    return Engine.load(tiny_checkpoint, apply_limits=False, context_length=2048, prefill_chunk=8)
+    # Every prefill reports progress here (the product's threshold is a few thousand tokens).
+    return Engine.load(
+        tiny_checkpoint,
+        apply_limits=False,
+        context_length=2048,
+        prefill_chunk=8,
+        progress_min_tokens=0,
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -207,6 +214,42 @@ def test_cancel_during_chunked_prefill(engine):
     assert finished.stats.stop_reason == "cancelled"
     assert finished.stats.generated_tokens == 0
     assert finished.stats.prefilled_tokens == progress[0].done < progress[0].total
+
+
+def test_cancel_between_prefill_chunks_keeps_the_prompt_cache_consistent(engine):
+    long = [{"role": "user", "content": "The quick brown fox jumps over the lazy dog. " * 12}]
+    seen = []
+    for event in engine.stream(long, max_tokens=5, **GREEDY):
+        if isinstance(event, PrefillProgress):
+            seen.append(event)
+            if len(seen) == 3:
+                engine.cancel()
+    resumed = engine.generate(long, max_tokens=5, **GREEDY)
+    engine.prompt_cache.clear()
+    cold = engine.generate(long, max_tokens=5, **GREEDY)
+    assert resumed.stats.cached_tokens == seen[-1].done  # the chunks done before the cancel
+    assert resumed.token_ids == cold.token_ids
+
+
+def test_progress_is_reported_only_from_the_threshold_of_tokens_to_prefill(engine, monkeypatch):
+    long = [{"role": "user", "content": "The quick brown fox jumps over the lazy dog. " * 12}]
+    total = engine.processor.apply_chat_template(long)["input_ids"].shape[1]
+    monkeypatch.setattr(engine, "progress_min_tokens", total + 1)
+    assert not any(isinstance(e, PrefillProgress) for e in engine.stream(long, max_tokens=2))
+    engine.prompt_cache.clear()
+    monkeypatch.setattr(engine, "progress_min_tokens", total)
+    events = list(engine.stream(long, max_tokens=2, settle_cache=False))
+    progress = [e for e in events if isinstance(e, PrefillProgress)]
+    done = [p.done for p in progress]
+    assert done[0] <= 8 and done[-1] == total and len(done) >= total // 8  # one per chunk
+    assert all(a < b for a, b in zip(done, done[1:], strict=False))
+    assert {p.total for p in progress} == {total}
+    assert progress[0].eta_s is not None and progress[0].eta_s > 0 and progress[-1].eta_s == 0.0
+    elapsed = [p.elapsed_s for p in progress]
+    assert elapsed == sorted(elapsed) and elapsed[-1] > 0
+    # The next turn reuses the cache: only its new tokens count, under the threshold.
+    follow = [*long, {"role": "assistant", "content": "Yes."}, {"role": "user", "content": "And?"}]
+    assert not any(isinstance(e, PrefillProgress) for e in engine.stream(follow, max_tokens=2))
 
 
 def test_cancel_when_idle_does_not_affect_the_next_generation(engine):
