@@ -3,6 +3,7 @@
 `ControllerSignals(controller)` is a QObject (QtCore only). Signals:
 `message_added(conversation_id, message_id, role)`,
 `message_delta(conversation_id, message_id, text, thinking)`,
+`message_progress(conversation_id, message_id, done, total, eta_s)` (eta_s None: unknown),
 `message_finished(conversation_id, message_id, status, error)` (error "" when none),
 `turn_finished(Turn)`, and `event(object)` with every controller event.
 """
@@ -17,6 +18,7 @@ from app.conversation_controller import (
     MessageAdded,
     MessageDelta,
     MessageFinished,
+    MessageProgress,
     TurnFinished,
 )
 
@@ -27,6 +29,7 @@ class ControllerSignals(QObject):
     event = Signal(object)
     message_added = Signal(int, int, str)
     message_delta = Signal(int, int, str, str)
+    message_progress = Signal(int, int, int, int, object)
     message_finished = Signal(int, int, str, str)
     turn_finished = Signal(object)
 
@@ -45,6 +48,10 @@ class ControllerSignals(QObject):
             self.message_added.emit(ev.conversation_id, ev.message_id, ev.role)
         elif isinstance(ev, MessageDelta):
             self.message_delta.emit(ev.conversation_id, ev.message_id, ev.text, ev.thinking)
+        elif isinstance(ev, MessageProgress):
+            self.message_progress.emit(
+                ev.conversation_id, ev.message_id, ev.done, ev.total, ev.eta_s
+            )
         elif isinstance(ev, MessageFinished):
             self.message_finished.emit(ev.conversation_id, ev.message_id, ev.status, ev.error or "")
         elif isinstance(ev, TurnFinished):

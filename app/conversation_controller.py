@@ -18,7 +18,8 @@ One `ConversationController` serves the GUI and the terminal chat alike:
   thinking, whether tools are offered) apply over the settings.
 
 Controller events (`subscribe`) say which message changed, for views: `MessageAdded`,
-`MessageDelta`, `MessageFinished`, `TurnFinished`. They are called on the engine service
+`MessageDelta`, `MessageProgress` (a long prompt being read, never stored),
+`MessageFinished`, `TurnFinished`. They are called on the engine service
 thread; `app.controller_signals.ControllerSignals` re-emits them as queued Qt signals.
 """
 
@@ -38,6 +39,7 @@ from app.engine_service import EngineOutput, EngineService, Job, JobDone, JobFai
 from app.engines.contract import (
     Finished,
     GenerationError,
+    PrefillProgress,
     TextDelta,
     ThinkingDelta,
     ToolCall,
@@ -80,6 +82,17 @@ class MessageDelta:
 
 
 @dataclass(frozen=True)
+class MessageProgress:
+    """The engine is reading a long prompt before the message's first token."""
+
+    conversation_id: int
+    message_id: int
+    done: int  # prompt tokens in the cache
+    total: int
+    eta_s: float | None  # seconds left (None: no estimate yet)
+
+
+@dataclass(frozen=True)
 class MessageFinished:
     conversation_id: int
     message_id: int
@@ -92,7 +105,7 @@ class TurnFinished:
     turn: Turn
 
 
-ControllerEvent = MessageAdded | MessageDelta | MessageFinished | TurnFinished
+ControllerEvent = MessageAdded | MessageDelta | MessageProgress | MessageFinished | TurnFinished
 
 
 @dataclass(eq=False)
@@ -486,6 +499,8 @@ class ConversationController:
             elif isinstance(inner, ThinkingDelta):
                 self.writer.append_thinking(mid, inner.text)
                 self._notify(MessageDelta(cid, mid, thinking=inner.text))
+            elif isinstance(inner, PrefillProgress):
+                self._notify(MessageProgress(cid, mid, inner.done, inner.total, inner.eta_s))
             elif isinstance(inner, ToolCallEvent):
                 call = _call_dict(inner.call)
                 self.writer.set_tool_calls(mid, [*self.writer.tool_calls_of(mid), call])

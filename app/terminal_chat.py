@@ -5,7 +5,7 @@ appear in the GUI (`--list` shows them, `--continue ID` picks one up again, from
 the model or the remote backend (flags may override them for one run), MCP servers in the
 settings offer their tools with the same approval (a y/N question here; "always" allows an
 MCP tool from then on, as the GUI's "Always Allow This Tool"). Answers stream,
-thinking dimmed on a terminal.
+thinking dimmed on a terminal; how far a long prompt has been read goes to stderr.
 
 Lines starting with `/` are commands and never reach the model (`//text` sends `/text`):
 /help, /image PATH, /audio PATH, /video PATH, /file PATH (attach to the next message),
@@ -27,11 +27,12 @@ from app.cli_args import (
     generation_overrides,
     load_model,
 )
-from app.conversation_controller import MessageAdded, MessageDelta
+from app.conversation_controller import MessageAdded, MessageDelta, MessageProgress
 from app.errors import MEDIA_KINDS, ErrorKind, kind_of
 from app.options import OptionError
 from app.session import ApprovalRequested, AppSession, Notice
 from app.storage.conversations import StorageError
+from app.terminal_progress import PrefillLine
 from mlx_model.processing.errors import MediaError
 
 DIM, RESET = "\x1b[2m", "\x1b[0m"
@@ -74,6 +75,7 @@ class TerminalChat:
         self.pending: list[Any] = []  # attachments for the next message
         self.conversation_id = 0
         self._thinking = False
+        self._reading = PrefillLine(sys.stderr)
         self._lock = threading.Lock()  # the engine thread writes answers, this one prompts
         session.can_ask = True
         session.subscribe(self._on_session_event)
@@ -176,6 +178,7 @@ class TerminalChat:
         turn.wait()
         stats = turn.stats or {}
         with self._lock:
+            self._reading.finish()
             if self._thinking and self.tty:
                 self.out.write(RESET)
             self._thinking = False
@@ -199,8 +202,12 @@ class TerminalChat:
     def _on_controller_event(self, event: Any) -> None:
         if getattr(event, "conversation_id", self.conversation_id) != self.conversation_id:
             return  # another front end's conversation
-        if isinstance(event, MessageDelta):
+        if isinstance(event, MessageProgress):
             with self._lock:
+                self._reading.update(event.done, event.total, event.eta_s)
+        elif isinstance(event, MessageDelta):
+            with self._lock:
+                self._reading.finish()
                 if event.thinking:
                     if not self._thinking:
                         self.out.write(DIM if self.tty else "[thinking] ")

@@ -2,7 +2,8 @@
 
 It runs on the same `AppSession` as the GUI and the chat (the model, the backend and the
 generation settings mean the same), but keeps no conversation. `--json-schema FILE` makes
-the answer a JSON document of that schema (constrained decoding, strict).
+the answer a JSON document of that schema (constrained decoding, strict). The answer goes to
+stdout; thinking, how far a long prompt has been read, and errors go to stderr.
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ from app.cli_args import (
 )
 from app.engine_service import EngineOutput
 from app.engines.agent import AgentResult
-from app.engines.contract import GenerationError, TextDelta, ThinkingDelta
+from app.engines.contract import GenerationError, PrefillProgress, TextDelta, ThinkingDelta
 from app.options import OptionError, ResponseFormat
 from app.session import AppSession
+from app.terminal_progress import PrefillLine
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -119,9 +121,14 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         messages.append(user_message(args.prompt, args.image, args.audio, args.video))
         job = session.service.generate(messages, options=options)
         result = AgentResult()
+        reading = PrefillLine(sys.stderr)
         for event in job.events():
             if not isinstance(event, EngineOutput):
                 continue
+            if isinstance(event.event, PrefillProgress):
+                reading.update(event.event.done, event.event.total, event.event.eta_s)
+                continue
+            reading.finish()
             result.add(event.event)
             if args.json:
                 continue

@@ -69,6 +69,34 @@ class TrashedChat:
     days_left: int
 
 
+@dataclass(frozen=True)
+class PrefillView:
+    """A long prompt being read before the answer's first token (`eta_s` None: unknown)."""
+
+    done: int
+    total: int
+    eta_s: float | None = None
+
+    @property
+    def fraction(self) -> float:
+        return self.done / self.total if self.total else 1.0
+
+    def text(self) -> str:
+        """E.g. "Reading the prompt: 3,072 of 12,288 tokens (25%), about 14 s left"."""
+        read = f"Reading the prompt: {self.done:,} of {self.total:,} tokens ({self.fraction:.0%})"
+        return f"{read}, {time_left(self.eta_s)}" if self.eta_s else read
+
+
+def time_left(seconds: float) -> str:
+    """A rounded duration for people: "about 14 s left", "about 3 min left"."""
+    if seconds < 60:
+        return f"about {max(1, round(seconds))} s left"
+    if seconds < 3600:
+        return f"about {round(seconds / 60)} min left"
+    hours, minutes = divmod(round(seconds / 60), 60)
+    return f"about {hours} h {minutes} min left" if minutes else f"about {hours} h left"
+
+
 @dataclass
 class ConversationSummary:
     id: str

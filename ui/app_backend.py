@@ -23,6 +23,7 @@ from app.session import AppSession
 from app.settings_form import setting_fields
 from app.storage.conversations import StorageError
 from app.views import (
+    PrefillView,
     conversation_summaries,
     message_view,
     message_views,
@@ -71,6 +72,7 @@ class AppBackend(Backend):
         c = ControllerSignals(self.session.controller, self)
         c.message_added.connect(self._on_message_added)
         c.message_delta.connect(self._on_message_delta)
+        c.message_progress.connect(self._on_message_progress)
         c.message_finished.connect(self._on_message_finished)
         c.turn_finished.connect(self._on_turn_finished)
         self._session_event.connect(self._on_session_event)
@@ -233,6 +235,9 @@ class AppBackend(Backend):
         for kind, piece in (("thinking", thinking), ("text", text)):
             if piece:
                 self.delta.emit(str(cid), str(mid), kind, piece)
+
+    def _on_message_progress(self, cid: int, mid: int, done: int, total: int, eta: object) -> None:
+        self.prefill_progress.emit(str(cid), str(mid), PrefillView(done, total, eta))
 
     def _on_message_finished(self, cid: int, mid: int, status: str, error: str) -> None:
         self._live.pop(mid, None)

@@ -25,6 +25,7 @@ from app.views import (
     ConversationSummary,
     MessageView,
     ModelStatus,
+    PrefillView,
     RunStats,
     ToolCardView,
     TrashedChat,
@@ -33,8 +34,8 @@ from app.views import (
 __all__ = [
     "BUILTIN_PRESETS", "DEFAULT_VISION_BUDGET", "VISION_BUDGETS", "AttachmentRejected",
     "AttachmentView", "Backend", "CaptureSession", "ChatSettings", "ConversationSummary",
-    "DownloadOffer", "MessageView", "ModelStatus", "Preset", "RunStats", "SettingField",
-    "ToolCardView", "TrashedChat",
+    "DownloadOffer", "MessageView", "ModelStatus", "PrefillView", "Preset", "RunStats",
+    "SettingField", "ToolCardView", "TrashedChat",
 ]  # fmt: skip
 VISION_BUDGETS = IMAGE_BUDGETS
 DEFAULT_VISION_BUDGET = DEFAULT_IMAGE_BUDGET
@@ -107,6 +108,7 @@ class Backend(QObject):
     conversation_reset = Signal(str)  # conversation id: reload all its messages
     message_added = Signal(str, object)  # conversation id, MessageView
     delta = Signal(str, str, str, str)  # conversation id, message id, "text"|"thinking", text
+    prefill_progress = Signal(str, str, object)  # conversation id, message id, PrefillView
     tool_event = Signal(str, str, object)  # conversation id, message id, ToolCardView
     message_finished = Signal(str, str, object)  # conversation id, message id, MessageView
     generating_changed = Signal(str, bool)  # conversation id, generating

@@ -8,7 +8,7 @@ from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QAccessible, QAccessibleAnnouncementEvent
 from PySide6.QtWidgets import QLabel, QScrollArea, QVBoxLayout, QWidget
 
-from ui.backend import MessageView, ToolCardView
+from ui.backend import MessageView, PrefillView, ToolCardView
 from ui.markdown_render import plain_text
 from ui.message_widget import MessageWidget
 
@@ -94,6 +94,14 @@ class ChatView(QScrollArea):
         widget.append_delta(kind, text)
         if not self._timer.isActive():
             self._timer.start()
+
+    def set_prefill(self, message_id: str, progress: PrefillView) -> None:
+        """Show how far the engine has read a long prompt in the streaming message."""
+        widget = self.widgets.get(message_id)
+        if widget is not None:
+            widget.set_prefill(progress)
+            if not self._timer.isActive():
+                self._timer.start()
 
     def add_tool(self, message_id: str, tool: ToolCardView) -> None:
         widget = self.widgets.get(message_id)

@@ -107,6 +107,7 @@ class MainWindow(QMainWindow):
         b.conversation_reset.connect(self.on_conversation_reset)
         b.message_added.connect(self.on_message_added)
         b.delta.connect(self.on_delta)
+        b.prefill_progress.connect(self.on_prefill_progress)
         b.tool_event.connect(self.on_tool)
         b.message_finished.connect(self.on_finished)
         b.generating_changed.connect(self.on_generating)
@@ -479,6 +480,10 @@ class MainWindow(QMainWindow):
     def on_delta(self, conversation_id: str, message_id: str, kind: str, text: str) -> None:
         if conversation_id == self.conversation_id:
             self.chat.append_delta(message_id, kind, text)
+
+    def on_prefill_progress(self, conversation_id: str, message_id: str, progress) -> None:
+        if conversation_id == self.conversation_id:
+            self.chat.set_prefill(message_id, progress)
 
     def on_tool(self, conversation_id: str, message_id: str, tool) -> None:
         if conversation_id == self.conversation_id:

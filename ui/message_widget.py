@@ -1,4 +1,5 @@
-"""One message in the chat: text, thinking, tool cards, attachments, errors and actions."""
+"""One message in the chat: text, thinking, tool cards, attachments, errors and actions;
+while a long prompt is read, how far (with the time left) above the Stop button."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QPlainTextEdit,
+    QProgressBar,
     QPushButton,
     QSizePolicy,
     QToolButton,
@@ -23,7 +25,7 @@ from PySide6.QtWidgets import (
 from app.views import answer_stats
 from ui import theme
 from ui.attachment_views import AttachmentCard
-from ui.backend import MessageView, ToolCardView
+from ui.backend import MessageView, PrefillView, ToolCardView
 from ui.markdown_render import plain_text
 from ui.markdown_view import MarkdownView, WrappedLabel
 
@@ -181,6 +183,24 @@ class MessageWidget(QFrame):
         self.attachments_row.addStretch(1)
         layout.addLayout(self.attachments_row)
 
+        self.prefill: PrefillView | None = None
+        self.prefill_row = QFrame()
+        self.prefill_row.setObjectName("PrefillProgress")
+        prefill_layout = QVBoxLayout(self.prefill_row)
+        prefill_layout.setContentsMargins(0, 0, 0, 0)
+        prefill_layout.setSpacing(2)
+        self.prefill_label = QLabel()
+        self.prefill_label.setObjectName("Muted")
+        prefill_layout.addWidget(self.prefill_label)
+        self.prefill_bar = QProgressBar()
+        self.prefill_bar.setRange(0, 1000)
+        self.prefill_bar.setTextVisible(False)
+        self.prefill_bar.setMaximumHeight(6)
+        self.prefill_bar.setAccessibleName("Prompt reading progress")
+        prefill_layout.addWidget(self.prefill_bar)
+        self.prefill_row.setVisible(False)
+        layout.addWidget(self.prefill_row)
+
         self.thinking = ThinkingSection()
         self.thinking.setVisible(False)
         layout.addWidget(self.thinking)
@@ -250,8 +270,14 @@ class MessageWidget(QFrame):
         self.refresh()
 
     # --- streaming -----------------------------------------------------------------
+    def set_prefill(self, progress: PrefillView) -> None:
+        """How far the engine has read a long prompt (shown until the first token)."""
+        self.prefill = progress
+        self.dirty = True
+
     def append_delta(self, kind: str, text: str) -> None:
         now = time.monotonic()
+        self.prefill = None
         if kind == "thinking":
             self._thinking_started = self._thinking_started or now
             self.message.thinking += text
@@ -280,6 +306,7 @@ class MessageWidget(QFrame):
             final.attachments = final.attachments or self.message.attachments
             self.message = final
         self.message.streaming = False
+        self.prefill = None
         self.refresh()
 
     def flush(self) -> None:
@@ -291,7 +318,15 @@ class MessageWidget(QFrame):
         self.dirty = False
         message = self.message
         self.body.set_markdown(message.text, final=not message.streaming)
-        self.body.setVisible(bool(message.text) or (message.streaming and not message.thinking))
+        reading = self.prefill is not None and message.streaming
+        self.prefill_row.setVisible(reading)
+        if reading:
+            text = self.prefill.text()
+            self.prefill_label.setText(text)
+            self.prefill_bar.setValue(round(1000 * self.prefill.fraction))
+            self.prefill_row.setAccessibleName(f"{text}. Stop generating cancels it.")
+        shown = bool(message.text) or (message.streaming and not message.thinking)
+        self.body.setVisible(shown and not reading)
         if message.thinking:
             self.thinking.setVisible(True)
             self.thinking.set_text(message.thinking)

@@ -189,3 +189,12 @@ def test_the_answer_line_says_how_many_drafted_guesses_were_kept(
     out = chat("Hello\n", *model, model=False, scripts=["The sky is blue."])
     assert "% of guesses kept" in out
     assert "guesses" not in chat("Hello\n", *model, "--no-draft", model=False)
+
+
+def test_how_far_a_long_prompt_is_read_goes_to_stderr(chat, monkeypatch, capsys):
+    import mlx_model.engine
+
+    monkeypatch.setattr(mlx_model.engine, "PREFILL_PROGRESS_MIN_TOKENS", 8)
+    out = chat("Hello there, how are you?\n", scripts=["Fine."])
+    assert "Fine." in out and "Reading the prompt" not in out
+    assert "Reading the prompt: " in capsys.readouterr().err

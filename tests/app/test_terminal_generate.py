@@ -158,3 +158,25 @@ def test_a_json_schema_file_that_is_not_a_schema_is_named(tiny_checkpoint, tmp_p
     args = generate(tiny_checkpoint, tmp_path, "--prompt", "x", "--json-schema", str(path))
     assert main(args) == 2
     assert "list.json" in capsys.readouterr().err
+
+
+def test_a_long_prompt_prints_how_far_it_is_read_to_stderr(
+    tiny_checkpoint, tmp_path, capsys, monkeypatch
+):
+    import mlx_model.engine
+
+    monkeypatch.setattr(mlx_model.engine, "PREFILL_PROGRESS_MIN_TOKENS", 256)
+    prompt = "The quick brown fox jumps over the lazy dog. " * 60  # two prefill chunks
+    args = generate(tiny_checkpoint, tmp_path, "--prompt", prompt, "--max-tokens", "2", "--json")
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    total = json.loads(captured.out)["stats"]["prefilled_tokens"]
+    lines = captured.err.splitlines()
+    assert lines[0].startswith(f"Reading the prompt: 512 of {total:,} tokens (")
+    assert "s left" in lines[0]  # the time left, estimated from the first chunk
+    assert lines[-1] == f"Reading the prompt: {total:,} of {total:,} tokens (100%)"
+
+
+def test_a_short_prompt_prints_no_progress(tiny_checkpoint, tmp_path, capsys):
+    assert main(generate(tiny_checkpoint, tmp_path, "--prompt", "Hi", "--max-tokens", "2")) == 0
+    assert "Reading the prompt" not in capsys.readouterr().err

@@ -142,11 +142,12 @@ def app_backend_for(qtbot, tmp_path: Path, tiny_checkpoint: Path):
     made = []
 
     def build(delay_s: float = 0.0, audio: Path | None = None, video: Path | None = None,
-              max_tokens: int = 24):  # fmt: skip
+              max_tokens: int = 24, tuning: dict | None = None):  # fmt: skip
+        """`tuning`: extra `Engine.load` keywords (e.g. a small `prefill_chunk`)."""
         engines: list[RecordingEngine] = []
 
         def factory(spec, progress=None):
-            engine = RecordingEngine(scripted_factory()(spec, progress), delay_s)
+            engine = RecordingEngine(scripted_factory(**(tuning or {}))(spec, progress), delay_s)
             engines.append(engine)
             return engine
 
