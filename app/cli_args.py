@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from app.keep_alive import KeepAliveError, parse_keep_alive
 from app.options import IMAGE_BUDGETS, LIMITS, OptionError
 
 _SAMPLING_FLAGS = ("temperature", "top_p", "top_k", "min_p", "repetition_penalty", "seed")
@@ -60,6 +61,29 @@ def add_session_arguments(parser: argparse.ArgumentParser, *, model_required: bo
     draft.add_argument(
         "--no-draft", action="store_true", help="decode without a drafter (no speculative decoding)"
     )
+
+
+def _keep_alive(text: str) -> str:
+    try:
+        parse_keep_alive(text)
+    except KeepAliveError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def add_keep_alive_argument(parser: argparse.ArgumentParser) -> None:
+    """`--keep-alive DURATION`: unload the local model after that much idle time (this run)."""
+    parser.add_argument(
+        "--keep-alive", type=_keep_alive, metavar="DURATION",
+        help="unload the model after this much idle time, e.g. 30m, 2h, 600 (seconds) or "
+        "never; it loads again with the next message (default: the settings', 30m)",
+    )  # fmt: skip
+
+
+def apply_keep_alive(session: Any, args: argparse.Namespace) -> None:
+    """The `--keep-alive` flag, if given, for this run (the settings stay as they are)."""
+    if getattr(args, "keep_alive", None) is not None:
+        session.set_keep_alive(args.keep_alive)
 
 
 def add_generation_arguments(parser: argparse.ArgumentParser) -> None:

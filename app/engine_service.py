@@ -19,6 +19,14 @@ the app's error taxonomy, and the service goes on serving. The engine (see
 `open_engine`: the local model for a `LocalModel`, the remote client for a `RemoteModel`.
 A generation runs the agent loop (`app.engines.agent.run_agent`), so tools work the same
 for both engines.
+
+Memory: with a keep-alive (`set_keep_alive(seconds)`; None, the default, keeps the model),
+a local model left idle that long is unloaded (`ModelUnloaded(reason="idle")`, status
+`UNLOADED`); the next generation loads it again first (`ModelReloading`, then the load's
+own events, under the generation's job id). `relieve_memory(critical)` (low free memory)
+drops the engine's prompt caches first (`CachesDropped`); when critical, it then unloads
+the model the same way (`reason="memory"`). While unloaded, `model_path` and `info`
+still name the model and `is_loaded` stays true: it answers, only later.
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ import logging
 import queue
 import sys
 import threading
+import time
 import traceback
 import weakref
 from collections.abc import Callable, Iterator, Sequence
@@ -61,6 +70,7 @@ class JobKind(enum.StrEnum):
     GENERATE = "generate"
     UNLOAD = "unload"
     CALL = "call"
+    RELIEVE = "relieve"  # free memory: the prompt caches, then (critical) the model
 
 
 class ServiceStatus(enum.StrEnum):
@@ -68,6 +78,7 @@ class ServiceStatus(enum.StrEnum):
     LOADING = "loading"
     READY = "ready"
     GENERATING = "generating"
+    UNLOADED = "unloaded"  # a model is chosen but out of memory; the next generation reloads it
     STOPPED = "stopped"
 
 
@@ -109,6 +120,22 @@ class ModelLoaded(ServiceEvent):
 @dataclass(frozen=True)
 class ModelUnloaded(ServiceEvent):
     path: str | None
+    reason: str = "requested"  # "requested", or "idle" / "memory": it reloads when needed
+
+
+@dataclass(frozen=True)
+class ModelReloading(ServiceEvent):
+    """A generation found its model unloaded (`reason` "idle" or "memory"): it loads it first."""
+
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class CachesDropped(ServiceEvent):
+    """Memory ran low: the engine dropped what it keeps between turns (its prompt caches)."""
+
+    bytes_freed: int
 
 
 @dataclass(frozen=True)
@@ -183,6 +210,7 @@ class Job:
 
 
 _STOP = object()
+_WAKE = object()  # the keep-alive changed: recompute how long to wait for a job
 
 
 class EngineService:
@@ -199,6 +227,10 @@ class EngineService:
         self._pending: dict[int, Job] = {}
         self._current: Job | None = None
         self._engine: Engine | None = None  # touched only on the service thread
+        self._spec: EngineSpec | None = None  # what `_engine` was opened from
+        self._unloaded: str | None = None  # why the chosen model is out of memory, if it is
+        self._keep_alive_s: float | None = None
+        self._idle_since = time.monotonic()
         self._model_path: str | None = None
         self._info: EngineInfo | None = None
         self._status = ServiceStatus.NO_MODEL
@@ -224,7 +256,22 @@ class EngineService:
 
     @property
     def is_loaded(self) -> bool:
+        """A model is chosen and answers (perhaps after reloading: see `unloaded_reason`)."""
         return self._model_path is not None
+
+    @property
+    def unloaded_reason(self) -> str | None:
+        """ "idle" or "memory" while the chosen model is out of memory, else None."""
+        return self._unloaded
+
+    @property
+    def keep_alive(self) -> float | None:
+        return self._keep_alive_s
+
+    def set_keep_alive(self, seconds: float | None) -> None:
+        """Unload a local model idle for `seconds` (None: never); it reloads when needed."""
+        self._keep_alive_s = None if seconds is None else max(0.0, float(seconds))
+        self._queue.put(_WAKE)
 
     @property
     def thread(self) -> threading.Thread:
@@ -272,6 +319,10 @@ class EngineService:
         """Drop the model and free its memory."""
         return self._submit(JobKind.UNLOAD)
 
+    def relieve_memory(self, critical: bool = False) -> Job:
+        """Free memory: drop the prompt caches; when `critical`, then unload the model too."""
+        return self._submit(JobKind.RELIEVE, critical=critical)
+
     def call(self, fn: Callable[[Any], Any]) -> Job:
         """Run `fn(engine)` on the service thread (engine may be None); `job.result` is its return."""
         return self._submit(JobKind.CALL, fn=fn)
@@ -284,7 +335,9 @@ class EngineService:
         load cannot be interrupted and completes.
         """
         with self._lock:
-            targets = list(self._pending.values()) if job_id is None else []
+            # Everything queued, except freeing memory (not the user's work to stop).
+            queued = [j for j in self._pending.values() if j.kind is not JobKind.RELIEVE]
+            targets = queued if job_id is None else []
             if job_id is not None and job_id in self._pending:
                 targets.append(self._pending[job_id])
             current = self._current
@@ -342,24 +395,48 @@ class EngineService:
 
     def _run(self) -> None:
         while True:
-            item = self._queue.get()
+            try:
+                item = self._queue.get(timeout=self._idle_wait())
+            except queue.Empty:  # the keep-alive ran out
+                self._execute(Job(next(self._ids), JobKind.UNLOAD, {"reason": "idle"}, self))
+                continue
             if item is _STOP:
                 break
-            job: Job = item
+            if item is _WAKE:
+                continue
             with self._lock:
-                self._pending.pop(job.id, None)
-                self._current = job
-            try:
-                self._run_job(job)
-            finally:
-                with self._lock:
-                    self._current = None
-                job._done.set()
+                self._pending.pop(item.id, None)
+            self._execute(item)
         # Shutting down: drop the engine here, on the thread that owns it, then MLX's
         # per-thread streams, which must not outlive this thread (see `_release_streams`).
         self._release_engine()
         _release_streams()
         self._status = ServiceStatus.STOPPED
+
+    def _execute(self, job: Job) -> None:
+        with self._lock:
+            self._current = job
+        try:
+            self._run_job(job)
+        finally:
+            with self._lock:
+                self._current = None
+            self._idle_since = time.monotonic()
+            job._done.set()
+
+    def _idle_wait(self) -> float | None:
+        """Seconds until the keep-alive unloads the model (None: nothing to unload)."""
+        info = self._info
+        if self._keep_alive_s is None or self._engine is None or info is None:
+            return None
+        if info.kind != "local":  # a remote server keeps its own models
+            return None
+        return max(0.0, self._idle_since + self._keep_alive_s - time.monotonic())
+
+    def _resting_status(self) -> ServiceStatus:
+        if self._engine is not None:
+            return ServiceStatus.READY
+        return ServiceStatus.UNLOADED if self._unloaded else ServiceStatus.NO_MODEL
 
     def _run_job(self, job: Job) -> None:
         if job.cancel_requested:
@@ -373,11 +450,15 @@ class EngineService:
                 self._do_load(job)
             elif job.kind is JobKind.GENERATE:
                 ok = self._do_generate(job)
+            elif job.kind is JobKind.UNLOAD and job.args.get("reason", "requested") != "requested":
+                self._unload_for_now(job, job.args["reason"])
             elif job.kind is JobKind.UNLOAD:
                 path = self._model_path
                 self._release_engine()
                 self._emit(job, ModelUnloaded(job.id, path))
                 self._set_status(job, ServiceStatus.NO_MODEL)
+            elif job.kind is JobKind.RELIEVE:
+                self._relieve(job)
             elif job.kind is JobKind.CALL:
                 job.result = job.args["fn"](self._engine)
         except Exception as exc:
@@ -387,33 +468,66 @@ class EngineService:
             job.error = failure
             log.warning("engine job %s (%s) failed: %s", job.id, job.kind, failure.message)
             self._emit(job, failure)
-            self._set_status(
-                job, ServiceStatus.READY if self._engine is not None else ServiceStatus.NO_MODEL
-            )
+            self._set_status(job, self._resting_status())
         self._emit(job, JobDone(job.id, ok=ok, cancelled=job.cancel_requested))
 
     def _do_load(self, job: Job) -> None:
-        path = job.args["path"]
         # Free the current model first: two 12B models do not fit in unified memory.
         if self._engine is not None:
             old = self._model_path
             self._release_engine()
             self._emit(job, ModelUnloaded(job.id, old))
+        self._release_engine()  # an unloaded model's name, if any
         self._set_status(job, ServiceStatus.LOADING)
+        self._open(job, job.args["spec"])
+        self._set_status(job, ServiceStatus.READY)
+
+    def _open(self, job: Job, spec: EngineSpec) -> None:
+        path = spec.source
 
         def progress(fraction: float, message: str = "") -> None:
             self._emit(job, LoadProgress(job.id, max(0.0, min(1.0, float(fraction))), message))
 
         progress(0.0, f"Loading {path}")
-        engine = self._factory(job.args["spec"], progress)
+        engine = self._factory(spec, progress)
         info = engine.info()
-        self._engine, self._model_path, self._info = engine, path, info
-        job.result = info
+        self._engine, self._spec, self._model_path, self._info = engine, spec, path, info
+        self._unloaded = None
+        if job.kind is JobKind.LOAD:
+            job.result = info
         progress(1.0, "Loaded")
         self._emit(job, ModelLoaded(job.id, path, info))
-        self._set_status(job, ServiceStatus.READY)
+
+    def _unload_for_now(self, job: Job, reason: str) -> None:
+        """Free the model's memory but keep it chosen: the next generation reloads it."""
+        if self._engine is None or self._info is None or self._info.kind != "local":
+            return
+        path, spec, info = self._model_path, self._spec, self._info
+        self._release_engine()
+        self._model_path, self._spec, self._info = path, spec, info
+        self._unloaded = reason
+        self._emit(job, ModelUnloaded(job.id, path, reason))
+        self._set_status(job, ServiceStatus.UNLOADED)
+
+    def _relieve(self, job: Job) -> None:
+        if self._engine is not None:
+            freed = int(self._engine.drop_caches())
+            with contextlib.suppress(Exception):
+                import mlx.core as mx
+
+                mx.clear_cache()
+            self._emit(job, CachesDropped(job.id, freed))
+        if job.args["critical"]:
+            self._unload_for_now(job, "memory")
 
     def _do_generate(self, job: Job) -> bool:
+        if self._engine is None and self._unloaded and self._spec is not None:
+            self._emit(job, ModelReloading(job.id, self._spec.source, self._unloaded))
+            try:
+                self._open(job, self._spec)
+            except Exception as exc:
+                message = f"Could not load the model again from {self._spec.source}: {exc}"
+                raise AppError(ErrorKind.LOAD, message) from exc
         if self._engine is None:
             raise _NoModel("No model is loaded. Choose a model in Settings, then try again.")
         self._set_status(job, ServiceStatus.GENERATING)
@@ -438,9 +552,7 @@ class EngineService:
                 if isinstance(event, (Finished, GenerationError)):
                     final = event
         finally:
-            self._set_status(
-                job, ServiceStatus.READY if self._engine is not None else ServiceStatus.NO_MODEL
-            )
+            self._set_status(job, self._resting_status())
         job.result = final
         if final is None:
             raise RuntimeError(
@@ -450,7 +562,7 @@ class EngineService:
 
     def _release_engine(self) -> None:
         engine, self._engine = self._engine, None
-        self._model_path = self._info = None
+        self._model_path = self._info = self._spec = self._unloaded = None
         if engine is None:
             return
         try:

@@ -7,7 +7,13 @@ tools (MCP servers from the settings, with the user's approval), the local API s
 the model download. So a setting or a conversation means the same everywhere.
 
 What happens later is told to `subscribe(callback)` subscribers as `SessionEvent`s (from
-worker threads; the GUI queues them to its thread). A tool that needs the user's yes
+worker threads; the GUI queues them to its thread).
+
+Memory: the settings' `keep_alive` (or a command line's `--keep-alive`, for that run)
+unloads a local model left idle that long; the next message loads it again. Low memory
+(`memory_pressure(level)`, from `app.memory_pressure` on a Mac once a front end calls
+`watch_memory_pressure()`) drops the prompt caches first and, when critical, unloads the
+model too. Each says so in a `Notice`, and the model status reads "unloaded". A tool that needs the user's yes
 waits for an answer through `ApprovalRequested`: the front end that can ask calls
 `approval.answer(...)`; with no front end to ask (`can_ask` False), the answer is no.
 """
@@ -27,6 +33,7 @@ from urllib.parse import urlsplit
 from app.attachments import AttachmentIngestor, MediaLimits
 from app.conversation_controller import ConversationController
 from app.engine_service import (
+    CachesDropped,
     EngineOutput,
     EngineService,
     Job,
@@ -34,11 +41,13 @@ from app.engine_service import (
     JobFailed,
     LoadProgress,
     ModelLoaded,
+    ModelReloading,
     ModelUnloaded,
     ServiceEvent,
 )
 from app.engines.contract import EngineFactory, EngineSpec, LocalModel, RemoteModel, TextDelta
 from app.engines.factory import open_engine
+from app.keep_alive import format_keep_alive, parse_keep_alive
 from app.keychain import plain_http_warning
 from app.mcp_client import MCPManager
 from app.options import GenerationOptions
@@ -142,6 +151,7 @@ class AppSession:
         self.server_url = ""
         self.model_status = ModelStatus()
         self._load_jobs: set[int] = set()
+        self._reloads: set[int] = set()  # generations that load their unloaded model first
         self._transcripts: dict[int, _Transcript] = {}
         self._subscribers: list[Callable[[SessionEvent], None]] = []
         self._lock = threading.RLock()
@@ -153,6 +163,9 @@ class AppSession:
         self._switching_backend = False
         self._closing = False
         self._told: set[str] = set()  # load notices already shown (each is told once)
+        self._keep_alive_override: str | None = None  # a command line's --keep-alive
+        self._pressure_monitor: Any = None
+        self._apply_keep_alive()
         self._unsubscribe_service = self.service.subscribe(self._on_service_event)
         self._unsubscribe_settings = self.settings_store.subscribe(
             lambda _settings, changed: self._on_settings_changed(set(changed))
@@ -275,6 +288,57 @@ class AppSession:
         self.model_status = status
         self._emit(ModelStatusChanged(dataclasses.replace(status)))
 
+    # -- memory: keep-alive and memory pressure ----------------------------------------------
+
+    def set_keep_alive(self, keep_alive: str) -> None:
+        """Use this keep-alive (`app.keep_alive` syntax) instead of the settings' for this run."""
+        parse_keep_alive(keep_alive)  # KeepAliveError names what is accepted
+        self._keep_alive_override = keep_alive
+        self._apply_keep_alive()
+
+    def _apply_keep_alive(self) -> None:
+        self.service.set_keep_alive(
+            parse_keep_alive(self._keep_alive_override or self.settings.keep_alive)
+        )
+
+    def memory_pressure(self, level: str) -> None:
+        """The system says memory is low: "warning" drops the prompt caches; "critical" does
+        that first, then unloads the model until the next message ("normal": nothing)."""
+        if level in ("warning", "critical") and not self._closing:
+            self.service.relieve_memory(critical=level == "critical")
+
+    def watch_memory_pressure(self) -> None:
+        """Follow the system's memory-pressure notifications (a Mac; elsewhere nothing)."""
+        from app.memory_pressure import start_monitor
+
+        if self._pressure_monitor is None:
+            self._pressure_monitor = start_monitor(self.memory_pressure)
+
+    def _on_memory_event(self, event: ServiceEvent) -> None:
+        status = self.model_status
+        if isinstance(event, ModelUnloaded):
+            why = (
+                f"after {format_keep_alive(self.service.keep_alive)} idle"
+                if event.reason == "idle"
+                else "because memory is low"
+            )
+            self._set_status(
+                dataclasses.replace(
+                    status, state="unloaded", message="It loads again with your next message."
+                )
+            )
+            self._emit(
+                Notice(f"Unloaded {status.name} {why}; it loads again with your next message.")
+            )
+        elif isinstance(event, ModelReloading):
+            self._load_jobs.add(event.job_id)
+            self._reloads.add(event.job_id)
+            self._set_status(dataclasses.replace(status, state="loading", progress=0.0))
+            self._emit(Notice(f"Loading {status.name} again…"))
+        elif isinstance(event, CachesDropped):
+            freed = f" ({event.bytes_freed / 1e9:.1f} GB)" if event.bytes_freed else ""
+            self._emit(Notice(f"Memory is low: dropped the saved prompt caches{freed}."))
+
     def transcribe(self, audio_path: str | Path, on_done: Callable[[str, str | None], None]) -> Job:
         """Ask the model for a transcript of a recording (dictation; no conversation is kept).
 
@@ -291,13 +355,18 @@ class AppSession:
         return job
 
     def _on_service_event(self, event: ServiceEvent) -> None:
+        unloaded = isinstance(event, ModelUnloaded) and event.reason != "requested"
+        if unloaded or isinstance(event, ModelReloading | CachesDropped):
+            self._on_memory_event(event)
+            return
         with self._lock:
             transcript = self._transcripts.get(event.job_id)
         if transcript is not None:
             transcript.add(event)
             if isinstance(event, JobDone):
                 self._transcripts.pop(event.job_id, None)
-            return
+            if event.job_id not in self._load_jobs:  # (a dictation may reload the model first)
+                return
         if isinstance(event, ModelUnloaded) and event.job_id not in self._load_jobs:
             self._set_status(ModelStatus())
         if event.job_id not in self._load_jobs:
@@ -323,12 +392,16 @@ class AppSession:
                 if notice not in self._told:
                     self._told.add(notice)
                     self._emit(Notice(notice))
+            if event.job_id in self._reloads:  # the generation goes on; its failures are its own
+                self._reloads.discard(event.job_id)
+                self._load_jobs.discard(event.job_id)
         elif isinstance(event, JobFailed):
             self._set_status(
                 ModelStatus("error", status.name, "", status.path, message=event.message)
             )
         elif isinstance(event, JobDone):
             self._load_jobs.discard(event.job_id)
+            self._reloads.discard(event.job_id)
 
     def _loaded_local(self, path: str) -> None:
         try:  # the checkpoint's own media limits (audio length from its processor config)
@@ -350,6 +423,8 @@ class AppSession:
             self.start_mcp()
         elif "mcp_allowed_tools" in changed and self.mcp is not None:
             self.mcp.always_allowed = set(self.settings.mcp_allowed_tools)
+        if "keep_alive" in changed:
+            self._apply_keep_alive()
         if changed & set(SERVER_FIELDS):
             self.apply_server_setting()
 
@@ -789,6 +864,8 @@ class AppSession:
     def close(self) -> None:
         """Stop everything (server, generation, MCP, download); close the storage it opened."""
         self._closing = True
+        if self._pressure_monitor is not None:
+            self._pressure_monitor.stop()
         self._unsubscribe_settings()
         self._unsubscribe_service()
         self.decline_pending_approvals()

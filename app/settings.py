@@ -42,6 +42,7 @@ from urllib.parse import urlsplit
 
 from app import paths
 from app.engines.contract import LocalModel, RemoteModel
+from app.keep_alive import DEFAULT_KEEP_ALIVE, KeepAliveError, parse_keep_alive
 from app.keychain import SecretStore
 from app.mcp_client import MCPConfigError, MCPServerConfig
 from app.options import (
@@ -82,6 +83,8 @@ class Settings:
     use_checkpoint_template: bool = False
     # Speculative decoding with the model's drafter, when one is found and fits in memory
     speculative_decoding: bool = True
+    # Unload the local model after this much idle time (app.keep_alive: "30m", "never", ...)
+    keep_alive: str = DEFAULT_KEEP_ALIVE
     # Generation (None = the checkpoint's generation_config.json default)
     temperature: float | None = None
     top_p: float | None = None
@@ -183,6 +186,10 @@ DEFAULTS = Settings()
 _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "context_length": (lambda v: 256 <= v <= 1_048_576, "between 256 and 1048576 tokens"),
     "kv_cache_bits": (lambda v: v is None or v in (4, 8), "4, 8 or empty (full precision)"),
+    "keep_alive": (
+        lambda v: _is_keep_alive(v),
+        "a duration such as 30m, 2h, 90s or 600 (seconds), or never",
+    ),
     # The generation fields follow the options' one set of limits.
     **{
         name: (lambda v, name=name: v is None or _within(name, v), limit.describe())
@@ -225,6 +232,14 @@ _MCP_FIELDS: dict[str, tuple[type | tuple[type, ...], str]] = {
     "type": (str, "stdio, http or sse"),
     "disabled": (bool, "true or false"),
 }
+
+
+def _is_keep_alive(value: str) -> bool:
+    try:
+        parse_keep_alive(value)
+    except KeepAliveError:
+        return False
+    return True
 
 
 def _within(name: str, value: Any) -> bool:

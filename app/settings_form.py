@@ -40,6 +40,7 @@ SECTIONS = {
         "kv_cache_bits",
         "use_checkpoint_template",
         "speculative_decoding",
+        "keep_alive",
     ),  # fmt: skip
     "Generation": (
         "temperature",
@@ -63,6 +64,7 @@ LABELS = {
     "model_path": "Model folder", "kv_cache_bits": "KV cache bits (empty: full precision)",
     "use_checkpoint_template": "Use the checkpoint's own chat template",
     "speculative_decoding": "Faster answers (speculative decoding)",
+    "keep_alive": "Unload the model when idle for",
     "top_p": "Top-p", "top_k": "Top-k", "min_p": "Min-p", "max_tokens": "Maximum answer tokens",
     "thinking": "Let the model think first", "vision_budget": "Default image detail (tokens)",
     "mic_device": "Microphone", "camera_device": "Camera", "server_enabled": "Local API server",
@@ -92,6 +94,8 @@ HELP = {
     "ahead and the model checks them all at once: the same answers, sooner. Used when the "
     "assistant is downloaded (beside the model or in the Hugging Face cache) and both fit in "
     "memory. Applies when the model is next loaded.",
+    "keep_alive": "How long the model stays in memory with nothing to do, e.g. 30m, 2h, 600 "
+    "(seconds) or never. It loads again, in a few seconds, with your next message.",
     "use_checkpoint_template": "Off: a checkpoint that ships an outdated Gemma 4 chat template "
     "is talked to in Google's current format. On: its own template is used as it is. Applies "
     "when the model is next loaded.",

@@ -23,7 +23,9 @@ from typing import Any, TextIO
 
 from app.cli_args import (
     add_generation_arguments,
+    add_keep_alive_argument,
     add_session_arguments,
+    apply_keep_alive,
     generation_overrides,
     load_model,
 )
@@ -62,6 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--folder", action="append", default=[], type=Path,
                         help="a folder the read_text_file tool may read (with --tools)")  # fmt: skip
     parser.add_argument("--no-mcp", action="store_true", help="do not start the MCP servers")
+    add_keep_alive_argument(parser)
     add_generation_arguments(parser)
 
 
@@ -256,6 +259,7 @@ def run(args: argparse.Namespace, stdin: TextIO | None = None, stdout: TextIO | 
                 out.write(f"{conversation.id:>5}  {conversation.title or 'Untitled'}\n")
             return 0
         chat = TerminalChat(session, args, stdin, out)
+        apply_keep_alive(session, args)
         try:
             session.generation_options(**chat.overrides)
             chat.open(args.resume, args.system)
@@ -273,6 +277,7 @@ def run(args: argparse.Namespace, stdin: TextIO | None = None, stdout: TextIO | 
         if load.error is not None:
             print(f"error: cannot load {load.args['path']}: {load.error.message}", file=sys.stderr)
             return 1
+        session.watch_memory_pressure()
         if args.tools:
             session.offer_builtin_tools(list(args.folder))
         if session.settings.mcp_servers and not args.no_mcp:

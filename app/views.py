@@ -109,7 +109,7 @@ class ConversationSummary:
 class ModelStatus:
     """What the status line shows about the model."""
 
-    state: str = "none"  # "none" | "loading" | "ready" | "error"
+    state: str = "none"  # "none" | "loading" | "ready" | "unloaded" (reloads when needed) | "error"
     name: str = ""
     precision: str = ""
     path: str = ""

@@ -201,6 +201,7 @@ class FakeEngine:
         self.scripts: list[Script] = [list(calls)] if calls else []
         self.requests: list[dict[str, Any]] = []
         self.closed = False
+        self.caches_dropped = 0
         self.thread_ids: set[int] = set()
         self._cancel = threading.Event()
         self._busy = threading.Lock()
@@ -213,6 +214,10 @@ class FakeEngine:
 
     def cancel(self) -> None:
         self._cancel.set()
+
+    def drop_caches(self) -> int:
+        self.caches_dropped += 1
+        return 0
 
     def close(self) -> None:
         self.closed = True

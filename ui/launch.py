@@ -30,7 +30,9 @@ def make_backend(args: argparse.Namespace):
         return MemoryBackend()
     from ui.app_backend import AppBackend
 
-    return AppBackend(model_path=args.model, data_dir=args.data_dir)
+    backend = AppBackend(model_path=args.model, data_dir=args.data_dir)
+    backend.session.watch_memory_pressure()  # on a Mac: drop caches, then unload, when low
+    return backend
 
 
 def run(args: argparse.Namespace) -> int:

@@ -48,6 +48,8 @@ class StatusLine(QStatusBar):
             text = f"{status.name} · {status.precision}" if status.precision else status.name
         elif status.state == "loading":
             text = f"Loading {status.name}…"
+        elif status.state == "unloaded":
+            text = f"{status.name} · unloaded (loads again with your next message)"
         elif status.state == "error":
             text = f"Model error: {status.message}"
         else:

@@ -131,6 +131,12 @@ class LocalEngine:
             return None
         return tokenizer.decode(ids[:max_tokens]), len(ids)
 
+    def drop_caches(self) -> int:
+        """Drop every conversation's prompt cache (the next turn prefills its prompt again)."""
+        freed = self.engine.prompt_cache.total_bytes()
+        self.engine.prompt_cache.clear()
+        return int(freed)
+
     def info(self) -> EngineInfo:
         plan = self.engine.plan
         return EngineInfo(

@@ -111,6 +111,10 @@ class RemoteEngine:
     def info(self) -> EngineInfo:
         return EngineInfo(kind="remote", source=self.spec.url, name=self.spec.model)
 
+    def drop_caches(self) -> int:
+        """Nothing to free here: the server keeps its own caches."""
+        return 0
+
     def cancel(self) -> None:
         """Stop the running turn (thread-safe): the HTTP stream is closed."""
         self._cancel.set()

@@ -9,7 +9,12 @@ import sys
 import threading
 from pathlib import Path
 
-from app.cli_args import add_session_arguments, load_model
+from app.cli_args import (
+    add_keep_alive_argument,
+    add_session_arguments,
+    apply_keep_alive,
+    load_model,
+)
 from app.media_budget import MediaBudget
 from app.server.config import (
     DEFAULT_HOST,
@@ -102,6 +107,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=budget.max_audio_s,
         help=f"seconds of audio in one request (default {budget.max_audio_s:g}, 10 minutes)",
     )
+    add_keep_alive_argument(parser)
 
 
 def api_key_from(args: argparse.Namespace) -> str:
@@ -160,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"gemma-desk serve: warning: {warning}", file=sys.stderr)
     from app.server.engine_bridge import model_id_for
     from app.server.runner import on_stop_signals, restore_signals
-    from app.session import AppSession
+    from app.session import AppSession, Notice
 
     # Until the server runs (and installs its own handlers), Ctrl-C/SIGTERM just ask to stop:
     # a load cannot be interrupted, so the session's close waits for it and exits cleanly.
@@ -168,6 +174,12 @@ def run(args: argparse.Namespace) -> int:
     previous = on_stop_signals(lambda signum, frame: stop.set())
     try:
         with AppSession(args.data_dir) as session:
+            apply_keep_alive(session, args)
+            session.subscribe(
+                lambda event: (
+                    print(event.text, file=sys.stderr) if isinstance(event, Notice) else None
+                )
+            )
             load = load_model(session, args)
             if load is None:
                 print(
@@ -184,6 +196,7 @@ def run(args: argparse.Namespace) -> int:
                 return 1
             if stop.is_set():
                 return 0
+            session.watch_memory_pressure()
             model_id = model_id_for(session.service.model_path, config.model_id)
             print(
                 f"Serving {model_id!r} at http://{config.host}:{config.port}/v1 (Ctrl-C stops)",
