@@ -85,11 +85,13 @@ class ModelDialog(QDialog):
 
     def refresh_plan(self) -> None:
         status = self.backend.model_status()
-        self.state.setText(
-            f"Loaded: {status.name} ({status.precision})" if status.state == "ready"
-            else ("Loading…" if status.state == "loading" else "No model loaded.")
-        )  # fmt: skip
-        self.unload_button.setEnabled(status.state == "ready")
+        texts = {
+            "ready": f"Loaded: {status.name} ({status.precision})",
+            "loading": "Loading…",
+            "unloaded": f"Unloaded to free memory: {status.name} (loads again with your next message)",
+        }
+        self.state.setText(texts.get(status.state, "No model loaded."))
+        self.unload_button.setEnabled(status.state in ("ready", "unloaded"))
         while self.plan.rowCount():
             self.plan.removeRow(0)
         rows, verdict = self.backend.memory_plan(self.path.text().strip() or None)

@@ -43,13 +43,16 @@ def test_an_idle_unload_and_the_reload_show_in_the_status_line(qtbot, window_for
     assert label.text() == "fake · unloaded (loads again with your next message)"
     assert notice.text().startswith("Unloaded fake after 0.1 s idle")
     assert window.pages.currentWidget() is window.chat_page  # no first-run screen
+    dialog = window.open_model_dialog()
+    assert dialog.state.text().startswith("Unloaded to free memory: fake")
+    dialog.reject()
 
     backend.apply_settings({"keep_alive": "never"})
     send_text(qtbot, window, "Hello again")
+    qtbot.waitUntil(lambda: notice.text() == "Loading fake again…", timeout=10_000)
+    qtbot.waitUntil(lambda: label.text() == "fake", timeout=10_000)  # ready again
     wait_idle(qtbot, window)
-    assert notice.text() == "Loading fake again…"
-    assert "unloaded" not in label.text() and label.text().startswith("fake")
-    assert backend.messages(window.conversation_id)[-1].text
+    qtbot.waitUntil(lambda: bool(backend.messages(window.conversation_id)[-1].text))
 
 
 def test_a_memory_warning_is_said_in_the_status_line(qtbot, window_for, backend):
