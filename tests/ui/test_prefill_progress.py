@@ -18,6 +18,7 @@ def answer_again(qtbot, window, backend):
     before = backend.messages(cid)[-1].id
     qtbot.mouseClick(assistant_widgets(window)[-1].regenerate_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: backend.messages(cid)[-1].id != before, timeout=10_000)
+    qtbot.waitUntil(lambda: not backend.messages(cid)[-1].streaming, timeout=30_000)
     wait_idle(qtbot, window)
     return backend.messages(cid)[-1]
 
@@ -56,5 +57,7 @@ def test_stop_while_a_long_prompt_is_read_cancels_between_chunks_and_keeps_them_
     cold = answer_again(qtbot, window, backend)
     assert cold.stats.cached_tokens == 0 and cold.text == warm.text
     assert stopped.stats.prefilled_tokens < cold.stats.prefilled_tokens  # stopped part-way
-    assert shown and shown[-1].done == shown[-1].total
-    assert not assistant_widgets(window)[-1].prefill_row.isVisible()  # gave way to the answer
+    qtbot.waitUntil(lambda: bool(shown) and shown[-1].done == shown[-1].total)
+    last = assistant_widgets(window)[-1]
+    qtbot.waitUntil(lambda: not last.message.streaming)
+    assert not last.prefill_row.isVisible()  # gave way to the answer
