@@ -261,7 +261,7 @@ class EngineService:
 
     @property
     def unloaded_reason(self) -> str | None:
-        """ "idle" or "memory" while the chosen model is out of memory, else None."""
+        """Why the chosen model is out of memory ("idle" or "memory"); None when it is in."""
         return self._unloaded
 
     @property
@@ -512,10 +512,11 @@ class EngineService:
     def _relieve(self, job: Job) -> None:
         if self._engine is not None:
             freed = int(self._engine.drop_caches())
-            with contextlib.suppress(Exception):
-                import mlx.core as mx
+            if freed:  # give MLX's freed buffers back to the system too
+                with contextlib.suppress(Exception):
+                    import mlx.core as mx
 
-                mx.clear_cache()
+                    mx.clear_cache()
             self._emit(job, CachesDropped(job.id, freed))
         if job.args["critical"]:
             self._unload_for_now(job, "memory")

@@ -7,15 +7,15 @@ tools (MCP servers from the settings, with the user's approval), the local API s
 the model download. So a setting or a conversation means the same everywhere.
 
 What happens later is told to `subscribe(callback)` subscribers as `SessionEvent`s (from
-worker threads; the GUI queues them to its thread).
+worker threads; the GUI queues them to its thread). A tool that needs the user's yes
+waits for an answer through `ApprovalRequested`: the front end that can ask calls
+`approval.answer(...)`; with no front end to ask (`can_ask` False), the answer is no.
 
 Memory: the settings' `keep_alive` (or a command line's `--keep-alive`, for that run)
 unloads a local model left idle that long; the next message loads it again. Low memory
 (`memory_pressure(level)`, from `app.memory_pressure` on a Mac once a front end calls
 `watch_memory_pressure()`) drops the prompt caches first and, when critical, unloads the
-model too. Each says so in a `Notice`, and the model status reads "unloaded". A tool that needs the user's yes
-waits for an answer through `ApprovalRequested`: the front end that can ask calls
-`approval.answer(...)`; with no front end to ask (`can_ask` False), the answer is no.
+model too. Each says so in a `Notice`, and the model status reads "unloaded".
 """
 
 from __future__ import annotations
@@ -336,7 +336,9 @@ class AppSession:
             self._set_status(dataclasses.replace(status, state="loading", progress=0.0))
             self._emit(Notice(f"Loading {status.name} again…"))
         elif isinstance(event, CachesDropped):
-            freed = f" ({event.bytes_freed / 1e9:.1f} GB)" if event.bytes_freed else ""
+            size = event.bytes_freed
+            freed = f" ({size / 1e9:.1f} GB)" if size >= 1e8 else f" ({size / 1e6:.0f} MB)"
+            freed = freed if size else ""
             self._emit(Notice(f"Memory is low: dropped the saved prompt caches{freed}."))
 
     def transcribe(self, audio_path: str | Path, on_done: Callable[[str, str | None], None]) -> Job:
