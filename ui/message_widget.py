@@ -319,7 +319,8 @@ class MessageWidget(QFrame):
         message = self.message
         self.body.set_markdown(message.text, final=not message.streaming)
         reading = self.prefill is not None and message.streaming
-        self.prefill_row.setVisible(reading)
+        if self.prefill_row.isHidden() == reading:
+            self.prefill_row.setVisible(reading)
         if reading:
             text = self.prefill.text()
             self.prefill_label.setText(text)
