@@ -25,7 +25,6 @@ thread; `app.controller_signals.ControllerSignals` re-emits them as queued Qt si
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import threading
@@ -54,6 +53,7 @@ from app.settings import DEFAULTS, Settings, SettingsStore
 from app.storage import Storage
 from app.storage.conversations import Conversation, Message, StorageError
 from app.streaming_writer import FLUSH_INTERVAL_S, StreamingWriter
+from app.subscribers import Subscribers
 
 log = logging.getLogger(__name__)
 
@@ -226,7 +226,7 @@ class ConversationController:
         self.writer = StreamingWriter(self.store, interval=flush_interval)
         self._lock = threading.RLock()
         self._turns: dict[int, Turn] = {}  # job id -> turn
-        self._subscribers: list[Callable[[ControllerEvent], None]] = []
+        self._subscribers: Subscribers[ControllerEvent] = Subscribers("controller")
         self._unsubscribe_service = service.subscribe(self._on_service_event)
 
     # -- settings -------------------------------------------------------------------------
@@ -263,23 +263,10 @@ class ConversationController:
 
     def subscribe(self, callback: Callable[[ControllerEvent], None]) -> Callable[[], None]:
         """Call `callback(event)` for every controller event; returns an unsubscribe."""
-        with self._lock:
-            self._subscribers.append(callback)
-
-        def unsubscribe() -> None:
-            with self._lock, contextlib.suppress(ValueError):
-                self._subscribers.remove(callback)
-
-        return unsubscribe
+        return self._subscribers.subscribe(callback)
 
     def _notify(self, event: ControllerEvent) -> None:
-        with self._lock:
-            subscribers = list(self._subscribers)
-        for callback in subscribers:
-            try:
-                callback(event)
-            except Exception:
-                log.exception("controller subscriber %r failed on %r", callback, event)
+        self._subscribers.emit(event)
 
     # -- conversations --------------------------------------------------------------------
 

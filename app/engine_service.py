@@ -61,6 +61,7 @@ from app.engines.contract import (
 from app.engines.factory import open_engine
 from app.errors import AppError, ErrorKind, kind_of
 from app.options import DEFAULTS, GenerationOptions
+from app.subscribers import Subscribers
 
 log = logging.getLogger(__name__)
 
@@ -222,7 +223,7 @@ class EngineService:
         self._factory = engine_factory or open_engine
         self._queue: queue.Queue[Any] = queue.Queue()
         self._lock = threading.RLock()
-        self._subscribers: list[Callable[[ServiceEvent], None]] = []
+        self._subscribers: Subscribers[ServiceEvent] = Subscribers("engine service")
         self._ids = itertools.count(1)
         self._pending: dict[int, Job] = {}
         self._current: Job | None = None
@@ -281,14 +282,7 @@ class EngineService:
 
     def subscribe(self, callback: Callable[[ServiceEvent], None]) -> Callable[[], None]:
         """Call `callback(event)` on the service thread for every event; returns an unsubscribe."""
-        with self._lock:
-            self._subscribers.append(callback)
-
-        def unsubscribe() -> None:
-            with self._lock, contextlib.suppress(ValueError):
-                self._subscribers.remove(callback)
-
-        return unsubscribe
+        return self._subscribers.subscribe(callback)
 
     # -- submitting -----------------------------------------------------------------------
 
@@ -380,13 +374,7 @@ class EngineService:
     def _emit(self, job: Job | None, event: ServiceEvent) -> None:
         if job is not None:
             job._events.put(event)
-        with self._lock:
-            subscribers = list(self._subscribers)
-        for callback in subscribers:
-            try:
-                callback(event)
-            except Exception:  # a broken subscriber must not take the service down
-                log.exception("engine service subscriber %r failed on %r", callback, event)
+        self._subscribers.emit(event)
 
     def _set_status(self, job: Job, status: ServiceStatus) -> None:
         if status != self._status:

@@ -24,14 +24,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from mlx_model.events import CONTEXT_POLICIES, DEFAULT_MAX_TOKENS, ContextPolicy
 from mlx_model.processing.image import SUPPORTED_BUDGETS
 
 IMAGE_BUDGETS: tuple[int, ...] = SUPPORTED_BUDGETS  # soft tokens per image the processor allows
 DEFAULT_IMAGE_BUDGET = 280
-ContextPolicy = Literal["error", "drop_oldest"]
 TOOL_CHOICES: tuple[str, ...] = ("auto", "none", "required")
-CONTEXT_POLICIES: tuple[str, ...] = ("error", "drop_oldest")
-DEFAULT_MAX_TOKENS = 4096
 MAX_STOP_STRINGS = 16
 
 

@@ -55,6 +55,7 @@ from app.presets import PresetStore
 from app.settings import REMOTE_FIELDS, SERVER_FIELDS, Settings, SettingsError, SettingsStore
 from app.storage import Storage, open_storage
 from app.storage.conversations import Conversation, StorageError
+from app.subscribers import Subscribers
 from app.tools.approval import APPROVAL_TIMEOUT_S, Approval, ToolApproval
 from app.tools.registry import ToolRegistry
 from app.views import ModelStatus
@@ -153,7 +154,7 @@ class AppSession:
         self._load_jobs: set[int] = set()
         self._reloads: set[int] = set()  # generations that load their unloaded model first
         self._transcripts: dict[int, _Transcript] = {}
-        self._subscribers: list[Callable[[SessionEvent], None]] = []
+        self._subscribers: Subscribers[SessionEvent] = Subscribers("session")
         self._lock = threading.RLock()
         self._mcp_generation = 0
         self._server_generation = 0
@@ -179,23 +180,10 @@ class AppSession:
 
     def subscribe(self, callback: Callable[[SessionEvent], None]) -> Callable[[], None]:
         """Call `callback(event)` for every session event (any thread); returns an unsubscribe."""
-        with self._lock:
-            self._subscribers.append(callback)
-
-        def unsubscribe() -> None:
-            with self._lock, contextlib.suppress(ValueError):
-                self._subscribers.remove(callback)
-
-        return unsubscribe
+        return self._subscribers.subscribe(callback)
 
     def _emit(self, event: SessionEvent) -> None:
-        with self._lock:
-            subscribers = list(self._subscribers)
-        for callback in subscribers:
-            try:
-                callback(event)
-            except Exception:
-                log.exception("session subscriber %r failed on %r", callback, event)
+        self._subscribers.emit(event)
 
     def generation_options(self, **overrides: Any) -> GenerationOptions:
         """The settings' generation options with the overrides that are not None."""

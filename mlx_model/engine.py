@@ -29,9 +29,8 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Hashable, Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import mlx.core as mx
 import numpy as np
@@ -46,15 +45,15 @@ from .errors import (
     error_kind,
 )
 from .events import (
+    CONTEXT_POLICIES,
+    DEFAULT_MAX_TOKENS,
+    ContextPolicy,
     EngineEvent,
     Finished,
     GenerationError,
     GenerationStats,
     StopReason,
-    TextDelta,
-    ThinkingDelta,
-    ToolCall,
-    ToolCallEvent,
+    TurnResult,
 )
 from .generate import DEFAULT_PREFILL_CHUNK, DecodeLoop, decode, plan_chunks, prefill
 from .prefill_progress import PREFILL_PROGRESS_MIN_TOKENS, PrefillMeter
@@ -72,37 +71,7 @@ from .turn_output import TurnOutput
 
 log = logging.getLogger(__name__)
 
-ContextPolicy = Literal["error", "drop_oldest"]
-CONTEXT_POLICIES = ("error", "drop_oldest")
-DEFAULT_MAX_TOKENS = 2048
 DEFAULT_CONTEXT = 32_768
-
-
-@dataclass
-class TurnResult:
-    """Everything one `stream` produced, collected (what `Engine.generate` returns)."""
-
-    text: str = ""
-    thinking: str = ""
-    tool_calls: list[ToolCall] = field(default_factory=list)
-    token_ids: list[int] = field(default_factory=list)
-    stats: GenerationStats | None = None
-    error: GenerationError | None = None
-    events: list[EngineEvent] = field(default_factory=list)
-
-    def add(self, event: EngineEvent) -> None:
-        self.events.append(event)
-        if isinstance(event, TextDelta):
-            self.text += event.text
-        elif isinstance(event, ThinkingDelta):
-            self.thinking += event.text
-        elif isinstance(event, ToolCallEvent):
-            self.tool_calls.append(event.call)
-        elif isinstance(event, Finished):
-            self.stats = event.stats
-            self.token_ids = list(event.token_ids)
-        elif isinstance(event, GenerationError):
-            self.error = event
 
 
 class Engine:

@@ -13,6 +13,11 @@ from typing import Any, Literal
 
 StopReason = Literal["end_of_turn", "eos", "tool_call", "length", "cancelled", "stop_string"]
 
+# What a turn may ask for; the app's options take these too (one set of defaults).
+ContextPolicy = Literal["error", "drop_oldest"]
+CONTEXT_POLICIES: tuple[str, ...] = ("error", "drop_oldest")
+DEFAULT_MAX_TOKENS = 4096  # an answer's length when the caller names none
+
 
 @dataclass(frozen=True)
 class PrefillProgress:
@@ -94,3 +99,30 @@ class GenerationError:
 EngineEvent = (
     PrefillProgress | TextDelta | ThinkingDelta | ToolCallEvent | Finished | GenerationError
 )
+
+
+@dataclass
+class TurnResult:
+    """Everything one `Engine.stream` produced, collected (what `Engine.generate` returns)."""
+
+    text: str = ""
+    thinking: str = ""
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    token_ids: list[int] = field(default_factory=list)
+    stats: GenerationStats | None = None
+    error: GenerationError | None = None
+    events: list[Any] = field(default_factory=list)
+
+    def add(self, event: Any) -> None:
+        self.events.append(event)
+        if isinstance(event, TextDelta):
+            self.text += event.text
+        elif isinstance(event, ThinkingDelta):
+            self.thinking += event.text
+        elif isinstance(event, ToolCallEvent):
+            self.tool_calls.append(event.call)
+        elif isinstance(event, Finished):
+            self.stats = event.stats
+            self.token_ids = list(event.token_ids)
+        elif isinstance(event, GenerationError):
+            self.error = event

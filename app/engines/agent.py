@@ -45,6 +45,7 @@ from app.errors import AppError, ErrorKind
 from app.messages import assistant_message, tool_message
 from app.options import DEFAULTS, GenerationOptions
 from app.tools.registry import Tool, ToolRegistry, ToolResult, tool_from_function, truncation_note
+from mlx_model.events import TurnResult
 
 Tools = ToolRegistry | Sequence[Tool | Callable[..., Any] | dict[str, Any]]
 CHARS_PER_TOKEN = 4  # the estimate for an engine that cannot count tokens
@@ -248,33 +249,17 @@ def _turn_numbers(stats: GenerationStats) -> dict[str, Any]:
 
 
 @dataclass
-class AgentResult:
+class AgentResult(TurnResult):
     """A finished generation, collected: text, thinking, calls, results, stats or error."""
 
-    text: str = ""
-    thinking: str = ""
-    tool_calls: list[ToolCall] = field(default_factory=list)
     tool_results: list[ToolResultEvent] = field(default_factory=list)
-    token_ids: list[int] = field(default_factory=list)
-    stats: GenerationStats | None = None
-    error: GenerationError | None = None
-    events: list[Event] = field(default_factory=list)
 
     def add(self, event: Event) -> None:
-        self.events.append(event)
-        if isinstance(event, TextDelta):
-            self.text += event.text
-        elif isinstance(event, ThinkingDelta):
-            self.thinking += event.text
-        elif isinstance(event, ToolCallEvent):
-            self.tool_calls.append(event.call)
-        elif isinstance(event, ToolResultEvent):
+        if isinstance(event, ToolResultEvent):
+            self.events.append(event)
             self.tool_results.append(event)
-        elif isinstance(event, Finished):
-            self.stats = event.stats
-            self.token_ids = list(event.token_ids)
-        elif isinstance(event, GenerationError):
-            self.error = event
+        else:
+            super().add(event)
 
     @classmethod
     def collect(cls, events: Iterable[Event]) -> AgentResult:

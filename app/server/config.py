@@ -42,7 +42,6 @@ class ServerConfig:
     max_messages: int = 1024
     max_waiting: int = 8  # requests allowed to wait while one generates; more get 429
     max_tokens_limit: int = 0  # the largest `max_tokens`; 0 = the loaded model's context
-    default_max_tokens: int = 2048
     allowed_folders: tuple[Path, ...] = field(default_factory=tuple)  # for file paths in image_url
     first_event_timeout_s: float = 600.0  # a generation that sends nothing for this long fails
 
@@ -68,10 +67,6 @@ class ServerConfig:
             raise ServerConfigError("max_tokens_limit cannot be negative (0: the context).")
         if self.max_waiting < 0:
             raise ServerConfigError("max_waiting cannot be negative.")
-        if self.default_max_tokens < 1 or (
-            self.max_tokens_limit and self.default_max_tokens > self.max_tokens_limit
-        ):
-            raise ServerConfigError("default_max_tokens must be between 1 and max_tokens_limit.")
         try:
             self.media_budget.validate()
         except ValueError as exc:
