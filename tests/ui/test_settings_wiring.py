@@ -49,6 +49,7 @@ def backend_for(qtbot, tmp_path: Path):
 
 
 def send_text(qtbot, window, text: str) -> None:
+    qtbot.waitUntil(lambda: not window.composer.generating, timeout=60_000)  # else not sent
     window.composer.input.setPlainText(text)
     qtbot.keyClick(window.composer.input, Qt.Key.Key_Return)
 
