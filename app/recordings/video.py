@@ -1,11 +1,13 @@
 """Long videos: consecutive segments of at most 60 s, each sampled as one clip.
 
-Each segment's frames are chosen by the checkpoint's video rule for a clip of that length
-(`mlx_model.processing.video.sample_indices`, offset to the segment's first frame), so
-their timestamps are the video's own. `choose_fidelity` (pure) says how many frames per
-second and which per-frame image budget fit the tokens the plan leaves, or None: describe
-the video segment by segment instead. `iter_segments` decodes the video once, front to back,
-handing over one segment at a time with its frames already at the budget's size.
+Each segment's frames are chosen by the checkpoint's video rule for one clip of that length
+(`ProcessorConfig.video_sampling`, a `FrameSampling`: for Gemma 4's config 32 frames spread
+evenly over the clip; offset to the segment's first frame), so a segment goes in exactly as
+a short video of its own would, and every frame keeps the video's own timestamp.
+`choose_fidelity` (pure) says how many frames per segment and which per-frame image budget
+fit the tokens the plan leaves, or None: describe the video segment by segment instead.
+`iter_segments` decodes the video once, front to back, handing over one segment at a time
+with its frames already at the budget's size.
 """
 
 from __future__ import annotations
@@ -22,19 +24,23 @@ import numpy as np
 from mlx_model.processing.errors import CorruptMediaError
 from mlx_model.processing.image import aspect_ratio_preserving_size, resize_for_budget
 from mlx_model.processing.video import (
+    DEFAULT_NUM_FRAMES,
+    FrameSampling,
     VideoClip,
     _open,
     _video_stream,
     index_packets,
-    sample_indices,
 )
 
 from .clips import AudioClip, format_clock
 
 SEGMENT_SECONDS = 60.0
 FRAME_MARKER_TOKENS = 2  # <|image> ... <image|> around each frame's soft tokens
-# Frame rates tried, in order, when the video does not fit at the checkpoint's own rate.
-FPS_STEPS = (1.0, 0.5, 1 / 3, 0.25, 0.2, 0.1)
+# Transformers' Gemma 4 default (32 frames per clip) where no checkpoint says otherwise.
+DEFAULT_SAMPLING = FrameSampling(num_frames=DEFAULT_NUM_FRAMES)
+# Fractions of the checkpoint's frames tried, in order, when the video does not fit at its
+# own sampling: half, a third, a quarter, a fifth, a tenth of the frames.
+FRAME_FRACTIONS = (0.5, 1 / 3, 0.25, 0.2, 0.1)
 
 
 @dataclass(frozen=True)
@@ -96,14 +102,15 @@ def plan_segments(
     native_fps: float,
     *,
     segment_seconds: float = SEGMENT_SECONDS,
-    fps: float = 1.0,
+    sampling: FrameSampling = DEFAULT_SAMPLING,
 ) -> list[VideoSegment]:
-    """Consecutive segments of at most `segment_seconds`, frames sampled per segment at `fps`."""
+    """Consecutive segments of at most `segment_seconds`, each sampled as one clip by `sampling`
+    (the checkpoint's `ProcessorConfig.video_sampling`)."""
     per_segment = max(1, int(math.floor(segment_seconds * native_fps + 1e-9)))
     segments = []
     for k, first in enumerate(range(0, total_frames, per_segment)):
         count = min(per_segment, total_frames - first)
-        indices = first + sample_indices(count, native_fps, fps)
+        indices = first + sampling.indices(count, native_fps)
         segments.append(
             VideoSegment(k, first / native_fps, (first + count) / native_fps, indices, native_fps)
         )
@@ -130,23 +137,43 @@ def video_tokens(
     return frames * (tokens_per_frame + FRAME_MARKER_TOKENS + 3) + len(segments) * label_tokens
 
 
+def fewer_frames(sampling: FrameSampling, fraction: float) -> FrameSampling:
+    """`sampling` with about `fraction` of its frames (at least one per segment)."""
+    if sampling.num_frames is not None:
+        return FrameSampling(num_frames=max(1, int(sampling.num_frames * fraction)))
+    return FrameSampling(fps=float(sampling.fps) * fraction)
+
+
+def describe_sampling(sampling: FrameSampling) -> str:
+    """`32 frames per segment`, `1 frame every 2 s`, `1 frame per second`."""
+    if sampling.num_frames is not None:
+        n = sampling.num_frames
+        return f"{n} frame{'' if n == 1 else 's'} per segment"
+    fps = float(sampling.fps)
+    if fps >= 1:
+        return f"{fps:g} frame{'' if fps == 1 else 's'} per second"
+    return f"1 frame every {1 / fps:.3g} s"
+
+
 @dataclass(frozen=True)
 class Fidelity:
     """How a long video goes into one prompt."""
 
-    fps: float
+    sampling: FrameSampling
     budget: int
     tokens: int  # frames (and the sound, when counted) at this fidelity
     reduced: bool  # fewer frames or a smaller budget than the checkpoint's own
 
-    def message(self, default_fps: float, default_budget: int) -> str:
-        """What to tell the user, e.g. `1 frame every 2 s at image budget 70 (to fit the context)`."""
+    def message(self, default_sampling: FrameSampling, default_budget: int) -> str:
+        """What to tell the user, e.g. `The video was sampled with 16 frames per segment
+        instead of 32 frames per segment to fit the context.` ("" when nothing was reduced)."""
         if not self.reduced:
             return ""
         parts = []
-        if self.fps < default_fps:
-            every = 1 / self.fps
-            parts.append(f"1 frame every {every:g} s instead of {default_fps:g} per second")
+        if self.sampling != default_sampling:
+            parts.append(
+                f"{describe_sampling(self.sampling)} instead of {describe_sampling(default_sampling)}"
+            )
         if self.budget < default_budget:
             parts.append(f"image budget {self.budget} instead of {default_budget}")
         return "The video was sampled with " + " and ".join(parts) + " to fit the context."
@@ -160,30 +187,38 @@ def choose_fidelity(
     tokens_per_frame: Callable[[int], int],
     default_budget: int,
     budgets: Sequence[int],
-    default_fps: float = 1.0,
+    sampling: FrameSampling = DEFAULT_SAMPLING,
     audio_tokens: int = 0,
     segment_seconds: float = SEGMENT_SECONDS,
     label_tokens: int = 4,
 ) -> Fidelity | None:
     """The richest sampling that fits `available_tokens`, or None (describe it segment by segment).
 
-    Tried in order: the checkpoint's rate and budget; smaller budgets (of `budgets`) at that
-    rate; then fewer frames per second (`FPS_STEPS`) at the smallest budget. `audio_tokens`
-    (the sound track's clips) always go in beside the frames.
+    Tried in order: the checkpoint's sampling (`sampling`) and budget; smaller budgets (of
+    `budgets`) with that sampling; then fewer frames per segment (`FRAME_FRACTIONS` of the
+    checkpoint's) at the smallest budget. `audio_tokens` (the sound track's clips) always go
+    in beside the frames.
     """
     smaller = sorted((b for b in budgets if b < default_budget), reverse=True)
-    options = [(default_fps, default_budget)] + [(default_fps, b) for b in smaller]
+    options = [(sampling, default_budget)] + [(sampling, b) for b in smaller]
     lowest = smaller[-1] if smaller else default_budget
-    options += [(f, lowest) for f in FPS_STEPS if f < default_fps]
-    for fps, budget in options:
-        segments = plan_segments(total_frames, native_fps, segment_seconds=segment_seconds, fps=fps)
+    seen = {sampling}
+    for fraction in FRAME_FRACTIONS:
+        fewer = fewer_frames(sampling, fraction)
+        if fewer not in seen:
+            seen.add(fewer)
+            options.append((fewer, lowest))
+    for choice, budget in options:
+        segments = plan_segments(
+            total_frames, native_fps, segment_seconds=segment_seconds, sampling=choice
+        )
         tokens = (
             video_tokens(segments, tokens_per_frame(budget), label_tokens=label_tokens)
             + audio_tokens
         )
         if tokens <= available_tokens:
-            reduced = (fps, budget) != (default_fps, default_budget)
-            return Fidelity(fps, budget, tokens, reduced)
+            reduced = (choice, budget) != (sampling, default_budget)
+            return Fidelity(choice, budget, tokens, reduced)
     return None
 
 
@@ -321,6 +356,8 @@ __all__ = [
     "VideoSegment",
     "choose_fidelity",
     "describe_request",
+    "describe_sampling",
+    "fewer_frames",
     "frame_tokens",
     "iter_segments",
     "long_video_content",

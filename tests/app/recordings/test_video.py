@@ -1,5 +1,5 @@
-"""Long videos: one-minute segments sampled by the checkpoint's rule, timestamps, sound clips,
-and the pure choice of frame rate and budget."""
+"""Long videos: one-minute segments each sampled as one clip by the checkpoint's rule,
+timestamps, sound clips, and the pure choice of frames and budget."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from app.recordings.video import (
     video_tokens,
 )
 from mlx_model.processing.image import SUPPORTED_BUDGETS, resize_for_budget
-from mlx_model.processing.video import sample_indices
+from mlx_model.processing.video import FrameSampling, format_timestamp
 from tests.app.recording_sources import write_tone_video
 
 
@@ -27,22 +27,33 @@ def five_minute_video(tmp_path_factory):
 
 
 def test_segments_are_a_minute_each_sampled_by_the_clip_rule():
-    segments = plan_segments(9000, 30.0)  # 5 minutes at 30 fps
+    rule = FrameSampling(num_frames=32)
+    segments = plan_segments(9000, 30.0, sampling=rule)  # 5 minutes at 30 fps
 
     assert len(segments) == 5
     assert [(s.start_s, s.end_s) for s in segments] == [
         (60.0 * k, 60.0 * (k + 1)) for k in range(5)
     ]
     for k, segment in enumerate(segments):
-        assert np.array_equal(segment.frame_indices, 1800 * k + sample_indices(1800, 30.0, 1.0))
-    assert segments[1].timestamps[:2] == [60.0, 61.0]
+        # exactly the frames a one-minute clip of its own gets: 32 spread evenly
+        assert np.array_equal(segment.frame_indices, 1800 * k + rule.indices(1800, 30.0))
+    assert segments[1].timestamps[:2] == [60.0, 60.0 + 1800 // 32 / 30.0]
 
 
 def test_a_short_last_segment_is_sampled_as_its_own_clip():
-    segments = plan_segments(int(150.5 * 24), 24.0)
+    segments = plan_segments(int(150.5 * 24), 24.0, sampling=FrameSampling(num_frames=32))
+
+    assert [len(s.frame_indices) for s in segments] == [32, 32, 32]
+    last = segments[-1]
+    assert last.end_s == pytest.approx(150.5)
+    assert last.frame_indices[1] - last.frame_indices[0] == int(30.5 * 24) // 32
+
+
+def test_a_checkpoint_that_samples_by_rate_gets_that_rate_per_segment():
+    segments = plan_segments(int(150.5 * 24), 24.0, sampling=FrameSampling(fps=1.0))
 
     assert [len(s.frame_indices) for s in segments] == [60, 60, 30]
-    assert segments[-1].end_s == pytest.approx(150.5)
+    assert segments[1].timestamps[:2] == [60.0, 61.0]
 
 
 def test_five_minute_video_with_sound_goes_in_as_five_segments_with_timestamps(
@@ -54,7 +65,7 @@ def test_five_minute_video_with_sound_goes_in_as_five_segments_with_timestamps(
     cfg = processor.config
     info = probe_video(five_minute_video)
     assert info.has_audio and info.duration_s == pytest.approx(300.0)
-    segments = plan_segments(info.total_frames, info.native_fps)
+    segments = plan_segments(info.total_frames, info.native_fps, sampling=cfg.video_sampling)
     decoded = list(iter_segments(five_minute_video, segments, budget=cfg.video_budget))
     audio = list(iter_clips(five_minute_video, clip_seconds=cfg.max_audio_seconds))
     content = long_video_content(decoded, audio, name="demo.mkv")
@@ -65,13 +76,14 @@ def test_five_minute_video_with_sound_goes_in_as_five_segments_with_timestamps(
     )
 
     assert len(decoded) == 5 and len(audio) == 10
-    assert out["num_frames_per_video"].tolist() == [60] * 5
+    per_segment = cfg.video_sampling.num_frames  # the tiny checkpoint's rule, as the 12B's
+    assert out["num_frames_per_video"].tolist() == [per_segment] * 5
     prompt = out["prompt"]
+    boi = processor.tokenizer.special.boi_token
     stamps = [
-        f"{m:02d}:{s:02d} {processor.tokenizer.special.boi_token}"
-        for m in range(5)
-        for s in range(60)
+        f"{format_timestamp(t)} {boi}" for segment in decoded for t in segment.clip.timestamps
     ]
+    assert len(stamps) == 5 * per_segment and stamps[per_segment] == f"01:00 {boi}"
     positions = [prompt.index(stamp) for stamp in stamps]
     assert positions == sorted(positions)
     for k in range(5):
@@ -81,7 +93,7 @@ def test_five_minute_video_with_sound_goes_in_as_five_segments_with_timestamps(
 
 
 def test_segment_frames_are_the_seconds_they_are_stamped_with(five_minute_video):
-    segments = plan_segments(600, 2.0)
+    segments = plan_segments(600, 2.0, sampling=FrameSampling(num_frames=32))
     third = next(
         d for d in iter_segments(five_minute_video, segments, budget=70) if d.segment.index == 2
     )
@@ -105,10 +117,13 @@ def test_frames_are_decoded_at_the_size_the_processor_would_use(five_minute_vide
     assert resize_for_budget(frame, 70).shape == frame.shape  # resizing again changes nothing
 
 
-def test_fidelity_keeps_the_checkpoint_rate_when_it_fits():
+RULE = FrameSampling(num_frames=32)
+
+
+def test_fidelity_keeps_the_checkpoint_sampling_when_it_fits():
     per_frame = lambda budget: budget  # noqa: E731 - a square-ish frame uses its whole budget
     total, fps = 30 * 60 * 30, 30.0  # 30 minutes at 30 fps
-    full = video_tokens(plan_segments(total, fps), 70)
+    full = video_tokens(plan_segments(total, fps, sampling=RULE), 70)
 
     choice = choose_fidelity(
         total_frames=total,
@@ -117,16 +132,18 @@ def test_fidelity_keeps_the_checkpoint_rate_when_it_fits():
         tokens_per_frame=per_frame,
         default_budget=70,
         budgets=SUPPORTED_BUDGETS,
+        sampling=RULE,
     )
 
-    assert (choice.fps, choice.budget, choice.reduced) == (1.0, 70, False)
+    assert (choice.sampling, choice.budget, choice.reduced) == (RULE, 70, False)
+    assert choice.message(RULE, 70) == ""
 
 
-def test_fidelity_lowers_the_budget_before_the_frame_rate():
+def test_fidelity_lowers_the_budget_before_the_frames():
     per_frame = lambda budget: budget  # noqa: E731
     total, fps = 10 * 60 * 25, 25.0
-    at_140 = video_tokens(plan_segments(total, fps), 140)
-    at_70 = video_tokens(plan_segments(total, fps), 70)
+    at_140 = video_tokens(plan_segments(total, fps, sampling=RULE), 140)
+    at_70 = video_tokens(plan_segments(total, fps, sampling=RULE), 70)
 
     choice = choose_fidelity(
         total_frames=total,
@@ -135,32 +152,48 @@ def test_fidelity_lowers_the_budget_before_the_frame_rate():
         tokens_per_frame=per_frame,
         default_budget=140,
         budgets=SUPPORTED_BUDGETS,
+        sampling=RULE,
     )
 
-    assert (choice.fps, choice.budget, choice.tokens) == (1.0, 70, at_70)
+    assert (choice.sampling, choice.budget, choice.tokens) == (RULE, 70, at_70)
     assert (
-        choice.message(1.0, 140)
+        choice.message(RULE, 140)
         == "The video was sampled with image budget 70 instead of 140 to fit the context."
     )
 
 
 def test_fidelity_takes_fewer_frames_then_gives_up():
     per_frame = lambda budget: budget  # noqa: E731
-    total, fps = 60 * 60 * 30, 30.0  # an hour
+    total, fps = 60 * 60 * 30, 30.0  # an hour: 60 segments
     audio = 60 * 1_520
 
     half = choose_fidelity(
-        total_frames=total, native_fps=fps, available_tokens=300_000, tokens_per_frame=per_frame,
-        default_budget=70, budgets=SUPPORTED_BUDGETS, audio_tokens=audio,
+        total_frames=total, native_fps=fps, available_tokens=200_000, tokens_per_frame=per_frame,
+        default_budget=70, budgets=SUPPORTED_BUDGETS, sampling=RULE, audio_tokens=audio,
     )  # fmt: skip
     none = choose_fidelity(
         total_frames=total, native_fps=fps, available_tokens=90_000, tokens_per_frame=per_frame,
-        default_budget=70, budgets=SUPPORTED_BUDGETS, audio_tokens=audio,
+        default_budget=70, budgets=SUPPORTED_BUDGETS, sampling=RULE, audio_tokens=audio,
     )  # fmt: skip
 
-    assert (half.fps, half.budget) == (0.5, 70) and half.tokens <= 300_000
-    assert "1 frame every 2 s" in half.message(1.0, 70)
+    assert (half.sampling, half.budget) == (FrameSampling(num_frames=16), 70)
+    assert half.tokens <= 200_000
+    assert "16 frames per segment instead of 32 frames per segment" in half.message(RULE, 70)
     assert none is None  # describe it segment by segment
+
+
+def test_fidelity_of_a_rate_rule_lowers_the_rate():
+    per_frame = lambda budget: budget  # noqa: E731
+    total, fps = 60 * 60 * 30, 30.0
+    rate = FrameSampling(fps=1.0)
+
+    choice = choose_fidelity(
+        total_frames=total, native_fps=fps, available_tokens=300_000, tokens_per_frame=per_frame,
+        default_budget=70, budgets=SUPPORTED_BUDGETS, sampling=rate, audio_tokens=60 * 1_520,
+    )  # fmt: skip
+
+    assert choice.sampling == FrameSampling(fps=0.5)
+    assert "1 frame every 2 s instead of 1 frame per second" in choice.message(rate, 70)
 
 
 def test_frame_tokens_follow_the_processor_resize():
