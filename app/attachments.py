@@ -12,6 +12,12 @@
    for audio the duration and a waveform preview array (peak per bin, 0..1); for video
    the duration, a thumbnail and a frame strip (a row of frames in one JPEG).
 
+Files that are not media are read as documents (PDF, DOCX, text, Markdown, code, CSV/TSV,
+HTML) and folders as one codebase (`app.inputs.ingest`): their chip shows pages and
+tokens. Audio and video of any length are accepted: longer than one clip, the duration is
+read from the header and the previews are made without decoding the whole file; what goes
+into the prompt is decided when the message is sent (`app.inputs`).
+
 Limits come from the checkpoint (`MediaLimits.from_checkpoint`): nothing about the 12B is
 hard-coded here.
 """
@@ -45,8 +51,9 @@ WAVEFORM_BINS = 100
 SNIFF_BYTES = 64
 
 SUPPORTED_DESCRIPTION = (
-    "images (JPEG, PNG, HEIC, WebP, GIF, TIFF, BMP), audio (WAV, FLAC, OGG, MP3, M4A, AIFF) "
-    "or video (MP4, MOV, M4V, WebM, MKV)"
+    "images (JPEG, PNG, HEIC, WebP, GIF, TIFF, BMP), audio (WAV, FLAC, OGG, MP3, M4A, AIFF), "
+    "video (MP4, MOV, M4V, WebM, MKV), documents (PDF, Word .docx, text, Markdown, source "
+    "code, CSV/TSV, HTML) or a folder of source files"
 )
 
 
@@ -101,7 +108,7 @@ class Attachment:
     """A validated media file in the store, ready to go into a message."""
 
     sha256: str
-    kind: str  # "image" | "audio" | "video"
+    kind: str  # "image" | "audio" | "video" | "document"
     mime: str
     filename: str  # the name the user knows it by (for display and export)
     size: int
@@ -131,6 +138,16 @@ class Attachment:
         """Video: one JPEG with a row of frames across the clip."""
         name = self.meta.get("frame_strip")
         return self.path.parent / name if name else None
+
+    @property
+    def tokens(self) -> int | None:
+        """Document: the tokens it takes in a prompt (estimated without a local model)."""
+        return self.meta.get("tokens")
+
+    @property
+    def size_label(self) -> str:
+        """Document: `300 pages`, `1,204 lines`, `42 files`."""
+        return str(self.meta.get("size_label", ""))
 
     @classmethod
     def from_record(cls, record: MediaRecord, filename: str = "") -> Attachment:
@@ -307,6 +324,10 @@ class AttachmentIngestor:
     def __init__(self, media: MediaStore, limits: MediaLimits | None = None) -> None:
         self.media = media
         self.limits = limits or MediaLimits.defaults()
+        # Set when a local model is loaded: documents are counted with its tokenizer and
+        # scanned pages rendered for its image processor (else estimated / the defaults).
+        self.count_tokens: Any = None
+        self.processor_config: Any = None
 
     def from_path(self, path: str | os.PathLike[str], *, filename: str | None = None) -> Attachment:
         """Ingest a file the user dropped or chose. Raises a `MediaError` with a clear message."""
@@ -315,22 +336,22 @@ class AttachmentIngestor:
         if not path.exists():
             raise MediaError(f"{name} could not be found.", source=str(path))
         if path.is_dir():
-            raise UnsupportedMediaError(
-                f"{name} is a folder; attach {SUPPORTED_DESCRIPTION}.", source=str(path)
-            )
+            return self._document(path, filename or path.name or str(path))
         try:
             size = path.stat().st_size
         except OSError as exc:
             raise MediaError(f"{name} cannot be read: {exc.strerror}.", source=str(path)) from exc
         if size == 0:
             raise CorruptMediaError(f"{name} is empty (0 bytes).", source=str(path))
+        display = filename or path.name
         try:
             kind, mime, ext = sniff_file(path, name)
         except PermissionError as exc:
             raise MediaError(
                 f"{name} cannot be read: permission denied.", source=str(path)
             ) from exc
-        display = filename or path.name
+        except UnsupportedMediaError as exc:  # not media: a document, or nothing we read
+            return self._document(path, display, exc)
         if kind == "image":
             return self._image(path, display, mime, ext)
         if kind == "audio":
@@ -390,6 +411,28 @@ class AttachmentIngestor:
 
     # -- per kind ------------------------------------------------------------------------
 
+    def _document(
+        self, path: Path, filename: str, not_media: MediaError | None = None
+    ) -> Attachment:
+        from app.documents import DocumentOptions
+        from app.documents.errors import BinaryFileError, UnsupportedDocumentError
+        from app.documents.text import TEXT_EXTENSIONS, text_kind
+        from app.inputs.ingest import ingest_document
+
+        options = DocumentOptions()
+        if self.processor_config is not None:
+            options = DocumentOptions.from_processor_config(self.processor_config)
+        try:
+            record = ingest_document(
+                self.media, path, filename, options=options, count=self.count_tokens
+            )
+        except (BinaryFileError, UnsupportedDocumentError) as exc:
+            named_as_text = path.suffix.lower() in TEXT_EXTENSIONS or text_kind(path)[0] != "text"
+            if not_media is not None and not named_as_text:
+                raise not_media from exc  # neither media nor text: "attach images, audio, ..."
+            raise
+        return Attachment.from_record(record, filename)
+
     def _store(
         self, path: Path, kind: str, mime: str, ext: str, filename: str, meta: dict[str, Any]
     ) -> MediaRecord:
@@ -421,15 +464,21 @@ class AttachmentIngestor:
         return Attachment.from_record(self.media.get(record.sha256), filename)
 
     def _audio(self, path: Path, filename: str, mime: str, ext: str) -> Attachment:
+        from app.recordings import probe_recording
         from mlx_model.processing.audio import SAMPLE_RATE, load_audio
+        from mlx_model.processing.errors import MediaTooLongError
 
+        limit = self.limits.max_audio_s
+        duration = _with_extension(path, ext, lambda p: probe_recording(p, name=filename), filename)
+        if duration is not None and duration > limit + 1e-6:
+            return self._long_audio(path, filename, mime, ext, duration)
         # A copy under the real extension lets the decoders pick the right demuxer.
-        clips = _with_extension(
-            path,
-            ext,
-            lambda p: load_audio(p, SAMPLE_RATE, max_clip_seconds=self.limits.max_audio_s),
-            filename,
-        )
+        try:
+            clips = _with_extension(
+                path, ext, lambda p: load_audio(p, SAMPLE_RATE, max_clip_seconds=limit), filename
+            )
+        except MediaTooLongError as exc:  # the header did not say how long it is
+            return self._long_audio(path, filename, mime, ext, exc.duration_s or limit)
         waveform = clips[0]
         meta = {
             "duration_s": round(len(waveform) / SAMPLE_RATE, 3),
@@ -439,8 +488,49 @@ class AttachmentIngestor:
         record = self._store(path, "audio", mime, ext, filename, meta)
         return Attachment.from_record(record, filename)
 
+    def _long_audio(
+        self, path: Path, filename: str, mime: str, ext: str, duration: float
+    ) -> Attachment:
+        """A recording longer than one clip: stored whole, previewed by streaming it once."""
+        from app.inputs.ingest import long_audio_meta
+        from mlx_model.processing.audio import SAMPLE_RATE
+
+        meta = _with_extension(
+            path,
+            ext,
+            lambda p: long_audio_meta(p, filename, duration, self.limits.max_audio_s, SAMPLE_RATE),
+            filename,
+        )
+        record = self._store(path, "audio", mime, ext, filename, meta)
+        return Attachment.from_record(record, filename)
+
+    def _long_video(self, path: Path, filename: str, mime: str, ext: str, info: Any) -> Attachment:
+        """A video longer than one clip: header facts, a poster frame and a strip by seeking."""
+        from app.inputs.ingest import long_video_preview
+
+        frames = _with_extension(path, ext, lambda p: long_video_preview(p, info), filename)
+        meta = {
+            "duration_s": round(float(info.duration_s), 3),
+            "width": int(info.width),
+            "height": int(info.height),
+            "fps": float(info.native_fps),
+            "has_audio": bool(info.has_audio),
+            "long": True,
+        }
+        record = self._store(path, "video", mime, ext, filename, meta)
+        if frames:
+            self.media.set_thumbnail(record.sha256, image_thumbnail(frames[0]))
+            strip = self.media.write_derived(record.sha256, ".strip.jpg", frame_strip(frames))
+            self.media.update_meta(record.sha256, frame_strip=strip.name)
+        return Attachment.from_record(self.media.get(record.sha256), filename)
+
     def _video(self, path: Path, filename: str, mime: str, ext: str) -> Attachment:
+        from app.recordings.video import probe_video
         from mlx_model.processing.video import load_video
+
+        info = _with_extension(path, ext, lambda p: probe_video(p, filename), filename)
+        if info.duration_s > self.limits.max_video_s + 1e-6:
+            return self._long_video(path, filename, mime, ext, info)
 
         clip = _with_extension(
             path,

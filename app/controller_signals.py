@@ -5,7 +5,8 @@
 `message_delta(conversation_id, message_id, text, thinking)`,
 `message_progress(conversation_id, message_id, done, total, eta_s)` (eta_s None: unknown),
 `message_finished(conversation_id, message_id, status, error)` (error "" when none),
-`turn_finished(Turn)`, and `event(object)` with every controller event.
+`turn_finished(Turn)`, `input_progressed(InputProgressed)` (a transcription's progress or a
+note about a long input), and `event(object)` with every controller event.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from PySide6.QtCore import QObject, Signal
 from app.conversation_controller import (
     ControllerEvent,
     ConversationController,
+    InputProgressed,
     MessageAdded,
     MessageDelta,
     MessageFinished,
@@ -32,6 +34,7 @@ class ControllerSignals(QObject):
     message_progress = Signal(int, int, int, int, object)
     message_finished = Signal(int, int, str, str)
     turn_finished = Signal(object)
+    input_progressed = Signal(object)
 
     def __init__(self, controller: ConversationController, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -56,3 +59,5 @@ class ControllerSignals(QObject):
             self.message_finished.emit(ev.conversation_id, ev.message_id, ev.status, ev.error or "")
         elif isinstance(ev, TurnFinished):
             self.turn_finished.emit(ev.turn)
+        elif isinstance(ev, InputProgressed):
+            self.input_progressed.emit(ev)

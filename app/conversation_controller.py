@@ -15,11 +15,18 @@ One `ConversationController` serves the GUI and the terminal chat alike:
 - `delete_conversation` stops an answer still being written into the chat (keeping what
   it had written) before the chat goes to the trash, so nothing lands in the trash;
 - each chat's own options (`Conversation.options`: the preset it started from, sampling,
-  thinking, whether tools are offered) apply over the settings.
+  thinking, whether tools are offered) apply over the settings;
+- long inputs (`app.inputs`): a recording or video transcribed (described) before the answer
+  streams into an assistant message of its own, marked by `stats["transcript"]` (searchable
+  and exported like any message, reused by later turns instead of the media, and never
+  sent back as a model turn); the answer follows in a new message carrying the notes
+  (`stats["input_notes"]`: which pages were used, how a video was sampled). A cancel keeps
+  the transcript so far; the next turn continues it.
 
 Controller events (`subscribe`) say which message changed, for views: `MessageAdded`,
 `MessageDelta`, `MessageProgress` (a long prompt being read, never stored),
-`MessageFinished`, `TurnFinished`. They are called on the engine service
+`MessageFinished`, `TurnFinished`, and `InputProgressed` (a transcription's progress, a
+note). They are called on the engine service
 thread; `app.controller_signals.ControllerSignals` re-emits them as queued Qt signals.
 """
 
@@ -45,6 +52,14 @@ from app.engines.contract import (
     ToolCallEvent,
     ToolResultEvent,
 )
+from app.inputs.events import (
+    InputNote,
+    InputProgress,
+    TranscriptFinished,
+    TranscriptLine,
+    TranscriptStarted,
+)
+from app.inputs.run import InputContext
 from app.media_budget import MediaBudget, check_attachments
 from app.messages import assistant_message, tool_message
 from app.options import GenerationOptions
@@ -105,7 +120,19 @@ class TurnFinished:
     turn: Turn
 
 
-ControllerEvent = MessageAdded | MessageDelta | MessageProgress | MessageFinished | TurnFinished
+@dataclass(frozen=True)
+class InputProgressed:
+    """Preparing a long input: a transcription's progress (`progress`) or a note (`note`)."""
+
+    conversation_id: int
+    message_id: int
+    progress: InputProgress | None = None
+    note: str = ""
+
+
+ControllerEvent = (
+    MessageAdded | MessageDelta | MessageProgress | MessageFinished | TurnFinished | InputProgressed
+)
 
 
 @dataclass(eq=False)
@@ -122,6 +149,8 @@ class Turn:
     trashed: bool = False  # the chat went to the trash mid-answer: store nothing more
     thinking: dict[int, list[float]] = field(default_factory=dict)  # message -> [start, end?]
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+    notes: list[str] = field(default_factory=list)  # about long inputs, for the answer
+    transcript_ids: list[int] = field(default_factory=list)  # transcript messages it made
     _finished: threading.Event = field(default_factory=threading.Event, repr=False)
 
     @property
@@ -138,8 +167,16 @@ class Turn:
         return self._finished.is_set()
 
 
-def render_message_content(message: Message, media_path: Callable[[str], str]) -> Any:
-    """A stored message's content in Hugging Face chat shape (str, or parts when it has media)."""
+def render_message_content(
+    message: Message,
+    media_path: Callable[[str], str],
+    media_meta: Callable[[str], dict[str, Any]] | None = None,
+) -> Any:
+    """A stored message's content in Hugging Face chat shape (str, or parts when it has media).
+
+    Audio, video and documents carry what preparing long inputs needs (`app.inputs`): their
+    name and hash, a duration or a document's MIME type (from `media_meta`).
+    """
     if not message.attachments:
         return message.text
     parts: list[dict[str, Any]] = []
@@ -149,7 +186,15 @@ def render_message_content(message: Message, media_path: Callable[[str], str]) -
         except KeyError:
             path = ""
         if path and Path(path).is_file():
-            parts.append({"type": a.kind, "path": path})
+            part: dict[str, Any] = {"type": a.kind, "path": path}
+            if a.kind in ("audio", "video", "document"):
+                meta = media_meta(a.sha256) if media_meta is not None else {}
+                part.update(name=a.filename, sha256=a.sha256)
+                if meta.get("duration_s") is not None:
+                    part["duration_s"] = meta["duration_s"]
+                if a.kind == "document":
+                    part["mime"] = meta.get("mime", "")
+            parts.append(part)
         else:  # a lost media file must not make the whole conversation unanswerable
             parts.append(
                 {"type": "text", "text": f"[attachment no longer available: {a.filename}]"}
@@ -160,13 +205,17 @@ def render_message_content(message: Message, media_path: Callable[[str], str]) -
 
 
 def render_chat(
-    messages: Sequence[Message], media_path: Callable[[str], str], system_prompt: str | None = None
+    messages: Sequence[Message],
+    media_path: Callable[[str], str],
+    system_prompt: str | None = None,
+    media_meta: Callable[[str], dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """Stored messages -> Hugging Face chat messages for `Engine.stream`.
 
-    Superseded messages and failed empty answers are left out; thinking is not sent back
-    (the template strips earlier thoughts anyway); tool calls and their results become the
-    same messages the agent loop appends (`app.messages`).
+    Superseded messages, failed empty answers and transcript messages (their text goes in
+    where the recording was) are left out; thinking is not sent back (the template strips
+    earlier thoughts anyway); tool calls and their results become the same messages the
+    agent loop appends (`app.messages`).
     """
     chat: list[dict[str, Any]] = []
     if system_prompt:
@@ -180,9 +229,12 @@ def render_chat(
             else:
                 chat.insert(0, {"role": "system", "content": m.text})
         elif m.role == "user":
-            chat.append({"role": "user", "content": render_message_content(m, media_path)})
+            content = render_message_content(m, media_path, media_meta)
+            chat.append({"role": "user", "content": content})
         elif m.role == "assistant":
             if m.status == "streaming" or (not m.text and not m.tool_calls):
+                continue
+            if is_transcript(m):
                 continue
             calls = [
                 ToolCall(c["name"], c.get("arguments", {}), c.get("id") or f"call_{m.id}_{i}")
@@ -195,6 +247,23 @@ def render_chat(
             answered = ToolCall(call.get("name", ""), call.get("arguments", {}), call.get("id", ""))
             chat.append(tool_message(answered, result.get("result"), result.get("error")))
     return chat
+
+
+def is_transcript(message: Message) -> bool:
+    """Is this assistant message a transcript (or a video's description) made for an answer?"""
+    return bool((message.stats or {}).get("transcript"))
+
+
+def known_transcripts(messages: Sequence[Message]) -> dict[str, dict[str, Any]]:
+    """Media hash -> the latest transcript of it in these messages (`Transcript.to_dict()`)."""
+    found: dict[str, dict[str, Any]] = {}
+    for m in messages:
+        transcript = (m.stats or {}).get("transcript")
+        if m.superseded_at is None and transcript and transcript.get("sha256"):
+            earlier = found.get(transcript["sha256"])
+            if earlier is None or not earlier.get("complete") or transcript.get("complete"):
+                found[transcript["sha256"]] = transcript
+    return found
 
 
 def title_from(text: str) -> str:
@@ -323,10 +392,15 @@ class ConversationController:
         system = (
             conv.system_prompt if conv.system_prompt is not None else self.settings.system_prompt
         )
-        return render_chat(self.store.messages(conversation_id), self._media_path, system or None)
+        messages = self.store.messages(conversation_id)
+        return render_chat(messages, self._media_path, system or None, self._media_meta)
 
     def _media_path(self, sha256: str) -> str:
         return str(self.storage.media.path_of(sha256))
+
+    def _media_meta(self, sha256: str) -> dict[str, Any]:
+        record = self.storage.media.find(sha256)
+        return {**record.meta, "mime": record.mime} if record is not None else {}
 
     # -- sending --------------------------------------------------------------------------
 
@@ -343,7 +417,10 @@ class ConversationController:
         """
         if not text.strip() and not attachments:
             raise StorageError("There is nothing to send: write a message or attach a file.")
-        check_attachments(attachments, self.media_budget)  # a MediaError names what is over
+        # Recordings and videos longer than one clip are read clip by clip (app.inputs): the
+        # budget of what one prompt decodes at once counts the rest.
+        short = [a for a in attachments if not getattr(a, "meta", {}).get("long")]
+        check_attachments(short, self.media_budget)  # a MediaError names what is over
         refs = [(a.sha256, a.kind, a.filename) for a in attachments]
         user = self.store.add_message(conversation_id, "user", text, attachments=refs)
         self._notify(MessageAdded(conversation_id, user.id, "user"))
@@ -435,11 +512,13 @@ class ConversationController:
             # Register before submitting so no event of the job can arrive unrouted.
             # The engine keeps one prompt cache per conversation: the next turn prefills
             # only what is new.
+            transcripts = known_transcripts(self.store.messages(conversation_id))
             job = self.service.generate(
                 chat,
                 tools=tools,
                 options=options,
                 conversation_id=self.store.get_conversation(conversation_id).uuid,
+                inputs=InputContext(transcripts),
             )
             turn = Turn(conversation_id, user_message_id, [assistant.id], job)
             self._turns[job.id] = turn
@@ -494,12 +573,22 @@ class ConversationController:
                 self.writer.flush(mid)
             elif isinstance(inner, ToolResultEvent):
                 self._tool_result(turn, inner)
+            elif isinstance(inner, InputNote | InputProgress | TranscriptStarted):
+                self._input_event(turn, inner)
+            elif isinstance(inner, TranscriptLine):
+                self.writer.append_text(mid, inner.text)
+                self._notify(MessageDelta(cid, mid, text=inner.text))
+            elif isinstance(inner, TranscriptFinished):
+                self._transcript_finished(turn, inner)
             elif isinstance(inner, Finished):
                 stats = self._with_thinking_time(turn, mid, dataclasses.asdict(inner.stats))
+                if turn.notes:
+                    stats["input_notes"] = list(turn.notes)
                 turn.stats = stats
                 cancelled = inner.stats.stop_reason == "cancelled"
                 turn.status = "cancelled" if cancelled else "done"
-                self._finish_message(turn, "done", stats=stats)
+                if mid in self.writer.active:  # not when a cancel ended a transcript
+                    self._finish_message(turn, "done", stats=stats)
             elif isinstance(inner, GenerationError):
                 turn.status, turn.error = "error", inner.message
                 log.warning(
@@ -560,6 +649,29 @@ class ConversationController:
             stats = {**(stats or {}), "error_kind": str(kind)}
         self.writer.finish(mid, status=status, stats=stats, error=error)  # type: ignore[arg-type]
         self._notify(MessageFinished(turn.conversation_id, mid, status, error))
+
+    def _input_event(self, turn: Turn, event: Any) -> None:
+        cid, mid = turn.conversation_id, turn.assistant_message_id
+        if isinstance(event, InputNote):
+            turn.notes.append(event.text)
+            self._notify(InputProgressed(cid, mid, note=event.text))
+        elif isinstance(event, InputProgress):
+            self._notify(InputProgressed(cid, mid, progress=event))
+        elif isinstance(event, TranscriptStarted):
+            # The (still empty) answer message becomes the transcript; the answer follows.
+            turn.transcript_ids.append(mid)
+            self._notify(InputProgressed(cid, mid, note=""))
+
+    def _transcript_finished(self, turn: Turn, event: TranscriptFinished) -> None:
+        cid = turn.conversation_id
+        transcript = {**event.transcript, "sha256": event.sha256, "kind": event.kind}
+        self._finish_message(turn, "done", stats={"transcript": transcript})
+        if not transcript.get("complete"):
+            return  # cancelled: the transcript so far is kept, no answer follows
+        follow = self.store.add_message(cid, "assistant", status="streaming")
+        self.writer.begin(follow.id)
+        turn.assistant_message_ids.append(follow.id)
+        self._notify(MessageAdded(cid, follow.id, "assistant"))
 
     def _tool_result(self, turn: Turn, event: ToolResultEvent) -> None:
         cid = turn.conversation_id

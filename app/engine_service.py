@@ -56,10 +56,12 @@ from app.engines.contract import (
     Event,
     Finished,
     GenerationError,
+    GenerationStats,
     LocalModel,
 )
 from app.engines.factory import open_engine
 from app.errors import AppError, ErrorKind, kind_of
+from app.inputs.run import prepare_for_engine
 from app.options import DEFAULTS, GenerationOptions
 from app.subscribers import Subscribers
 
@@ -299,14 +301,19 @@ class EngineService:
         tools: Tools | None = None,
         options: GenerationOptions = DEFAULTS,
         conversation_id: str | None = None,
+        inputs: Any = None,
     ) -> Job:
-        """Stream an answer to Hugging Face chat `messages` through the agent loop."""
+        """Stream an answer to Hugging Face chat `messages` through the agent loop.
+
+        Long inputs in the messages (documents, recordings and videos over one clip) are
+        prepared first (`app.inputs`; `inputs`: an `app.inputs.run.InputContext`)."""
         return self._submit(
             JobKind.GENERATE,
             messages=list(messages),
             tools=tools,
             options=options,
             conversation_id=conversation_id,
+            inputs=inputs,
         )
 
     def unload(self) -> Job:
@@ -523,9 +530,23 @@ class EngineService:
         final: Any = None
         engine = self._engine
         try:
-            stream = run_agent(
+            prepared = prepare_for_engine(
                 engine,
                 job.args["messages"],
+                options=job.args["options"],
+                tools=job.args["tools"],
+                inputs=job.args.get("inputs"),
+                cancelled=lambda: job.cancel_requested,
+                emit=lambda event: self._emit(job, EngineOutput(job.id, event)),
+            )
+            if prepared.cancelled:  # stopped while transcribing: what was done is reported
+                final = Finished(GenerationStats(stop_reason="cancelled"))
+                self._emit(job, EngineOutput(job.id, final))
+                job.result = final
+                return True
+            stream = run_agent(
+                engine,
+                prepared.messages,
                 tools=job.args["tools"],
                 options=job.args["options"],
                 conversation_id=job.args["conversation_id"],

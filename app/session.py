@@ -378,6 +378,8 @@ class AppSession:
             )
             if info.kind == "local":
                 self._loaded_local(event.path)
+            else:
+                self.ingestor.count_tokens = self.ingestor.processor_config = None
             for notice in info.notices:  # e.g. a drafter left out or a precision mismatch
                 if notice not in self._told:
                     self._told.add(notice)
@@ -399,6 +401,14 @@ class AppSession:
             self.ingestor.limits = self.limits
         except Exception:  # noqa: BLE001 - keep the defaults when the config has no limits
             pass
+        try:  # documents are counted with its tokenizer, scanned pages sized for its images
+            from app.inputs.ingest import token_counter_for
+            from mlx_model.processing import ProcessorConfig
+
+            self.ingestor.processor_config = ProcessorConfig.from_pretrained(path)
+            self.ingestor.count_tokens = token_counter_for(path)
+        except Exception:  # noqa: BLE001 - estimated counts and default sizes then
+            self.ingestor.count_tokens = self.ingestor.processor_config = None
         if self._remember_next_load and path != self.settings.model_path:
             self._remember_next_load = False
             self.settings_store.update(model_path=path)

@@ -148,6 +148,30 @@ def _pyav_blocks(path: Path, name: str) -> tuple[int, Iterator[np.ndarray]]:
     return rate, blocks()
 
 
+def read_blocks(
+    path: str | os.PathLike[str], *, name: str | None = None
+) -> tuple[int, Iterator[np.ndarray]]:
+    """(native rate, mono float32 blocks of a couple of seconds) of any audio file, read lazily."""
+    path = Path(path)
+    return _soundfile_blocks(path) or _pyav_blocks(path, f"The recording “{name or path.name}”")
+
+
+def clips_from_samples(
+    samples: np.ndarray, rate: int, *, clip_seconds: float, sampling_rate: int = 16_000
+) -> list[AudioClip]:
+    """Consecutive clips of audio already in memory (e.g. an API request's), mono at `sampling_rate`."""
+    from mlx_model.processing.audio import resample, to_mono_float
+
+    waveform = to_mono_float(np.asarray(samples))
+    if int(rate) != sampling_rate:
+        waveform = resample(waveform, int(rate), sampling_rate)
+    size = int(round(clip_seconds * sampling_rate))
+    return [
+        AudioClip(i, start / sampling_rate, waveform[start : start + size], sampling_rate)
+        for i, start in enumerate(range(0, max(1, len(waveform)), size))
+    ]
+
+
 def iter_clips(
     path: str | os.PathLike[str],
     *,

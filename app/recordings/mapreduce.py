@@ -2,8 +2,10 @@
 
 `split_lines(lines, budget, count)` packs whole lines (transcript segments, document lines)
 into parts of at most `budget` tokens; `map_reduce(parts, task, generate, ...)` asks
-`generate(prompt) -> text` the task for each part, then combines the partial answers in as
-few requests as fit, repeating until one answer remains.
+`generate(prompt) -> text` the task for each part (`map_parts`), then combines the partial
+answers in as few requests as fit, repeating until one answer remains (`reduce_answers`,
+which can also stop as soon as the answers fit a given number of tokens, for a caller that
+combines the last ones itself).
 """
 
 from __future__ import annotations
@@ -103,6 +105,72 @@ class Cancelled(Exception):
         self.partial = partial
 
 
+def map_parts(
+    parts: Sequence[Part],
+    task: str,
+    generate: Callable[[str], str],
+    *,
+    what: str = "A transcript",
+    on_progress: Callable[[MapReduceProgress], None] | None = None,
+    cancel: threading.Event | Callable[[], bool] | None = None,
+) -> list[str]:
+    """The task's answer for each part, in order (raises `Cancelled` between requests)."""
+    answers: list[str] = []
+    for i, part in enumerate(parts, 1):
+        if _is_set(cancel):
+            raise Cancelled(answers)
+        prompt = MAP_PROMPT.format(
+            what=what, index=i, total=len(parts), span=part.span, text=part.text, task=task
+        )
+        answers.append(generate(prompt).strip())
+        if on_progress is not None:
+            on_progress(MapReduceProgress("map", i, len(parts)))
+    return answers
+
+
+def reduce_answers(
+    answers: Sequence[str],
+    task: str,
+    generate: Callable[[str], str],
+    *,
+    count: TokenCounter,
+    budget: int,
+    what: str = "A transcript",
+    fits: int | None = None,
+    on_progress: Callable[[MapReduceProgress], None] | None = None,
+    cancel: threading.Event | Callable[[], bool] | None = None,
+) -> list[str]:
+    """Combine neighbouring answers (each request within `budget`) until one is left, or,
+    with `fits`, until all of them take at most `fits` tokens as answer blocks."""
+    answers = list(answers)
+
+    def done() -> bool:
+        if len(answers) <= 1:
+            return True
+        return fits is not None and count(answer_blocks(answers)) <= fits
+
+    while not done():
+        overhead = count(_reduce_prompt(task, what, len(answers), []))
+        groups = split_lines(
+            [_answer_block(i, a) for i, a in enumerate(answers)], max(1, budget - overhead), count
+        )
+        if len(groups) == len(answers):
+            groups = [list(range(len(answers)))[k : k + 2] for k in range(0, len(answers), 2)]
+        combined: list[str] = []
+        for step, group in enumerate(groups, 1):
+            if _is_set(cancel):
+                raise Cancelled(combined + answers)
+            if len(group) == 1:
+                combined.append(answers[group[0]])
+                continue
+            chosen = [answers[k] for k in group]
+            combined.append(generate(_reduce_prompt(task, what, len(chosen), chosen)).strip())
+            if on_progress is not None:
+                on_progress(MapReduceProgress("reduce", step, len(groups)))
+        answers = combined
+    return answers
+
+
 def map_reduce(
     parts: Sequence[Part],
     task: str,
@@ -118,42 +186,28 @@ def map_reduce(
 
     Raises `Cancelled` (with the partial answers) when `cancel` is set between requests.
     """
-    answers: list[str] = []
-    for i, part in enumerate(parts, 1):
-        if cancel is not None and cancel.is_set():
-            raise Cancelled(answers)
-        prompt = MAP_PROMPT.format(
-            what=what, index=i, total=len(parts), span=part.span, text=part.text, task=task
-        )
-        answers.append(generate(prompt).strip())
-        if on_progress is not None:
-            on_progress(MapReduceProgress("map", i, len(parts)))
-    if len(answers) == 1:
-        return answers[0]
-    while len(answers) > 1:
-        overhead = count(_reduce_prompt(task, what, len(answers), []))
-        groups = split_lines(
-            [_answer_block(i, a) for i, a in enumerate(answers)], max(1, budget - overhead), count
-        )
-        if len(groups) == len(answers) and len(answers) > 1:
-            groups = [list(range(len(answers)))[k : k + 2] for k in range(0, len(answers), 2)]
-        combined: list[str] = []
-        for step, group in enumerate(groups, 1):
-            if cancel is not None and cancel.is_set():
-                raise Cancelled(combined + answers)
-            if len(group) == 1:
-                combined.append(answers[group[0]])
-                continue
-            chosen = [answers[k] for k in group]
-            combined.append(generate(_reduce_prompt(task, what, len(chosen), chosen)).strip())
-            if on_progress is not None:
-                on_progress(MapReduceProgress("reduce", step, len(groups)))
-        answers = combined
-    return answers[0]
+    answers = map_parts(parts, task, generate, what=what, on_progress=on_progress, cancel=cancel)
+    return reduce_answers(
+        answers, task, generate, count=count, budget=budget, what=what,
+        on_progress=on_progress, cancel=cancel,
+    )[0]  # fmt: skip
 
 
-def _answer_block(index: int, answer: str) -> str:
-    return f"Part {index + 1}:\n{answer}\n"
+def answer_blocks(answers: Sequence[str], spans: Sequence[str] = ()) -> str:
+    """Partial answers as the prompt shows them: `Part 1 (00:00–12:30):` then the answer."""
+    return "\n".join(
+        _answer_block(i, a, spans[i] if i < len(spans) else "") for i, a in enumerate(answers)
+    )
+
+
+def _is_set(cancel: threading.Event | Callable[[], bool] | None) -> bool:
+    if cancel is None:
+        return False
+    return cancel.is_set() if isinstance(cancel, threading.Event) else bool(cancel())
+
+
+def _answer_block(index: int, answer: str, span: str = "") -> str:
+    return f"Part {index + 1}{span}:\n{answer}\n"
 
 
 def _reduce_prompt(task: str, what: str, total: int, answers: Sequence[str]) -> str:

@@ -4,6 +4,9 @@
 (the app makes each a short generation with `TRANSCRIBE_INSTRUCTION`), reports every
 segment as it is done and the progress ("clip 37 of 120, 14 min left"), and stops between
 clips when cancelled, keeping what was transcribed (`Transcript.complete` is then False).
+A `transcribe` that raises `StopTranscription` (its generation was cancelled mid-clip) stops
+it the same way, without that clip. A cancelled transcript can be resumed (`resume=`): its
+clips are skipped and the new segments follow its own.
 """
 
 from __future__ import annotations
@@ -99,6 +102,10 @@ class TranscriptionProgress:
 Cancel = threading.Event | Callable[[], bool]
 
 
+class StopTranscription(Exception):  # noqa: N818 - a signal, not an error
+    """Raised by a `transcribe` callback whose clip was cut short by a cancel."""
+
+
 def _cancelled(cancel: Cancel | None) -> bool:
     if cancel is None:
         return False
@@ -116,19 +123,33 @@ def transcribe_clips(
     on_progress: Callable[[TranscriptionProgress], None] | None = None,
     cancel: Cancel | None = None,
     clock: Callable[[], float] = time.monotonic,
+    resume: Transcript | None = None,
 ) -> Transcript:
     """Transcribe `clips` one at a time; see the module docstring.
 
     `total` (e.g. `len(clip_spans(duration, clip_seconds))`) lets progress say "of N" and
     estimate the time left from the average time per clip so far. `cancel` (an Event or a
     callable) is checked before each clip; a cancelled transcript keeps its segments.
+    `resume`: an earlier transcript of the same recording to continue (its clips, by index,
+    are skipped; progress counts them as done).
     """
     transcript = Transcript(name=name, duration_s=duration_s)
+    if resume is not None:
+        transcript.segments = list(resume.segments)
+    skip = len(transcript.segments)
     started = clock()
+    stopped = False
     for clip in clips:
+        if getattr(clip, "index", skip) < skip:
+            continue
         if _cancelled(cancel):
-            return transcript
-        text = transcribe(clip).strip()
+            stopped = True
+            break
+        try:
+            text = transcribe(clip).strip()
+        except StopTranscription:
+            stopped = True
+            break
         segment = TranscriptSegment(len(transcript.segments), clip.start_s, clip.end_s, text)
         transcript.segments.append(segment)
         if on_segment is not None:
@@ -136,11 +157,10 @@ def transcribe_clips(
         if on_progress is not None:
             done = len(transcript.segments)
             elapsed = clock() - started
-            remaining = elapsed / done * (total - done) if total else None
+            remaining = elapsed / (done - skip) * (total - done) if total else None
             on_progress(TranscriptionProgress(done, total, elapsed, remaining))
-    transcript.complete = not _cancelled(cancel) or (
-        total is not None and len(transcript.segments) >= total
-    )
+    finished = total is not None and len(transcript.segments) >= total
+    transcript.complete = finished or not (stopped or _cancelled(cancel))
     return transcript
 
 

@@ -16,7 +16,6 @@ from mlx_model.processing.errors import (
     CorruptMediaError,
     MediaError,
     MediaTooLargeError,
-    MediaTooLongError,
     UnsupportedMediaError,
 )
 
@@ -72,9 +71,22 @@ def test_sniff_knows_common_formats() -> None:
 
 
 def test_unsupported_file_gets_a_message_naming_it_and_what_works(ingestor, tmp_path: Path) -> None:
+    blob = tmp_path / "firmware.bin"
+    blob.write_bytes(bytes(range(256)) * 8)
+    with pytest.raises(
+        UnsupportedMediaError, match=r"firmware\.bin.*images.*audio.*video.*documents.*folder"
+    ):
+        ingestor.from_path(blob)
+
+
+def test_a_damaged_pdf_is_read_as_a_document_and_refused_as_damaged(
+    ingestor, tmp_path: Path
+) -> None:
+    from app.documents import CorruptDocumentError
+
     doc = tmp_path / "report.pdf"
-    doc.write_bytes(b"%PDF-1.7 not media")
-    with pytest.raises(UnsupportedMediaError, match=r"report\.pdf.*images.*audio.*video"):
+    doc.write_bytes(b"%PDF-1.7 not really")
+    with pytest.raises(CorruptDocumentError, match=r"report\.pdf.*damaged"):
         ingestor.from_path(doc)
 
 
@@ -136,14 +148,14 @@ def test_audio_gets_duration_and_a_waveform_preview(ingestor, tmp_path: Path) ->
     assert all(0.45 < v < 0.55 for v in att.waveform)
 
 
-def test_audio_longer_than_the_model_accepts_names_the_file_and_the_limit(
-    ingestor, tmp_path: Path
-) -> None:
+def test_audio_longer_than_one_clip_is_attached_as_a_recording(ingestor, tmp_path: Path) -> None:
     limit = ingestor.limits.max_audio_s
-    with pytest.raises(MediaTooLongError) as info:
-        ingestor.from_path(tone_wav(tmp_path / "lecture.wav", limit + 5, rate=16_000))
-    assert "lecture.wav" in str(info.value) and f"{int(limit)} s" in str(info.value)
-    assert info.value.max_duration_s == pytest.approx(limit)
+    att = ingestor.from_path(tone_wav(tmp_path / "lecture.wav", 2 * limit + 5, amplitude=0.5))
+
+    assert att.kind == "audio" and att.filename == "lecture.wav"
+    assert att.duration_s == pytest.approx(2 * limit + 5, abs=0.01)
+    assert att.meta["long"] and att.meta["clips"] == 3
+    assert len(att.waveform) == 100 and all(0.45 < v < 0.55 for v in att.waveform)
 
 
 def test_audio_limit_comes_from_the_checkpoint(tiny_checkpoint: Path) -> None:
@@ -186,13 +198,20 @@ def test_video_gets_duration_thumbnail_and_frame_strip(ingestor, tmp_path: Path)
     assert att.thumbnail is not None and att.thumbnail.exists()
 
 
-def test_video_longer_than_the_limit_is_refused_with_the_limit(storage, tmp_path: Path) -> None:
+def test_video_longer_than_one_clip_is_attached_with_previews_found_by_seeking(
+    storage, tmp_path: Path
+) -> None:
     limits = MediaLimits.defaults()
     short = AttachmentIngestor(
         storage.media, MediaLimits(**{**limits.__dict__, "max_video_s": 2.0})
     )
-    with pytest.raises(MediaTooLongError, match=r"long\.mp4.*2 s"):
-        short.from_path(video_file(tmp_path / "long.mp4", seconds=4.0))
+    att = short.from_path(video_file(tmp_path / "long.mp4", seconds=4.0))
+
+    assert att.kind == "video" and att.meta["long"]
+    assert att.duration_s == pytest.approx(4.0, abs=0.15)
+    assert att.thumbnail is not None and att.thumbnail.exists()
+    with Image.open(att.frame_strip) as strip:
+        assert strip.height == 96 and strip.width > strip.height * 2
 
 
 def test_several_files_dropped_at_once_keep_the_good_ones(ingestor, tmp_path: Path) -> None:
