@@ -16,6 +16,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "gui": ("ui.launch", "open the desktop app (the default)"),
     "chat": ("app.terminal_chat", "chat with the model in the terminal"),
     "generate": ("app.terminal_generate", "generate one answer, for scripts"),
+    "transcribe": ("app.terminal_transcribe", "transcribe a recording of any length"),
     "serve": ("app.server.command", "serve an OpenAI-compatible API on this machine"),
     "convert": ("mlx_model.convert", "write a quantized copy of a checkpoint"),
     "plan": ("app.plan_command", "show the memory plan for a checkpoint"),

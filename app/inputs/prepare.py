@@ -192,6 +192,19 @@ def _long_kind(part: Any, facts: ModelFacts) -> tuple[str | None, float | None]:
     return None, None
 
 
+def merge_text(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Neighbouring text blocks as one, a blank line apart (the chat template trims each text
+    block, so separate blocks would run together)."""
+    out: list[dict[str, Any]] = []
+    for block in blocks:
+        if block.get("type") == "text" and out and out[-1].get("type") == "text":
+            joined = out[-1]["text"].rstrip() + "\n\n" + str(block.get("text", "")).lstrip()
+            out[-1] = {"type": "text", "text": joined}
+        else:
+            out.append(block)
+    return out
+
+
 def _name(part: dict[str, Any], default: str) -> str:
     if part.get("name"):
         return str(part["name"])
@@ -273,6 +286,8 @@ class _Preparer:
                         new.append(_clean(part))
                     else:
                         new.append(part)
+                if any(key[0] == m for key in replaced):
+                    new = merge_text(new)
                 message = {**message, "content": new}
             out.append(message)
         return Prepared(out, self.notes)
