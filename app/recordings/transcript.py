@@ -146,7 +146,7 @@ def transcribe_clips(
             stopped = True
             break
         try:
-            text = transcribe(clip).strip()
+            text = " ".join(transcribe(clip).split())  # one line per segment
         except StopTranscription:
             stopped = True
             break

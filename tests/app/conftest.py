@@ -63,3 +63,45 @@ def hub_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
     monkeypatch.delenv("HF_HUB_CACHE", raising=False)
     return cache
+
+
+# -- long inputs: generated once per session ------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def spoken_recording(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 10-minute WAV at espeak-ng's own rate (22.05 kHz): sentences with pauses, repeated."""
+    from tests.app.media_sources import ESPEAK
+    from tests.app.recording_sources import write_spoken_recording
+
+    if ESPEAK is None:
+        pytest.skip("espeak-ng is not installed (apt-get install espeak-ng) - no synthetic speech")
+    return write_spoken_recording(tmp_path_factory.mktemp("speech") / "meeting.wav", 600.0)
+
+
+@pytest.fixture(scope="session")
+def five_minute_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 5-minute video with sound (2 fps; each frame's brightness encodes its second)."""
+    from tests.app.recording_sources import write_tone_video
+
+    return write_tone_video(tmp_path_factory.mktemp("video") / "demo.mkv", 300.0, fps=2)
+
+
+@pytest.fixture(scope="session")
+def long_pdf(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int, str]:
+    """A 300-page PDF with one planted fact: (path, its page, the fact)."""
+    import random
+
+    from tests.app.document_sources import filler, write_pdf
+
+    rng = random.Random(7)
+    fact_page = 217
+    fact = "The vault access code for the Nightingale project is 4471."
+    pages = []
+    for number in range(1, 301):
+        text = filler(rng)
+        if number == fact_page:
+            text += "\n" + fact
+        pages.append(f"Page {number}\n{text}")
+    path = tmp_path_factory.mktemp("pdf") / "manual.pdf"
+    return write_pdf(path, pages), fact_page, fact

@@ -1,22 +1,11 @@
-"""Fixtures for the long-recording tests: a 10-minute spoken recording (espeak-ng), the tiny
-checkpoint's processor config."""
+"""Fixtures for the long-recording tests: the tiny checkpoint's processor config (the
+10-minute spoken recording and the 5-minute video are in tests/app/conftest.py)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-
-from tests.app.media_sources import ESPEAK
-from tests.app.recording_sources import write_spoken_recording
-
-
-@pytest.fixture(scope="session")
-def spoken_recording(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 10-minute WAV at espeak-ng's own rate (22.05 kHz): sentences with pauses, repeated."""
-    if ESPEAK is None:
-        pytest.skip("espeak-ng is not installed (apt-get install espeak-ng) - no synthetic speech")
-    return write_spoken_recording(tmp_path_factory.mktemp("speech") / "meeting.wav", 600.0)
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import threading
 
+import numpy as np
 import pytest
 
 from app.recordings import (
@@ -76,6 +77,41 @@ def test_cancel_mid_way_keeps_what_was_transcribed(spoken_recording):
 
     assert not transcript.complete
     assert len(transcript.segments) == 7 and transcript.covered_s == 210.0
+
+
+def _clips(count: int) -> list:
+    from app.recordings import AudioClip
+
+    return [AudioClip(i, 30.0 * i, np.zeros(480_000, np.float32), 16_000) for i in range(count)]
+
+
+def test_a_clip_stopped_mid_way_is_left_out_and_the_transcript_is_incomplete():
+    from app.recordings import StopTranscription
+
+    def transcribe(clip):
+        if clip.index == 4:
+            raise StopTranscription  # the user cancelled while clip 5 was being transcribed
+        return f"clip {clip.index}"
+
+    transcript = transcribe_clips(_clips(10), transcribe, name="talk.wav", total=10)
+
+    assert not transcript.complete
+    assert [s.text for s in transcript.segments] == ["clip 0", "clip 1", "clip 2", "clip 3"]
+
+
+def test_a_resumed_transcript_skips_the_clips_it_has_and_counts_them_as_done():
+    earlier = transcribe_clips(_clips(3), lambda clip: f"old {clip.index}", name="talk.wav")
+    progress = []
+
+    transcript = transcribe_clips(
+        _clips(10), lambda clip: f"new {clip.index}", name="talk.wav", total=10,
+        on_progress=progress.append, resume=earlier,
+    )  # fmt: skip
+
+    assert transcript.complete
+    assert [s.text for s in transcript.segments][2:5] == ["old 2", "new 3", "new 4"]
+    assert [s.index for s in transcript.segments] == list(range(10))
+    assert progress[0].done == 4 and progress[0].message.startswith("clip 4 of 10")
 
 
 def test_tiny_model_transcribes_real_clips_through_the_engine(spoken_recording, tiny_checkpoint):
@@ -177,6 +213,21 @@ def test_map_reduce_keeps_every_prompt_within_the_budget_and_combines_all_parts(
     assert all(count(p) <= budget for p in prompts)
     assert sum(p.startswith("The task below") for p in prompts) >= 2  # more than one round
     assert answer.startswith("items")
+
+
+def test_answers_are_combined_only_until_they_fit_when_asked():
+    from app.recordings import answer_blocks, reduce_answers
+
+    count = WordCounter()
+    answers = [f"answer {i} " + "words " * 40 for i in range(8)]
+
+    def generate(prompt: str) -> str:
+        return "combined " + "words " * 10
+
+    kept = reduce_answers(answers, "Summarize.", generate, count=count, budget=400, fits=300)
+
+    assert 1 < len(kept) < len(answers)
+    assert count(answer_blocks(kept)) <= 300
 
 
 def test_map_reduce_cancel_returns_partial_answers():

@@ -18,12 +18,6 @@ from app.recordings.video import (
 )
 from mlx_model.processing.image import SUPPORTED_BUDGETS, resize_for_budget
 from mlx_model.processing.video import FrameSampling, format_timestamp
-from tests.app.recording_sources import write_tone_video
-
-
-@pytest.fixture(scope="module")
-def five_minute_video(tmp_path_factory):
-    return write_tone_video(tmp_path_factory.mktemp("video") / "demo.mkv", 300.0, fps=2)
 
 
 def test_segments_are_a_minute_each_sampled_by_the_clip_rule():
