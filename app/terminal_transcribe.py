@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from app.cli_args import add_session_arguments, load_model
+from app.inputs.prepare import TRANSCRIBE_MAX_TOKENS
 from app.recordings import EXPORT_FORMATS, export_transcript
 from app.session import AppSession
 
@@ -24,6 +25,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("recording", type=Path, help="an audio file or a video with sound")
     parser.add_argument("--format", choices=EXPORT_FORMATS, default="txt", help="default: txt")
     parser.add_argument("--output", "-o", type=Path, help="write here instead of stdout")
+    parser.add_argument(
+        "--max-tokens", type=int, default=TRANSCRIBE_MAX_TOKENS,
+        help=f"the most tokens one clip's transcript may take (default {TRANSCRIBE_MAX_TOKENS})",
+    )  # fmt: skip
     add_session_arguments(parser)
 
 
@@ -48,7 +53,9 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
             return 1
         stop = threading.Event()
         job = session.service.call(
-            lambda engine: transcribe_file(engine, args.recording, duration, stop, sys.stderr)
+            lambda engine: transcribe_file(
+                engine, args.recording, duration, stop, sys.stderr, max_tokens=args.max_tokens
+            )
         )
         interrupted = False
         while not job.done:
@@ -71,11 +78,16 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
 
 
 def transcribe_file(
-    engine: Any, path: Path, duration: float | None, stop: threading.Event, log: TextIO
+    engine: Any,
+    path: Path,
+    duration: float | None,
+    stop: threading.Event,
+    log: TextIO,
+    *,
+    max_tokens: int = TRANSCRIBE_MAX_TOKENS,
 ) -> Any:
     """The transcript of `path` made with `engine` (on the engine's thread)."""
     from app.inputs.facts import facts_of
-    from app.inputs.prepare import TRANSCRIBE_MAX_TOKENS
     from app.inputs.run import engine_text
     from app.recordings import clip_spans, iter_clips, transcribe_clips, transcription_messages
 
@@ -84,7 +96,7 @@ def transcribe_file(
     total = len(clip_spans(duration, clip_seconds)) if duration else None
 
     def transcribe(clip: Any) -> str:
-        return engine_text(engine, transcription_messages(clip), TRANSCRIBE_MAX_TOKENS)
+        return engine_text(engine, transcription_messages(clip), max_tokens)
 
     return transcribe_clips(
         iter_clips(path, clip_seconds=clip_seconds, sampling_rate=config.sampling_rate),

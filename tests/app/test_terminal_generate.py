@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -180,3 +181,86 @@ def test_a_long_prompt_prints_how_far_it_is_read_to_stderr(
 def test_a_short_prompt_prints_no_progress(tiny_checkpoint, tmp_path, capsys):
     assert main(generate(tiny_checkpoint, tmp_path, "--prompt", "Hi", "--max-tokens", "2")) == 0
     assert "Reading the prompt" not in capsys.readouterr().err
+
+
+# -- attachments of any kind, and the prompt they make -----------------------------------------
+
+
+def test_print_prompt_shows_the_documents_and_collapses_media_runs(
+    tiny_checkpoint, tmp_path, capsys
+):
+    from tests.app.document_sources import scanned_page, write_docx, write_pdf
+
+    pdf = write_pdf(tmp_path / "report.pdf", ["Revenue grew by 12 percent.", scanned_page("x")])
+    docx = write_docx(tmp_path / "notes.docx", ["Ship the beta on Monday."])
+    code = tmp_path / "prix.py"
+    code.write_bytes("def prix(quantité):\n    return quantité * 2\n".encode("cp1252"))
+    repo = tmp_path / "repo"
+    (repo / "build").mkdir(parents=True)
+    (repo / ".gitignore").write_text("build/\n")
+    (repo / "main.py").write_text("print('kept')\n")
+    (repo / "build" / "out.py").write_text("print('ignored')\n")
+    args = generate(tiny_checkpoint, tmp_path, "--prompt", "Summarize.", "--print-prompt",
+                    "--attach", str(pdf), str(docx), str(code), str(repo))  # fmt: skip
+
+    assert main(args) == 0
+    prompt = capsys.readouterr().out
+    assert "=== report.pdf (PDF, 2 pages) ===" in prompt and "Revenue grew by 12 percent." in prompt
+    assert re.search(
+        r"--- page 2 \(scanned: shown as an image\) ---<\|image><\|image\|>×\d+", prompt
+    )
+    assert "Ship the beta on Monday." in prompt
+    assert "def prix(quantité):" in prompt  # decoded from cp1252
+    assert "print('kept')" in prompt and "ignored" not in prompt
+    assert prompt.rstrip().endswith("<|channel>thought\n<channel|>")
+
+
+def test_an_encrypted_pdf_is_refused_before_the_model_loads(tiny_checkpoint, tmp_path, capsys):
+    from tests.app.document_sources import write_pdf
+
+    locked = write_pdf(tmp_path / "locked.pdf", ["secret"], user_password="pw")
+    args = generate(tiny_checkpoint, tmp_path, "--prompt", "x", "--attach", str(locked))
+
+    assert main(args) == 2
+    assert "locked.pdf" in capsys.readouterr().err
+
+
+def test_print_prompt_of_a_300_page_pdf_uses_the_pages_around_the_question(
+    tiny_checkpoint, tmp_path, long_pdf, capsys
+):
+    path, page, fact = long_pdf
+    args = generate(tiny_checkpoint, tmp_path, "--prompt", "What is the Nightingale vault code?",
+                    "--attach", str(path), "--context", "4096", "--print-prompt")  # fmt: skip
+
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    assert fact in captured.out and f"--- page {page} ---" in captured.out
+    assert "--- page 1 ---" not in captured.out
+    assert "most relevant to the question were used: manual.pdf: pages" in captured.err
+
+
+def test_print_prompt_of_a_five_minute_video_shows_five_segments_with_timestamps(
+    tiny_checkpoint, tmp_path, five_minute_video, capsys
+):
+    args = generate(tiny_checkpoint, tmp_path, "--prompt", "What happens?", "--attach",
+                    str(five_minute_video), "--context", "32768", "--print-prompt")  # fmt: skip
+
+    assert main(args) == 0
+    prompt = capsys.readouterr().out
+    labels = [prompt.index(f"Segment {k + 1} (0{k}:00–0{k + 1}:00):") for k in range(5)]
+    assert labels == sorted(labels)
+    stamps = re.findall(r"(\d\d:\d\d) <\|image><\|video\|>×\d+<image\|>", prompt)
+    assert len(stamps) == 5 * 32 and stamps[0] == "00:00" and stamps[32] == "01:00"
+    sounds = re.findall(r"Sound from (\d\d:\d\d):<\|audio>", prompt)
+    assert sounds == [f"0{s // 60}:{s % 60:02d}" for s in range(0, 300, 30)]
+
+
+def test_an_attached_document_is_read_by_the_model(tiny_checkpoint, tmp_path, capsys):
+    notes = tmp_path / "notes.md"
+    notes.write_text("# Plan\n\n" + "The launch is on Friday. " * 40)
+    args = generate(tiny_checkpoint, tmp_path, "--prompt", "When is the launch?", "--attach",
+                    str(notes), "--max-tokens", "2", "--json")  # fmt: skip
+
+    assert main(args) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["stats"]["prefilled_tokens"] > 200 and "notes" not in out

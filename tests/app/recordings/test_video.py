@@ -6,18 +6,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from app.recordings import iter_clips
 from app.recordings.video import (
     choose_fidelity,
     frame_tokens,
     iter_segments,
-    long_video_content,
     plan_segments,
     probe_video,
     video_tokens,
 )
 from mlx_model.processing.image import SUPPORTED_BUDGETS, resize_for_budget
-from mlx_model.processing.video import FrameSampling, format_timestamp
+from mlx_model.processing.video import FrameSampling
 
 
 def test_segments_are_a_minute_each_sampled_by_the_clip_rule():
@@ -48,42 +46,6 @@ def test_a_checkpoint_that_samples_by_rate_gets_that_rate_per_segment():
 
     assert [len(s.frame_indices) for s in segments] == [60, 60, 30]
     assert segments[1].timestamps[:2] == [60.0, 61.0]
-
-
-def test_five_minute_video_with_sound_goes_in_as_five_segments_with_timestamps(
-    five_minute_video, tiny_checkpoint
-):
-    from mlx_model.processing import Processor
-
-    processor = Processor.from_pretrained(tiny_checkpoint)
-    cfg = processor.config
-    info = probe_video(five_minute_video)
-    assert info.has_audio and info.duration_s == pytest.approx(300.0)
-    segments = plan_segments(info.total_frames, info.native_fps, sampling=cfg.video_sampling)
-    decoded = list(iter_segments(five_minute_video, segments, budget=cfg.video_budget))
-    audio = list(iter_clips(five_minute_video, clip_seconds=cfg.max_audio_seconds))
-    content = long_video_content(decoded, audio, name="demo.mkv")
-
-    out = processor.apply_chat_template(
-        [{"role": "user", "content": [*content, {"type": "text", "text": "What happens?"}]}],
-        return_prompt=True,
-    )
-
-    assert len(decoded) == 5 and len(audio) == 10
-    per_segment = cfg.video_sampling.num_frames  # the tiny checkpoint's rule, as the 12B's
-    assert out["num_frames_per_video"].tolist() == [per_segment] * 5
-    prompt = out["prompt"]
-    boi = processor.tokenizer.special.boi_token
-    stamps = [
-        f"{format_timestamp(t)} {boi}" for segment in decoded for t in segment.clip.timestamps
-    ]
-    assert len(stamps) == 5 * per_segment and stamps[per_segment] == f"01:00 {boi}"
-    positions = [prompt.index(stamp) for stamp in stamps]
-    assert positions == sorted(positions)
-    for k in range(5):
-        assert f"Segment {k + 1} (0{k}:00–0{k + 1}:00):" in prompt
-    assert prompt.index("Sound from 04:30:") > prompt.index("Segment 5 (04:00–05:00):")
-    assert out["input_features"].shape[0] == 10
 
 
 def test_segment_frames_are_the_seconds_they_are_stamped_with(five_minute_video):
