@@ -10,8 +10,9 @@ with arguments as objects and `role: tool` messages answering them. The OpenAI s
 - `to_openai_messages`: Hugging Face -> OpenAI (the remote backend sends these); images
   become data URLs, audio base64 WAV.
 - `from_openai_messages`: OpenAI -> Hugging Face (the server receives these); media parts
-  are decoded by the caller's `image`/`audio` functions; every problem is an `AppError`
-  of kind `invalid_request` naming the offending field in `param`.
+  are decoded by the caller's `image`/`audio` functions, `file` parts (documents) by its
+  `document` function into `{"type": "document", ...}` parts; every problem is an
+  `AppError` of kind `invalid_request` naming the offending field in `param`.
 """
 
 from __future__ import annotations
@@ -247,10 +248,15 @@ def audio_base64(source: Any) -> tuple[str, str]:
 
 ImageLoader = Callable[[str, str], Any]  # (url, param) -> the engine's image part value
 AudioLoader = Callable[[Any, str], Any]  # (input_audio object, param) -> (samples, rate)
+DocumentLoader = Callable[[Any, str], dict[str, Any]]  # (file object, param) -> part fields
 
 
 def from_openai_messages(
-    messages: Any, *, image: ImageLoader, audio: AudioLoader
+    messages: Any,
+    *,
+    image: ImageLoader,
+    audio: AudioLoader,
+    document: DocumentLoader | None = None,
 ) -> list[dict[str, Any]]:
     """OpenAI chat messages (already JSON-decoded) as Hugging Face messages; see the docstring."""
     if not isinstance(messages, list) or not messages:
@@ -268,7 +274,12 @@ def from_openai_messages(
         if role in ("system", "developer"):
             out.append({"role": "system", "content": _text_of(content, where)})
         elif role == "user":
-            out.append({"role": "user", "content": _hf_user_content(content, where, image, audio)})
+            out.append(
+                {
+                    "role": "user",
+                    "content": _hf_user_content(content, where, image, audio, document),
+                }
+            )
         elif role == "assistant":
             converted: dict[str, Any] = {"role": "assistant", "content": _text_of(content, where)}
             calls = message.get("tool_calls")
@@ -314,7 +325,11 @@ def _text_of(content: Any, where: str) -> str:
 
 
 def _hf_user_content(
-    content: Any, where: str, image: ImageLoader, audio: AudioLoader
+    content: Any,
+    where: str,
+    image: ImageLoader,
+    audio: AudioLoader,
+    document: DocumentLoader | None = None,
 ) -> str | list[dict[str, Any]]:
     if isinstance(content, str):
         return content
@@ -336,10 +351,15 @@ def _hf_user_content(
             parts.append({"type": "image", "image": image(url, param)})
         elif kind == "input_audio":
             parts.append({"type": "audio", "audio": audio(part.get("input_audio"), param)})
+        elif kind == "file" and document is not None:
+            parts.append({"type": "document", **document(part.get("file"), param)})
         else:
-            raise _invalid(
-                f"`{param}` must be a text, image_url or input_audio part; got {kind!r}.", param
+            kinds = (
+                "text, image_url, input_audio or file"
+                if document
+                else "text, image_url or input_audio"
             )
+            raise _invalid(f"`{param}` must be a {kinds} part; got {kind!r}.", param)
     return parts
 
 

@@ -91,12 +91,14 @@ class DocumentCache:
         self._lock = threading.Lock()
 
     def open(self, part: dict[str, Any], options: DocumentOptions) -> Document:
-        """The document of a content part: `{"type": "document", "path" | "data", "name",
-        "mime"}` (`data`: the bytes, e.g. from an API request)."""
+        """The document of a content part: `{"type": "document", "path" | "data" | "document",
+        "name", "mime"}` (`data`: its bytes; `document`: already read, e.g. by the server)."""
         name = part.get("name") or Path(str(part.get("path", "document"))).name
+        if isinstance(part.get("document"), Document):  # already read (an API request's)
+            return part["document"]
         data = part.get("data")
         if data is not None:
-            return _from_bytes(bytes(data), name, part.get("mime", ""), options)
+            return document_from_bytes(bytes(data), name, part.get("mime", ""), options)
         path = Path(part["path"])
         stat = path.stat()
         key = (str(path), stat.st_size, stat.st_mtime_ns, name, options.image_budget)
@@ -115,7 +117,10 @@ class DocumentCache:
         return document
 
 
-def _from_bytes(data: bytes, name: str, mime: str, options: DocumentOptions) -> Document:
+def document_from_bytes(
+    data: bytes, name: str, mime: str = "", options: DocumentOptions | None = None
+) -> Document:
+    """A document from its bytes (an API request's `file` part); typed errors as from a file."""
     if mime == CODEBASE_MIME:
         return from_snapshot(data, name)
     suffix = Path(name).suffix if len(Path(name).suffix) <= 12 else ""

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import hmac
 import json
 import logging
@@ -73,22 +72,10 @@ class ServerState:
         self.started = time.time()
         self.generations: list[RunningGeneration] = []  # the latest few, for status and tests
         self._aliases: tuple[str | None, Any] = (None, None)
-        self._clip_limit: tuple[str | None, float | None] = (None, None)
 
     @property
     def model_id(self) -> str:
         return model_id_for(self.bridge.model_path, self.config.model_id)
-
-    def max_clip_s(self) -> float | None:
-        """The loaded checkpoint's limit per audio clip (its processor config), cached per model."""
-        path = self.bridge.model_path
-        if path is None:
-            return None
-        if self._clip_limit[0] != path:
-            from app.attachments import MediaLimits
-
-            self._clip_limit = (path, MediaLimits.from_checkpoint(path).max_audio_s)
-        return self._clip_limit[1]
 
     def aliases(self) -> Any:
         """The served model's `ModelAliases` (cached per loaded model); None when none is."""
@@ -182,7 +169,7 @@ def create_app(
             try:
                 body = await _read_json(request, config.max_body_bytes)
                 chat = await anyio.to_thread.run_sync(
-                    functools.partial(parse, max_clip_s=state.max_clip_s()), body, config
+                    parse, body, config
                 )  # measures media from their headers; decodes nothing
                 served = state.resolve_model(chat.model)
                 _bound_max_tokens(chat, state.max_tokens_bound())

@@ -3,7 +3,9 @@
 The messages are converted by `app.messages.from_openai_messages`; images and audio clips
 are measured from their headers and counted against the server's media budget
 (`PendingImage` / `PendingAudio`, handed to the engine by `app.server.media.prepare_media`
-when the request's turn comes). The sampling fields become one
+when the request's turn comes); documents in `file` parts are read (`load_document_part`).
+Audio longer than the model's clip goes in as consecutive clips or is transcribed first
+(`app.inputs`), within the budget's seconds. The sampling fields become one
 `app.options.GenerationOptions`, whose limits are the app's single set. `response_format` (JSON mode, JSON Schema) and
 `tool_choice` ("required" or a named function) with `parallel_tool_calls` become options
 the engine enforces with a grammar.
@@ -39,7 +41,7 @@ from app.options import (
 )
 from app.server.config import ServerConfig
 from app.server.errors import APIError, bad_request
-from app.server.media import load_audio, load_image
+from app.server.media import load_audio, load_document_part, load_image
 
 # Accepted and ignored: they change nothing for a local single-user model (OpenAI's, and the
 # vLLM / llama.cpp extras that only tune their own servers).
@@ -99,12 +101,10 @@ class ChatRequest:
         return self.options.enable_thinking
 
 
-def parse_chat_request(
-    body: Any, config: ServerConfig, *, max_clip_s: float | None = None
-) -> ChatRequest:
+def parse_chat_request(body: Any, config: ServerConfig) -> ChatRequest:
     """A `ChatRequest` from the decoded JSON body, or `APIError` (400/413) saying what is wrong.
 
-    Media are measured, not decoded; `max_clip_s` is the model's limit per audio clip.
+    Media are measured, not decoded; documents are read.
     """
     body = require_object(body)
     model = require_model(body)
@@ -135,7 +135,7 @@ def parse_chat_request(
     if body.get("parallel_tool_calls") is not None:
         values["parallel_tool_calls"] = body["parallel_tool_calls"]
     options = build_options(values, {"max_tokens": max_tokens_param or "max_tokens"})
-    messages = parse_messages(body.get("messages"), config, max_clip_s=max_clip_s)
+    messages = parse_messages(body.get("messages"), config)
     return ChatRequest(
         model=model,
         messages=messages,
@@ -412,11 +412,9 @@ def build_options(values: dict[str, Any], params: Mapping[str, str] | None = Non
         raise bad_request(str(exc)) from exc
 
 
-def parse_messages(
-    messages: Any, config: ServerConfig, *, max_clip_s: float | None = None
-) -> list[dict[str, Any]]:
-    """OpenAI chat messages as Hugging Face messages, each image and clip measured from its
-    header against one request's media budget (`max_clip_s`: the model's limit per clip);
+def parse_messages(messages: Any, config: ServerConfig) -> list[dict[str, Any]]:
+    """OpenAI chat messages as Hugging Face messages, each image and recording measured from
+    its header against one request's media budget, each `file` part read as a document;
     400/413 naming the part at fault."""
     if isinstance(messages, list) and len(messages) > config.max_messages:
         raise APIError(413, f"More than {config.max_messages} messages.", param="messages")
@@ -432,11 +430,12 @@ def parse_messages(
         )
 
     def audio(part: Any, param: str) -> Any:
-        return load_audio(
-            part, param=param, max_bytes=config.max_media_bytes, tally=tally, max_clip_s=max_clip_s
-        )
+        return load_audio(part, param=param, max_bytes=config.max_media_bytes, tally=tally)
+
+    def document(part: Any, param: str) -> dict[str, Any]:
+        return load_document_part(part, param=param, max_bytes=config.max_media_bytes)
 
     try:
-        return from_openai_messages(messages, image=image, audio=audio)
+        return from_openai_messages(messages, image=image, audio=audio, document=document)
     except AppError as exc:
         raise APIError(400, str(exc), param=exc.param) from exc

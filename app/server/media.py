@@ -161,11 +161,10 @@ def allowed_file(
     return str(resolved)
 
 
-def load_audio(
-    part: Any, *, param: str, max_bytes: int, tally: BudgetTally, max_clip_s: float | None
-) -> PendingAudio:
+def load_audio(part: Any, *, param: str, max_bytes: int, tally: BudgetTally) -> PendingAudio:
     """An `input_audio` part (`{"data": base64, "format": "wav"}`), measured from its header and
-    counted; over the model's per-clip limit (`max_clip_s`) or the budget it is a 400."""
+    counted; over the budget it is a 400. Longer than the model's own clip is fine: it goes in
+    as consecutive clips, or is transcribed first (`app.inputs`)."""
     if not isinstance(part, dict) or not isinstance(part.get("data"), str):
         raise bad_request("input_audio needs a base64 `data` string.", param=param)
     fmt = part.get("format", "wav")
@@ -181,10 +180,6 @@ def load_audio(
         seconds = audio_duration(raw, name)
         if not math.isfinite(seconds) or seconds <= 0:
             raise MediaTooLongError(f"{name} has no usable length ({seconds!r} s).")
-        if max_clip_s is not None and seconds > max_clip_s + 1e-6:
-            from mlx_model.processing.audio import too_long_error
-
-            raise too_long_error(name, seconds, max_clip_s)
         tally.add_audio(seconds, name)
     except MediaError as exc:
         raise media_api_error(exc, param) from exc
@@ -234,3 +229,40 @@ def prepare_media(messages: list[dict[str, Any]], folder: str | Path) -> list[di
             message = {**message, "content": parts}
         out.append(message)
     return out
+
+
+def load_document_part(part: Any, *, param: str, max_bytes: int) -> dict[str, Any]:
+    """A `file` part (`{"file_data": base64 or a data URL, "filename": ...}`) read as a
+    document, or 400 (413 over the size limits) saying why: the fields of a
+    `{"type": "document"}` part."""
+    from app.documents import DocumentError
+    from app.inputs.documents import document_from_bytes
+    from mlx_model.processing.errors import MediaTooLargeError
+
+    if not isinstance(part, dict):
+        raise bad_request("A `file` part needs a `file` object with `file_data`.", param=param)
+    data = part.get("file_data")
+    if not isinstance(data, str) or not data:
+        if part.get("file_id"):
+            raise bad_request(
+                "Uploaded files (`file_id`) are not kept by this server; send the document as "
+                "base64 `file_data`.",
+                param=param,
+                code="unsupported_file",
+            )
+        raise bad_request("A `file` part needs base64 `file_data`.", param=param)
+    mime = ""
+    if data.startswith("data:"):
+        header, sep, data = data.partition(",")
+        if not sep or ";base64" not in header:
+            raise bad_request("`file_data` data URLs must be base64 encoded.", param=param)
+        mime = header[5:].split(";")[0]
+    raw = _decode_base64(data, what="The file", param=param, max_bytes=max_bytes)
+    filename = part.get("filename")
+    name = filename if isinstance(filename, str) and filename.strip() else "document"
+    try:
+        document = document_from_bytes(raw, name, mime)
+    except DocumentError as exc:
+        status = 413 if isinstance(exc, MediaTooLargeError) else 400
+        raise APIError(status, str(exc), param=param, code="invalid_document") from exc
+    return {"name": name, "document": document}

@@ -71,7 +71,7 @@ _RUNNER_OPTIONS = frozenset(
 )  # fmt: skip
 
 
-def parse_chat(body: Any, config: ServerConfig, *, max_clip_s: float | None = None) -> ChatRequest:
+def parse_chat(body: Any, config: ServerConfig) -> ChatRequest:
     """A `ChatRequest` from an `/api/chat` body (400 naming the field at fault)."""
     body = require_object(body)
     model = require_model(body)
@@ -87,7 +87,7 @@ def parse_chat(body: Any, config: ServerConfig, *, max_clip_s: float | None = No
     options, param, ignored = _options(body, tools)
     return ChatRequest(
         model=model,
-        messages=parse_messages(openai_messages, config, max_clip_s=max_clip_s),
+        messages=parse_messages(openai_messages, config),
         stream=_stream(body),
         tools=tools,
         options=options,
@@ -97,9 +97,7 @@ def parse_chat(body: Any, config: ServerConfig, *, max_clip_s: float | None = No
     )
 
 
-def parse_generate(
-    body: Any, config: ServerConfig, *, max_clip_s: float | None = None
-) -> ChatRequest:
+def parse_generate(body: Any, config: ServerConfig) -> ChatRequest:
     """A `ChatRequest` from an `/api/generate` body (400 naming the field at fault)."""
     body = require_object(body)
     model = require_model(body)
@@ -123,7 +121,7 @@ def parse_generate(
     options, param, ignored = _options(body, None)
     return ChatRequest(
         model=model,
-        messages=parse_messages(messages, config, max_clip_s=max_clip_s),
+        messages=parse_messages(messages, config),
         stream=_stream(body),
         options=options,
         max_tokens_param=param,

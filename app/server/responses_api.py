@@ -64,9 +64,7 @@ _FIELDS = frozenset(
 )  # fmt: skip
 
 
-def parse_request(
-    body: Any, config: ServerConfig, *, max_clip_s: float | None = None
-) -> ChatRequest:
+def parse_request(body: Any, config: ServerConfig) -> ChatRequest:
     """A `ChatRequest` from a `/v1/responses` body (400 naming the field at fault)."""
     body = require_object(body)
     model = require_model(body)
@@ -121,7 +119,7 @@ def parse_request(
     }
     return ChatRequest(
         model=model,
-        messages=parse_messages(messages, config, max_clip_s=max_clip_s),
+        messages=parse_messages(messages, config),
         stream=stream,
         tools=tools,
         options=options,

@@ -47,9 +47,7 @@ _FIELDS = frozenset(
 )  # fmt: skip
 
 
-def parse_request(
-    body: Any, config: ServerConfig, *, max_clip_s: float | None = None
-) -> ChatRequest:
+def parse_request(body: Any, config: ServerConfig) -> ChatRequest:
     """A `ChatRequest` from a `/v1/completions` body (400 naming the field at fault)."""
     body = require_object(body)
     model = require_model(body)
@@ -76,7 +74,7 @@ def parse_request(
     values["enable_thinking"] = thinking_of(body)
     values["response_format"] = response_format_of(body)
     options = build_options(values, {"max_tokens": param})
-    messages = parse_messages([{"role": "user", "content": prompt}], config, max_clip_s=max_clip_s)
+    messages = parse_messages([{"role": "user", "content": prompt}], config)
     return ChatRequest(
         model=model,
         messages=messages,

@@ -167,7 +167,7 @@ GOOD_BODIES = st.fixed_dictionaries(
 @given(body=st.one_of(GOOD_BODIES, BODIES))
 def test_any_body_is_a_checked_request_or_an_api_error(body) -> None:
     try:
-        request = parse_chat_request(body, CONFIG, max_clip_s=30.0)
+        request = parse_chat_request(body, CONFIG)
     except APIError as exc:
         assert 400 <= exc.status < 500 and exc.message
         event(f"refused {exc.status}")

@@ -25,7 +25,6 @@ from app.server import app as server_app
 from app.server.app import create_app
 from app.server.config import ServerConfig
 from app.server.runner import ServerThread
-from mlx_model.processing.errors import format_duration
 from tests.doubles import script_turns
 
 
@@ -226,20 +225,6 @@ def test_a_waiting_requests_images_are_handed_over_only_when_its_turn_comes(
         first.join(60)
         second.join(60)
     assert decoded == [0, 1] and answers == ["Seen"]
-
-
-def test_a_clip_over_the_models_own_limit_is_refused_before_decoding(engine_service):
-    with ServerThread(engine_service, ServerConfig(port=0)) as running:
-        client = openai.OpenAI(base_url=running.url, api_key="unused", max_retries=0)
-        model = client.models.list().data[0].id
-        limit = running.state.max_clip_s()
-        with pytest.raises(openai.BadRequestError) as caught:
-            client.chat.completions.create(
-                model=model,
-                messages=body(audio_part(flac_of_silence(limit + 10), "flac"))["messages"],
-            )
-    assert caught.value.body["code"] == "media_too_long"
-    assert f"at most {format_duration(limit)} of audio per clip" in caught.value.body["message"]
 
 
 def test_an_image_whose_pixels_do_not_decode_is_a_400_when_its_turn_comes(client, model_id):
