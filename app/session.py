@@ -206,6 +206,7 @@ class AppSession:
             self.start_mcp()
         if self.settings.server_enabled:
             self.apply_server_setting()
+        self.recover_recordings()
         return job
 
     # -- the model ----------------------------------------------------------------------------
@@ -747,6 +748,32 @@ class AppSession:
         device = device or self.settings.mic_device
         return MicRecording(self.ingestor, self.limits.max_audio_s, source, device=device,
                             **callbacks)  # fmt: skip
+
+    @property
+    def recordings_folder(self) -> Path:
+        """Where record mode writes meetings (inside the data folder)."""
+        from app.capture.meeting import RECORDINGS_DIRNAME
+
+        return self.storage.paths.root / RECORDINGS_DIRNAME
+
+    def record_meeting(self, source: Any = None, **callbacks: Any) -> Any:
+        """Record mode (`app.capture.meeting.MeetingRecording`) from the microphone chosen in
+        Settings: any length, straight to disk; `stop` attaches it (`on_finished(Attachment)`)."""
+        from app.capture.meeting import MeetingRecording
+
+        return MeetingRecording(
+            self.ingestor, self.recordings_folder, source, device=self.settings.mic_device,
+            **callbacks,
+        )  # fmt: skip
+
+    def recover_recordings(self) -> list[Path]:
+        """Repair meetings a killed app left unfinished (told as a `Notice`)."""
+        from app.capture.meeting import recover_recordings
+
+        repaired = recover_recordings(self.recordings_folder)
+        for path in repaired:
+            self._emit(Notice(f"A recording that was interrupted was saved: {path}"))
+        return repaired
 
     def camera(self, source: Any = None, *, device: str | None = None,
                microphone_source: Any = None, with_audio: bool = True,

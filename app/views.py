@@ -52,6 +52,8 @@ class MessageView:
     stats: GenerationStats | None = None
     version: int = 1  # which version of this message is shown (an edit, a regeneration)
     versions: int = 1  # how many there are
+    notes: list[str] = field(default_factory=list)  # about long inputs: pages used, sampling
+    transcript: dict[str, Any] | None = None  # a transcript message: `Transcript.to_dict()`
 
     @property
     def stopped(self) -> bool:
@@ -95,6 +97,18 @@ def time_left(seconds: float) -> str:
         return f"about {round(seconds / 60)} min left"
     hours, minutes = divmod(round(seconds / 60), 60)
     return f"about {hours} h {minutes} min left" if minutes else f"about {hours} h left"
+
+
+@dataclass
+class InputProgressView:
+    """A long input being prepared for an answer: a transcription's progress or a note."""
+
+    name: str = ""  # the recording, video or document
+    message: str = ""  # "clip 37 of 120, 14 min left"
+    fraction: float | None = None
+    stage: str = ""  # "transcribe" | "describe" | "map" | "reduce"
+    note: str = ""
+    done: bool = False  # preparing is over (the answer is streaming or the turn ended)
 
 
 @dataclass
@@ -157,6 +171,8 @@ def message_view(
         error_hint=user_hint(kind),
         streaming=message.status == "streaming",
         stats=stats_of(stats),
+        notes=list(stats.get("input_notes", [])),
+        transcript=stats.get("transcript"),
     )
 
 

@@ -36,6 +36,7 @@ from ui.backend import (
     AttachmentView,
     Backend,
     ChatSettings,
+    InputProgressView,
     MessageView,
     Preset,
     RunStats,
@@ -75,6 +76,7 @@ class AppBackend(Backend):
         c.message_progress.connect(self._on_message_progress)
         c.message_finished.connect(self._on_message_finished)
         c.turn_finished.connect(self._on_turn_finished)
+        c.input_progressed.connect(self._on_input_progressed)
         self._session_event.connect(self._on_session_event)
         self._transcript.connect(self._on_transcript)
         self._unsubscribe = self.session.subscribe(self._session_event.emit)
@@ -250,7 +252,24 @@ class AppBackend(Backend):
             limit = self.session.model_status.context_limit
             self.stats_changed.emit(run_stats(view.stats, limit))
 
+    def _on_input_progressed(self, event: Any) -> None:
+        p = event.progress
+        view = InputProgressView(note=event.note)
+        if p is not None:
+            view = InputProgressView(p.name, p.message, p.fraction, p.stage)
+        self.input_progress.emit(str(event.conversation_id), view)
+
+    def export_transcript(self, message_id: str, fmt: str) -> str:
+        from app.recordings import Transcript, export_transcript
+
+        message = self.session.storage.conversations.get_message(int(message_id))
+        transcript = (message.stats or {}).get("transcript")
+        if not transcript:
+            raise ValueError("This message is not a transcript.")
+        return export_transcript(Transcript.from_dict(transcript), fmt)  # type: ignore[arg-type]
+
     def _on_turn_finished(self, turn: Any) -> None:
+        self.input_progress.emit(str(turn.conversation_id), InputProgressView(done=True))
         self.generating_changed.emit(str(turn.conversation_id), False)
         self.conversations_changed.emit()
 
@@ -286,6 +305,11 @@ class AppBackend(Backend):
         return RecordingSession(
             lambda **callbacks: self.session.microphone(mic, device=device, **callbacks)
         )
+
+    def meeting_session(self) -> RecordingSession:
+        mic, _, _ = self.sources
+        return RecordingSession(lambda **callbacks: self.session.record_meeting(mic() if mic else None,
+                                                                               **callbacks))  # fmt: skip
 
     def camera_session(self, device: str | None = None) -> RecordingSession:
         mic, camera, with_audio = self.sources

@@ -8,6 +8,7 @@ from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QToolButton, QVBoxLay
 
 from ui import theme
 from ui.backend import AttachmentView
+from ui.long_inputs import document_caption
 
 
 def format_duration(seconds: float | None) -> str:
@@ -28,8 +29,10 @@ def format_bytes(size: int) -> str:
 
 def describe(attachment: AttachmentView) -> str:
     """A sentence naming the attachment, for accessible names and tooltips."""
-    parts = [{"image": "Image", "audio": "Audio", "video": "Video"}.get(attachment.kind, "File")]
-    parts.append(attachment.name)
+    kinds = {"image": "Image", "audio": "Audio", "video": "Video", "document": "Document"}
+    parts = [kinds.get(attachment.kind, "File"), attachment.name]
+    if attachment.kind == "document":
+        return ", ".join([*parts, document_caption(attachment)])
     if attachment.duration_s:
         parts.append(format_duration(attachment.duration_s))
     if attachment.width and attachment.height:
@@ -121,6 +124,17 @@ class AttachmentCard(QFrame):
                 thumb.setText(attachment.name)
             thumb.setAccessibleName(describe(attachment))
             layout.addWidget(thumb)
+        elif attachment.kind == "document":
+            icon = QLabel()
+            icon.setPixmap(theme.icon("document").pixmap(28, 28))
+            layout.addWidget(icon)
+            column = QVBoxLayout()
+            column.setSpacing(1)
+            column.addWidget(QLabel(attachment.name))
+            self.caption = QLabel(document_caption(attachment))
+            self.caption.setObjectName("Muted")
+            column.addWidget(self.caption)
+            layout.addLayout(column)
         elif attachment.kind == "audio":
             self.play_button = QToolButton()
             self.play_button.setObjectName("IconButton")
@@ -173,7 +187,10 @@ class AttachmentChip(QFrame):
         text = attachment.name if len(attachment.name) <= 28 else attachment.name[:25] + "…"
         if attachment.duration_s:
             text += f"  {format_duration(attachment.duration_s)}"
+        if attachment.kind == "document":
+            text += f"  {document_caption(attachment)}"
         label = QLabel(text)
+        self.label = label
         label.setToolTip(describe(attachment))
         layout.addWidget(label)
         self.remove_button = QToolButton()

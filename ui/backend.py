@@ -23,6 +23,7 @@ from app.presets import BUILTIN_PRESETS, Preset
 from app.settings_form import SettingField
 from app.views import (
     ConversationSummary,
+    InputProgressView,
     MessageView,
     ModelStatus,
     PrefillView,
@@ -34,7 +35,8 @@ from app.views import (
 __all__ = [
     "BUILTIN_PRESETS", "DEFAULT_VISION_BUDGET", "VISION_BUDGETS", "AttachmentRejected",
     "AttachmentView", "Backend", "CaptureSession", "ChatSettings", "ConversationSummary",
-    "DownloadOffer", "MessageView", "ModelStatus", "PrefillView", "Preset", "RunStats",
+    "DownloadOffer", "InputProgressView", "MessageView", "ModelStatus", "PrefillView", "Preset",
+    "RunStats",
     "SettingField", "ToolCardView", "TrashedChat",
 ]  # fmt: skip
 VISION_BUDGETS = IMAGE_BUDGETS
@@ -45,7 +47,7 @@ DEFAULT_VISION_BUDGET = DEFAULT_IMAGE_BUDGET
 class AttachmentView:
     """One validated attachment as the UI shows it; `source` is the app's own object."""
 
-    kind: str  # "image" | "audio" | "video"
+    kind: str  # "image" | "audio" | "video" | "document"
     name: str
     path: Path | None = None
     size_bytes: int = 0
@@ -55,6 +57,9 @@ class AttachmentView:
     thumbnail: QImage | None = None  # images (and a video's poster frame)
     waveform: list[float] = field(default_factory=list)  # audio peaks in 0..1
     frames: list[QImage] = field(default_factory=list)  # video frame strip
+    detail: str = ""  # a document's size: "300 pages", "1,204 lines", "42 files"
+    tokens: int | None = None  # a document's tokens in the prompt
+    tokens_estimated: bool = False  # counted without the model's tokenizer
     source: Any = None
 
 
@@ -118,6 +123,7 @@ class Backend(QObject):
     notice = Signal(str)  # a sentence for the status line (errors included)
     download_progress = Signal(int, int, str)  # done bytes, total bytes, what is happening
     download_finished = Signal(str, str)  # model folder ("" on failure), error message
+    input_progress = Signal(str, object)  # conversation id, InputProgressView
 
     # conversations
     def conversations(self, query: str = "") -> list[ConversationSummary]:
@@ -231,6 +237,14 @@ class Backend(QObject):
 
     def microphone_session(self, device: str | None = None) -> CaptureSession:
         """A recording from the chosen microphone (`device`: this one instead)."""
+        raise NotImplementedError
+
+    def meeting_session(self) -> CaptureSession:
+        """Record mode: the microphone to disk for any length; `finished` brings the attachment."""
+        raise NotImplementedError
+
+    def export_transcript(self, message_id: str, fmt: str) -> str:
+        """A transcript message as "txt", "md", "srt" or "json" text."""
         raise NotImplementedError
 
     def camera_session(self, device: str | None = None) -> CaptureSession:

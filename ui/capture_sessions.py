@@ -42,6 +42,9 @@ def attachment_view(attachment: Attachment) -> AttachmentView:
         thumbnail=qimage_from_file(attachment.thumbnail),
         waveform=attachment.waveform,
         frames=[strip] if strip is not None else [],
+        detail=attachment.size_label,
+        tokens=attachment.tokens,
+        tokens_estimated=bool(attachment.meta.get("tokens_estimated")),
         source=attachment,
     )
 

@@ -23,6 +23,7 @@ class ChatView(QScrollArea):
     stop_requested = Signal()
     play_requested = Signal(object)
     version_requested = Signal(str, int)  # message id, step
+    transcript_save_requested = Signal(str, str)  # message id, format
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -35,7 +36,9 @@ class ChatView(QScrollArea):
         self.column = QVBoxLayout(self.canvas)
         self.column.setContentsMargins(24, 16, 24, 16)
         self.column.setSpacing(12)
-        self.placeholder = QLabel("Ask anything, or drop an image, audio clip or video here.")
+        self.placeholder = QLabel(
+            "Ask anything, or drop images, recordings, videos, documents or a folder here."
+        )
         self.placeholder.setObjectName("Muted")
         self.placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.column.addWidget(self.placeholder)
@@ -71,6 +74,7 @@ class ChatView(QScrollArea):
         widget.stop_requested.connect(self.stop_requested)
         widget.play_requested.connect(self.play_requested)
         widget.version_requested.connect(self.version_requested)
+        widget.transcript_save_requested.connect(self.transcript_save_requested)
         self.column.insertWidget(self.column.count() - 1, widget)
         self.widgets[message.id] = widget
         self.placeholder.setVisible(False)

@@ -31,9 +31,11 @@ from ui.backend import (
 from ui.message_widget import icon_button
 
 MEDIA_FILTER = (
-    "Images, audio and video (*.png *.jpg *.jpeg *.gif *.webp *.heic *.heif *.bmp *.tif *.tiff "
-    "*.wav *.mp3 *.m4a *.aac *.flac *.ogg *.opus *.aiff *.mp4 *.mov *.m4v *.webm *.mkv *.avi);;"
-    "All files (*)"
+    "Images, audio, video and documents (*.png *.jpg *.jpeg *.gif *.webp *.heic *.heif *.bmp "
+    "*.tif *.tiff *.wav *.mp3 *.m4a *.aac *.flac *.ogg *.opus *.aiff *.mp4 *.mov *.m4v *.webm "
+    "*.mkv *.avi *.pdf *.docx *.txt *.md *.markdown *.rst *.csv *.tsv *.html *.htm *.json *.py "
+    "*.js *.ts *.java *.c *.h *.cpp *.go *.rs *.rb *.swift *.kt *.sh *.sql *.yaml *.yml "
+    "*.toml);;All files (*)"
 )
 
 
@@ -175,7 +177,7 @@ class Composer(QFrame):
         row = QHBoxLayout()
         row.setSpacing(4)
         self.attach_button = icon_button(
-            "attach", "Attach files", "Attach images, audio or video (⌘O)"
+            "attach", "Attach files", "Attach images, audio, video or documents (⌘O)"
         )
         self.attach_button.clicked.connect(self.choose_files)
         row.addWidget(self.attach_button)

@@ -27,6 +27,7 @@ from ui.chat_view import ChatView
 from ui.composer import Composer, file_paths
 from ui.export_dialog import ExportDialog
 from ui.first_run import FirstRunScreen
+from ui.long_inputs import RecordBar, TranscriptProgress, save_transcript
 from ui.markdown_view import warm_up_rendering
 from ui.model_dialog import ModelDialog
 from ui.push_to_talk import HoldToTalkFilter, PushToTalk
@@ -65,6 +66,8 @@ class MainWindow(QMainWindow):
         chat_layout.addWidget(self.chat, 1)
         composer_holder = QVBoxLayout()
         composer_holder.setContentsMargins(24, 0, 24, 0)
+        self.transcript_progress = TranscriptProgress()
+        composer_holder.addWidget(self.transcript_progress)
         composer_holder.addWidget(self.composer)
         chat_layout.addLayout(composer_holder)
         self.first_run = FirstRunScreen(backend)
@@ -135,6 +138,9 @@ class MainWindow(QMainWindow):
         self.chat.regenerate_requested.connect(self.regenerate)
         self.chat.stop_requested.connect(self.stop)
         self.chat.play_requested.connect(self.backend.play_audio)
+        self.chat.transcript_save_requested.connect(self.save_transcript)
+        b.input_progress.connect(self.on_input_progress)
+        self.transcript_progress.cancel_requested.connect(self.stop)
         self.first_run.model_chosen.connect(self.backend.load_model)
         # Optional backend signals (the app backend has them; the demo backend does not).
         if hasattr(b, "tool_approval_requested"):
@@ -180,7 +186,13 @@ class MainWindow(QMainWindow):
             file_menu, "Attach Files…", self.composer.choose_files, std.Open, name="attach_action"
         )
         self._action(
+            file_menu, "Attach Folder…", self.choose_folder, "Ctrl+Shift+O", name="folder_action"
+        )
+        self._action(
             file_menu, "Record Video Clip…", self.open_webcam, "Ctrl+Shift+V", name="webcam_action"
+        )
+        self._action(
+            file_menu, "Record Meeting…", self.record_meeting, "Ctrl+Shift+R", name="record_action"
         )
         file_menu.addSeparator()
         self._action(file_menu, "Import Chats…", lambda: self.import_chats(), "Ctrl+Shift+I",
@@ -580,6 +592,43 @@ class MainWindow(QMainWindow):
 
     def toggle_sidebar(self) -> None:
         self.sidebar.setVisible(not self.sidebar.isVisible())
+
+    def on_input_progress(self, conversation_id: str, view) -> None:
+        if conversation_id == self.conversation_id:
+            self.transcript_progress.show_progress(view)
+
+    def save_transcript(self, message_id: str, fmt: str) -> None:
+        widget = self.chat.widgets.get(message_id)
+        name = (widget.message.transcript or {}).get("name", "") if widget else ""
+        path = save_transcript(self, self.backend, message_id, fmt, name or "transcript")
+        if path is not None:
+            self.status_line.show_notice(f"Saved the transcript to {path}.")
+
+    def choose_folder(self) -> None:
+        from PySide6.QtWidgets import QFileDialog
+
+        folder = QFileDialog.getExistingDirectory(self, "Attach a Folder of Source Files")
+        if folder:
+            self.composer.add_paths([folder])
+
+    def record_meeting(self) -> RecordBar | None:
+        """Record mode: the microphone to disk until Stop, then attached to the message."""
+        if getattr(self, "record_bar", None) is not None:
+            return self.record_bar
+        try:
+            session = self.backend.meeting_session()
+        except NotImplementedError:
+            self.status_line.show_notice("Recording meetings needs the app's own backend.")
+            return None
+        bar = RecordBar(session)
+        bar.attachment_ready.connect(self.composer.add_attachment)
+        bar.failed.connect(lambda reason: self.composer.reject("Recording", reason))
+        bar.closed.connect(lambda: setattr(self, "record_bar", None))
+        self.composer.recording_slot.addWidget(bar)
+        bar.show()
+        self.record_bar = bar
+        bar.start()
+        return bar
 
     def open_webcam(self) -> WebcamDialog:
         dialog = WebcamDialog(self.backend, self)

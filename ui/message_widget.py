@@ -26,6 +26,7 @@ from app.views import answer_stats
 from ui import theme
 from ui.attachment_views import AttachmentCard
 from ui.backend import MessageView, PrefillView, ToolCardView
+from ui.long_inputs import transcript_button, transcript_title
 from ui.markdown_render import plain_text
 from ui.markdown_view import MarkdownView, WrappedLabel
 
@@ -154,6 +155,7 @@ class MessageWidget(QFrame):
     stop_requested = Signal()
     play_requested = Signal(object)
     version_requested = Signal(str, int)  # message id, -1 (the one before) or +1
+    transcript_save_requested = Signal(str, str)  # message id, format
 
     def __init__(self, message: MessageView, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -168,9 +170,14 @@ class MessageWidget(QFrame):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(14, 10, 14, 8)
         layout.setSpacing(6)
-        role = QLabel("You" if self.is_user else "Gemma")
-        role.setObjectName("RoleLabel")
-        layout.addWidget(role)
+        self.role_label = QLabel("You" if self.is_user else "Gemma")
+        self.role_label.setObjectName("RoleLabel")
+        layout.addWidget(self.role_label)
+        self.notes_label = QLabel()  # about long inputs: pages used, how a video was sampled
+        self.notes_label.setObjectName("Muted")
+        self.notes_label.setWordWrap(True)
+        self.notes_label.setVisible(False)
+        layout.addWidget(self.notes_label)
 
         self.attachments_row = QHBoxLayout()
         self.attachments_row.setSpacing(6)
@@ -262,6 +269,10 @@ class MessageWidget(QFrame):
         self.stopped_label.setToolTip("You stopped this answer before it was complete")
         self.stopped_label.setAccessibleName("Stopped by you before it was complete")
         actions.addWidget(self.stopped_label)
+        self.transcript_button = transcript_button(
+            lambda fmt: self.transcript_save_requested.emit(self.message.id, fmt)
+        )
+        actions.addWidget(self.transcript_button)
         self.stats_label = QLabel()
         self.stats_label.setObjectName("Muted")
         actions.addWidget(self.stats_label)
@@ -348,7 +359,14 @@ class MessageWidget(QFrame):
         else:
             self.error_card.setVisible(False)
         self.stop_button.setVisible(message.streaming)
-        self.regenerate_button.setVisible(not self.is_user and not message.streaming)
+        self.transcript_button.setVisible(bool(message.transcript))
+        if message.transcript:
+            self.role_label.setText(transcript_title(message.transcript))
+        self.notes_label.setText("\n".join(message.notes))
+        self.notes_label.setVisible(bool(message.notes))
+        self.regenerate_button.setVisible(
+            not self.is_user and not message.streaming and not message.transcript
+        )
         self.copy_button.setEnabled(bool(message.text))
         numbers, explained = answer_stats(None if message.streaming else message.stats)
         self.stats_label.setText(numbers)

@@ -57,7 +57,8 @@ class TranscriptLine:
 
     @property
     def text(self) -> str:
-        return f"[{format_clock(self.segment.start_s)}] {self.segment.text}\n"
+        """`[12:30] words` as the transcript message shows it (a paragraph of its own)."""
+        return f"[{format_clock(self.segment.start_s)}] {self.segment.text}\n\n"
 
 
 @dataclass(frozen=True)

@@ -142,7 +142,8 @@ def app_backend_for(qtbot, tmp_path: Path, tiny_checkpoint: Path):
     made = []
 
     def build(delay_s: float = 0.0, audio: Path | None = None, video: Path | None = None,
-              max_tokens: int = 24, tuning: dict | None = None):  # fmt: skip
+              max_tokens: int = 24, tuning: dict | None = None,
+              mic_speed: float | None = 1.0):  # fmt: skip
         """`tuning`: extra `Engine.load` keywords (e.g. a small `prefill_chunk`)."""
         engines: list[RecordingEngine] = []
 
@@ -154,7 +155,7 @@ def app_backend_for(qtbot, tmp_path: Path, tiny_checkpoint: Path):
         backend = AppBackend(
             data_dir=str(tmp_path / f"data{len(made)}"),
             engine_factory=factory,
-            mic_source_factory=(lambda: FileAudioSource(audio, speed=1.0)) if audio else None,
+            mic_source_factory=(lambda: FileAudioSource(audio, speed=mic_speed)) if audio else None,
             camera_source_factory=(lambda: FileVideoSource(video, speed=1.0)) if video else None,
             clip_audio=False,
         )

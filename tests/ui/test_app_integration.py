@@ -90,17 +90,19 @@ def test_dropped_image_audio_and_video_reach_the_message_and_the_model(
 
 
 def test_a_rejected_file_is_explained_and_the_good_ones_still_attach(
-    qtbot, window_for, app_backend_for, png_file, text_file
+    qtbot, window_for, app_backend_for, png_file, tmp_path
 ):
+    blob = tmp_path / "firmware.bin"  # neither media nor a document
+    blob.write_bytes(bytes(range(256)) * 8)
     window = window_for(app_backend_for())
-    assert drop_files(window.composer, [text_file, png_file])
+    assert drop_files(window.composer, [blob, png_file])
     qtbot.waitUntil(
         lambda: window.composer.pending_ingests == 0 and bool(window.composer.chips), timeout=30_000
     )
     assert [c.attachment.name for c in window.composer.chips] == [png_file.name]
     label = window.composer.rejection_label
     assert not label.isHidden()
-    assert text_file.name in label.text()
+    assert blob.name in label.text()
     assert "not" in label.text().lower()
 
 

@@ -97,7 +97,7 @@ def test_a_recording_that_does_not_fit_is_transcribed_clip_by_clip(spoken_record
     [started] = [e for e in events if isinstance(e, TranscriptStarted)]
     assert (started.name, started.sha256, started.total) == ("meeting.wav", "abc", 20)
     lines = [e.text for e in events if isinstance(e, TranscriptLine)]
-    assert lines[0] == "[00:00] words 1\n" and lines[-1] == "[09:30] words 20\n"
+    assert lines[0] == "[00:00] words 1\n\n" and lines[-1] == "[09:30] words 20\n\n"
     progress = [e.message for e in events if isinstance(e, InputProgress)]
     assert progress[0] == "clip 0 of 20" and progress[-1] == "clip 20 of 20"
     assert re.fullmatch(r"clip 10 of 20, .* left", progress[10])
@@ -139,7 +139,8 @@ def test_cancel_mid_way_keeps_what_was_transcribed_and_the_next_turn_continues_i
     [started] = [e for e in events if isinstance(e, TranscriptStarted)]
     assert started.resumed == 7
     lines = [e.text for e in events if isinstance(e, TranscriptLine)]
-    assert lines[6] == "[03:00] words 7\n" and lines[7] == "[03:30] more 1\n" and len(lines) == 20
+    assert lines[6].strip() == "[03:00] words 7" and lines[7].strip() == "[03:30] more 1"
+    assert len(lines) == 20
     [done] = [e.transcript for e in events if isinstance(e, TranscriptFinished)]
     assert done["complete"]
 
