@@ -255,11 +255,13 @@ def is_transcript(message: Message) -> bool:
 
 
 def known_transcripts(messages: Sequence[Message]) -> dict[str, dict[str, Any]]:
-    """Media hash -> the latest transcript of it in these messages (`Transcript.to_dict()`)."""
+    """Media hash -> the latest transcript of it in these messages (`Transcript.to_dict()`,
+    with `shown`: False when its message was superseded, e.g. by Regenerate)."""
     found: dict[str, dict[str, Any]] = {}
     for m in messages:
         transcript = (m.stats or {}).get("transcript")
-        if m.superseded_at is None and transcript and transcript.get("sha256"):
+        if transcript and transcript.get("sha256"):
+            transcript = {**transcript, "shown": m.superseded_at is None}
             earlier = found.get(transcript["sha256"])
             if earlier is None or not earlier.get("complete") or transcript.get("complete"):
                 found[transcript["sha256"]] = transcript
@@ -512,7 +514,8 @@ class ConversationController:
             # Register before submitting so no event of the job can arrive unrouted.
             # The engine keeps one prompt cache per conversation: the next turn prefills
             # only what is new.
-            transcripts = known_transcripts(self.store.messages(conversation_id))
+            seen = self.store.messages(conversation_id, include_superseded=True)
+            transcripts = known_transcripts(seen)
             job = self.service.generate(
                 chat,
                 tools=tools,

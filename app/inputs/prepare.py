@@ -441,6 +441,8 @@ class _Preparer:
         known = self.transcripts.get(sha) if sha else None
         earlier = Transcript.from_dict(known) if known else None
         if earlier is not None and earlier.complete:
+            if not known.get("shown", True):  # its message was superseded: show it again
+                self._replay(earlier, sha, "transcript")
             return earlier
         if self.render_only:
             return Transcript(name, duration_s=duration, complete=False)
@@ -483,6 +485,13 @@ class _Preparer:
         if not transcript.complete:
             raise _Stopped
         return transcript
+
+    def _replay(self, transcript: Transcript, sha: str, kind: str) -> None:
+        """A transcript made before, streamed into the conversation again (no generation)."""
+        self.emit(TranscriptStarted(transcript.name, sha, kind, len(transcript.segments)))  # type: ignore[arg-type]
+        for segment in transcript.segments:
+            self.emit(TranscriptLine(segment))
+        self.emit(TranscriptFinished(sha, kind, transcript.to_dict()))  # type: ignore[arg-type]
 
     def _over_text(
         self, transcript: Transcript, name: str, what: str, question: str, available: int
@@ -614,6 +623,8 @@ class _Preparer:
         earlier = Transcript.from_dict(known) if known else None
         if earlier is not None and earlier.complete or self.render_only:
             description = earlier or Transcript(name, duration_s=info.duration_s)
+            if earlier is not None and not known.get("shown", True):
+                self._replay(earlier, sha, "description")
         else:
             limit = min(DESCRIBE_MAX_TOKENS, self.max_tokens)
             decoded = (

@@ -164,6 +164,28 @@ def test_a_complete_transcript_is_reused_and_no_clip_is_transcribed_again(
     assert "[04:30] words 10" in again.messages[0]["content"][0]["text"]
 
 
+def test_a_transcript_whose_message_was_superseded_is_shown_again_without_transcribing(
+    spoken_recording, facts_for
+):
+    model = Clips()
+    first = []
+    prepare_messages(
+        ask(recording(spoken_recording, "abc")), facts_for(8192), generate=model,
+        emit=first.append,
+    )  # fmt: skip
+    [done] = [e.transcript for e in first if isinstance(e, TranscriptFinished)]
+    events = []
+
+    prepare_messages(
+        ask(recording(spoken_recording, "abc")), facts_for(8192), generate=nothing,
+        emit=events.append, transcripts={"abc": {**done, "shown": False}},  # e.g. Regenerate
+    )  # fmt: skip
+
+    assert [type(e) for e in events if not isinstance(e, InputNote)] == [
+        TranscriptStarted, *[TranscriptLine] * 20, TranscriptFinished,
+    ]  # fmt: skip
+
+
 def test_a_transcript_longer_than_the_context_is_read_part_by_part(spoken_recording, facts_for):
     facts = facts_for(2048)
     talk = Clips(text="clip {k} " + "we talked about the export and the login page " * 20)
