@@ -4,7 +4,9 @@ PDF: `load_document` (pdfium text layer per page, 5 scanned pages rendered at th
 budget), the token count of the whole document, and `fit_or_retrieve` for a 32K budget.
 Recording: the one-hour file read clip by clip (decode, resample to 16 kHz, cut at the
 checkpoint's clip length) and framed for the model, and the tokens it becomes in one
-prompt, with the fit-or-transcribe decision for common contexts. Inputs are generated once
+prompt, with the fit-or-transcribe decision for common contexts. Attaching each (what the
+app does on a drop: read or probe, token count or waveform preview, copy into a media
+store) is timed too. Inputs are generated once
 under `.bench/long_inputs/` (fpdf2 for the PDF, espeak-ng speech for the recording).
 Token counts use `--checkpoint`'s tokenizer (a Gemma 4 folder or a cached repo id); without
 one, the tiny test checkpoint's (a small BPE vocabulary: more tokens per word than Gemma's).
@@ -133,7 +135,29 @@ def main() -> int:
         decision = decide_recording(audio_tokens, PromptBudget(context, 1_000, 2_048))
         print(f"  context {context // 1024:>3}K: {decision.mode} "
               f"(needs {decision.needed:,}, {decision.available:,} available)")  # fmt: skip
+    attach(checkpoint, config, pdf, recording)
     return 0
+
+
+def attach(checkpoint: Path, config, pdf: Path, recording: Path) -> None:
+    """Attaching as the app does (`AttachmentIngestor.from_path`) into a throw-away store."""
+    import tempfile
+
+    from app.attachments import AttachmentIngestor
+    from app.inputs.ingest import token_counter_for
+    from app.storage import open_storage
+
+    print("\nAttaching (as a drop in the app: into a new media store)")
+    with tempfile.TemporaryDirectory(dir=WORK) as tmp, open_storage(Path(tmp)) as storage:
+        ingestor = AttachmentIngestor(storage.media)
+        ingestor.count_tokens, ingestor.processor_config = token_counter_for(checkpoint), config
+        for path in (pdf, recording):
+            start = time.perf_counter()
+            attachment = ingestor.from_path(path)
+            took = time.perf_counter() - start
+            shown = attachment.size_label or f"{attachment.duration_s:,.0f} s"
+            extra = f", {attachment.tokens:,} tokens" if attachment.tokens else ""
+            print(f"  {path.name:<18} {took:6.2f} s  -> {attachment.kind}: {shown}{extra}")
 
 
 if __name__ == "__main__":
