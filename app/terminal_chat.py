@@ -8,7 +8,8 @@ MCP tool from then on, as the GUI's "Always Allow This Tool"). Answers stream,
 thinking dimmed on a terminal; how far a long prompt has been read goes to stderr.
 
 Lines starting with `/` are commands and never reach the model (`//text` sends `/text`):
-/help, /image PATH, /audio PATH, /video PATH, /file PATH (attach to the next message),
+/help, /image PATH, /audio PATH, /video PATH, /file PATH (attach to the next message:
+media of any length, a document or a folder),
 /think on|off, /system TEXT, /new, /regen, /exit.
 """
 
@@ -40,7 +41,7 @@ from mlx_model.processing.errors import MediaError
 DIM, RESET = "\x1b[2m", "\x1b[0m"
 HELP = """Commands (a line starting with / is never sent to the model; //text sends /text):
   /image PATH, /audio PATH, /video PATH   attach a file of that kind to your next message
-  /file PATH                              attach any image, audio or video file
+  /file PATH                              attach any file: media, a document or a folder
   /think on|off                           let the model think first (shown dimmed)
   /system TEXT                            this conversation's system prompt (no TEXT: none)
   /new                                    start a new conversation

@@ -182,7 +182,7 @@ def export_json(
 
 # -- import -----------------------------------------------------------------------------
 
-MEDIA_KINDS = ("image", "audio", "video")
+MEDIA_KINDS = ("image", "audio", "video", "document")
 IMPORT_CHUNK = 500  # messages per import transaction
 IMPORT_PAUSE_S = 0.02  # between import transactions, so another writer gets its turn
 IMPORTING_DELETED_AT = 0.0  # a conversation being imported waits in the trash, dated 1970

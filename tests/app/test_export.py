@@ -123,3 +123,27 @@ def test_bad_import_files_get_a_clear_message_and_change_nothing(
     with pytest.raises(ImportFormatError, match=message):
         import_json(path, storage.conversations, storage.media)
     assert storage.conversations.list_conversations() == []
+
+
+def test_a_document_and_a_transcript_travel_with_the_conversation(storage, tmp_path: Path) -> None:
+    from app.recordings import Transcript, TranscriptSegment, export_transcript
+
+    store = storage.conversations
+    doc = storage.media.add_bytes(b"%PDF-1.7 ...", kind="document", mime="application/pdf",
+                                  ext=".pdf")  # fmt: skip
+    conv = store.create_conversation("Minutes")
+    store.add_message(conv.id, "user", "Summarize", attachments=[(doc.sha256, "document", "m.pdf")])
+    transcript = Transcript(
+        "standup.wav", [TranscriptSegment(0, 0.0, 30.0, "Hello all.")], 30.0, True
+    )
+    store.add_message(conv.id, "assistant", "[00:00] Hello all.\n\n",
+                      stats={"transcript": {**transcript.to_dict(), "sha256": "a" * 64}})  # fmt: skip
+    path = export_json(store, conv.id, tmp_path / "m.json", storage.media, embed_media=True)
+
+    with open_storage(tmp_path / "other") as other:
+        copy = import_json(path, other.conversations, other.media)
+        user, answer = other.conversations.messages(copy.id)
+        assert user.attachments[0].kind == "document"
+        assert other.media.path_of(user.attachments[0].sha256).read_bytes() == b"%PDF-1.7 ..."
+        kept = Transcript.from_dict(answer.stats["transcript"])
+        assert export_transcript(kept, "srt") == export_transcript(transcript, "srt")
