@@ -122,12 +122,14 @@ class TurnFinished:
 
 @dataclass(frozen=True)
 class InputProgressed:
-    """Preparing a long input: a transcription's progress (`progress`) or a note (`note`)."""
+    """Preparing a long input: a transcription's progress (`progress`), a note (`note`), or
+    the end of a transcription (`finished`)."""
 
     conversation_id: int
     message_id: int
     progress: InputProgress | None = None
     note: str = ""
+    finished: bool = False
 
 
 ControllerEvent = (
@@ -669,6 +671,7 @@ class ConversationController:
         cid = turn.conversation_id
         transcript = {**event.transcript, "sha256": event.sha256, "kind": event.kind}
         self._finish_message(turn, "done", stats={"transcript": transcript})
+        self._notify(InputProgressed(cid, turn.assistant_message_id, finished=True))
         if not transcript.get("complete"):
             return  # cancelled: the transcript so far is kept, no answer follows
         follow = self.store.add_message(cid, "assistant", status="streaming")

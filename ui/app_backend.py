@@ -254,7 +254,7 @@ class AppBackend(Backend):
 
     def _on_input_progressed(self, event: Any) -> None:
         p = event.progress
-        view = InputProgressView(note=event.note)
+        view = InputProgressView(note=event.note, done=event.finished)
         if p is not None:
             view = InputProgressView(p.name, p.message, p.fraction, p.stage)
         self.input_progress.emit(str(event.conversation_id), view)
