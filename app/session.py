@@ -756,15 +756,16 @@ class AppSession:
 
         return self.storage.paths.root / RECORDINGS_DIRNAME
 
-    def record_meeting(self, source: Any = None, **callbacks: Any) -> Any:
+    def record_meeting(self, source: Any = None, *, device: str | None = None,
+                       **callbacks: Any) -> Any:  # fmt: skip
         """Record mode (`app.capture.meeting.MeetingRecording`) from the microphone chosen in
-        Settings: any length, straight to disk; `stop` attaches it (`on_finished(Attachment)`)."""
+        Settings (`device`: this one; `source`: a test source): any length, straight to disk;
+        `stop` attaches it (`on_finished(Attachment)`); once started, `.device_name` names it."""
         from app.capture.meeting import MeetingRecording
 
-        return MeetingRecording(
-            self.ingestor, self.recordings_folder, source, device=self.settings.mic_device,
-            **callbacks,
-        )  # fmt: skip
+        device = device or self.settings.mic_device
+        return MeetingRecording(self.ingestor, self.recordings_folder, source, device=device,
+                                **callbacks)  # fmt: skip
 
     def recover_recordings(self) -> list[Path]:
         """Repair meetings a killed app left unfinished (told as a `Notice`)."""

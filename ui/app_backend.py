@@ -306,10 +306,10 @@ class AppBackend(Backend):
             lambda **callbacks: self.session.microphone(mic, device=device, **callbacks)
         )
 
-    def meeting_session(self) -> RecordingSession:
+    def meeting_session(self, device: str | None = None) -> RecordingSession:
         mic, _, _ = self.sources
-        return RecordingSession(lambda **callbacks: self.session.record_meeting(mic() if mic else None,
-                                                                               **callbacks))  # fmt: skip
+        return RecordingSession(lambda **callbacks: self.session.record_meeting(
+            mic() if mic else None, device=device, **callbacks))  # fmt: skip
 
     def camera_session(self, device: str | None = None) -> RecordingSession:
         mic, camera, with_audio = self.sources

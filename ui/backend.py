@@ -239,8 +239,9 @@ class Backend(QObject):
         """A recording from the chosen microphone (`device`: this one instead)."""
         raise NotImplementedError
 
-    def meeting_session(self) -> CaptureSession:
-        """Record mode: the microphone to disk for any length; `finished` brings the attachment."""
+    def meeting_session(self, device: str | None = None) -> CaptureSession:
+        """Record mode: the chosen microphone (`device`: this one instead) to disk for any
+        length; `finished` brings the attachment."""
         raise NotImplementedError
 
     def export_transcript(self, message_id: str, fmt: str) -> str:

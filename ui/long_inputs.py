@@ -149,6 +149,10 @@ class RecordBar(QFrame):
         self._started = time.monotonic()
         self._timer.start()
         self.session.start()
+        device = getattr(self.session, "device_name", "")
+        if device:  # known once started: the microphone being recorded, for the user
+            self.setToolTip(f"Recording from {device}")
+            self.setAccessibleDescription(f"Recording from {device}")
 
     def _tick(self) -> None:
         seconds = int(time.monotonic() - self._started)

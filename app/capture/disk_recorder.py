@@ -167,6 +167,11 @@ class DiskRecorder:
         return self._worker is not None
 
     @property
+    def device_name(self) -> str:
+        """The device recording (or that recorded last); "" before the first start."""
+        return self._device_name
+
+    @property
     def elapsed_s(self) -> float:
         """Seconds written to disk so far."""
         return self._frames_written / self.target_rate

@@ -66,8 +66,11 @@ class MeetingRecording(Recording):
             self.recorder.start()
         except CaptureUnavailable as exc:
             self.failed(exc.reason)
+            return
         except CaptureError as exc:
             self.failed(str(exc))
+            return
+        self.device_name = self.recorder.device_name
 
     def stop(self) -> None:
         def produce() -> Any:

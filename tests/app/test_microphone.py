@@ -178,6 +178,11 @@ def fake_sounddevice(monkeypatch, *, open_error: Exception | None = None):
     def query_devices(device=None, kind=None):
         if device is None and kind is None:
             return devices
+        if isinstance(device, str):  # a name, as the settings keep it
+            [found] = [d for d in devices if d["name"] == device] or [None]
+            if found is None:
+                raise ValueError(f"No input device matching {device!r}")
+            return found
         index = 1 if device is None else device
         return devices[index]
 

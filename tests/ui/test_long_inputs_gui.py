@@ -114,6 +114,7 @@ def test_record_mode_attaches_a_meeting_longer_than_a_clip(
     window.record_action.trigger()
     bar = window.record_bar
     assert bar is not None and bar.isVisible()
+    assert bar.toolTip() == "Recording from standup.wav"  # the source's own name
     folder = backend.session.recordings_folder
     wanted = 44 + 75 * 16_000 * 2
 
