@@ -11,8 +11,11 @@ under `.bench/long_inputs/` (fpdf2 for the PDF, espeak-ng speech for the recordi
 Token counts use `--checkpoint`'s tokenizer (a Gemma 4 folder or a cached repo id); without
 one, the tiny test checkpoint's (a small BPE vocabulary: more tokens per word than Gemma's).
 No peer runs this path (mlx-vlm takes neither documents nor recordings over 30 s).
+With `--through-the-model`, a 10-minute recording is also sent in a conversation on the
+tiny test model (CPU), once with a context it fits (one prompt) and once with one it does
+not (transcribed clip by clip, then answered): the end-to-end path, timed.
 
-    nice -n 10 .venv/bin/python bench/bench_long_inputs.py [--checkpoint PATH]
+    nice -n 10 .venv/bin/python bench/bench_long_inputs.py [--checkpoint PATH] [--through-the-model]
 """
 
 from __future__ import annotations
@@ -59,6 +62,11 @@ def make_recording(path: Path, seconds: float = 3600.0) -> Path:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--checkpoint", help="a Gemma 4 checkpoint for its tokenizer and configs")
+    parser.add_argument(
+        "--through-the-model",
+        action="store_true",
+        help="also send a 10-minute recording through the tiny model, both paths",
+    )
     args = parser.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
 
@@ -136,6 +144,8 @@ def main() -> int:
         print(f"  context {context // 1024:>3}K: {decision.mode} "
               f"(needs {decision.needed:,}, {decision.available:,} available)")  # fmt: skip
     attach(checkpoint, config, pdf, recording)
+    if args.through_the_model:
+        through_the_model(make_recording(WORK / "meeting-10min.wav", 600.0))
     return 0
 
 
@@ -158,6 +168,44 @@ def attach(checkpoint: Path, config, pdf: Path, recording: Path) -> None:
             shown = attachment.size_label or f"{attachment.duration_s:,.0f} s"
             extra = f", {attachment.tokens:,} tokens" if attachment.tokens else ""
             print(f"  {path.name:<18} {took:6.2f} s  -> {attachment.kind}: {shown}{extra}")
+
+
+def through_the_model(recording: Path) -> None:
+    """The recording in a conversation on the tiny model: one prompt, then transcribed."""
+    import tempfile
+
+    from app.session import AppSession
+    from mlx_model.testing.checkpoint_factory import write_tiny_checkpoint
+
+    tiny = WORK / "tiny"
+    if not (tiny / "config.json").exists():
+        write_tiny_checkpoint(tiny)
+    print("\n10-minute recording in a conversation on the tiny test model (CPU)")
+    for context in (32_768, 8_192):
+        with tempfile.TemporaryDirectory(dir=WORK) as tmp, AppSession(Path(tmp)) as session:
+            session.settings_store.update(max_tokens=8, seed=0, temperature=0.0)
+            job = session.load_local(str(tiny), context_length=context)
+            job.wait()
+            if job.error is not None:
+                raise SystemExit(job.error.message)
+            conversation = session.controller.new_conversation()
+            attachment = session.ingestor.from_path(recording)
+            start = time.perf_counter()
+            turn = session.controller.send(conversation.id, "What was decided?", [attachment])
+            turn.wait()
+            took = time.perf_counter() - start
+            messages = session.storage.conversations.messages(conversation.id)
+            answer = messages[-1]
+            transcript = next(
+                (m.stats["transcript"] for m in messages if "transcript" in (m.stats or {})), None
+            )
+            how = (
+                f"transcribed ({len(transcript['segments'])} clips), then answered"
+                if transcript
+                else "one prompt"
+            )
+            print(f"  context {context // 1024:>2}K: {how}; {turn.status} in {took:.1f} s, "
+                  f"answer prefilled {answer.stats.get('prefilled_tokens', 0):,} tokens")  # fmt: skip
 
 
 if __name__ == "__main__":
