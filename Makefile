@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 MODEL ?=
 
-.PHONY: run test lint format checkpoint clean
+.PHONY: run test lint format checkpoint package check-package clean
 
 $(VENV)/.app-installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -22,6 +22,10 @@ $(VENV)/.dev-installed: $(VENV)/.app-installed
 	$(PY) -m pip install --quiet --no-deps instructor==1.17.0
 	touch $@
 
+$(VENV)/.packaging-installed: $(VENV)/.app-installed
+	$(PY) -m pip install --quiet -e '.[packaging]'
+	touch $@
+
 run: $(VENV)/.app-installed
 	$(PY) -m app $(if $(MODEL),--model "$(MODEL)")
 
@@ -37,6 +41,17 @@ format: $(VENV)/.dev-installed
 # A tiny random checkpoint in the real Hugging Face layout, for trying the app offline.
 checkpoint: $(VENV)/.app-installed
 	$(PY) -m app make-test-checkpoint $(or $(OUT),tiny-gemma4)
+
+# The frozen app for this machine, from packaging/gemma_desk.spec: on Linux dist/gemma-desk/
+# and dist/gemma-desk-VERSION-linux-ARCH.tar.gz; on a Mac dist/Gemma Desk.app and
+# dist/GemmaDesk-VERSION.dmg (docs/PACKAGING.md: signing and notarization).
+package: $(VENV)/.packaging-installed
+	PY=$(PY) bash packaging/build_$(if $(filter Darwin,$(shell uname -s)),macos,linux).sh
+
+# Run the built Linux app from outside the source tree without the venv: --version, the
+# window under Xvfb, a turn with an image and audio, the API server (as CI does).
+check-package: $(VENV)/.app-installed
+	$(PY) packaging/check_frozen.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -43,7 +43,7 @@ def build_parser(subcommand: str) -> argparse.ArgumentParser:
 
 
 def usage() -> str:
-    lines = ["usage: gemma-desk [SUBCOMMAND] [OPTIONS]", "", "subcommands:"]
+    lines = ["usage: gemma-desk [--version] [SUBCOMMAND] [OPTIONS]", "", "subcommands:"]
     width = max(len(name) for name in SUBCOMMANDS)
     for name, (_, help_text) in SUBCOMMANDS.items():
         lines.append(f"  {name.ljust(width)}  {help_text}")
@@ -58,6 +58,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in ("-h", "--help"):
         print(usage())
+        return 0
+    if argv and argv[0] in ("-V", "--version"):
+        from app.version import version
+
+        print(f"gemma-desk {version()}")
         return 0
     if argv and argv[0] in SUBCOMMANDS:
         subcommand, rest = argv[0], argv[1:]
