@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
-    from ui import theme
+    from ui import file_open, theme
     from ui.main_window import MainWindow
 
     smoke = bool(getattr(args, "smoke_test", False) or os.environ.get(SMOKE_ENV) == "1")
@@ -56,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
 
         setup_logging(session.storage.paths.root)
     window = MainWindow(backend)
+    file_open.install(app, window)  # Finder's "Open With" and the Dock attach to the chat
     window.show()
     gc.collect()
     gc.freeze()  # start-up objects (Qt, MLX, transformers) never need scanning again
