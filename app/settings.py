@@ -54,6 +54,7 @@ from app.options import (
     OptionError,
 )
 from app.storage.database import Database
+from app.updates import is_allowed_url
 
 Precision = Literal["auto", "bf16", "8bit", "4bit"]
 PRECISIONS: tuple[str, ...] = get_args(Precision)
@@ -116,6 +117,8 @@ class Settings:
     theme: Literal["system", "light", "dark"] = "system"
     send_with_enter: bool = True
     dictation_mode: bool = False  # push-to-talk transcribes into the composer
+    # Updates: a release feed checked only when asked (see app.updates); "" = off
+    update_feed_url: str = ""
 
     def replace(self, **changes: Any) -> Settings:
         """A validated copy with the given fields changed."""
@@ -204,6 +207,10 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "remote_url": (
         lambda v: v == "" or _is_http_url(v),
         "empty or an http:// or https:// URL with a host, e.g. http://gpu-box:8000/v1",
+    ),
+    "update_feed_url": (
+        lambda v: v == "" or is_allowed_url(v),
+        "empty (no update checks) or the https:// address of a release feed",
     ),
     "remote_api_key": (
         lambda v: not v.startswith(ENV_PREFIX) or _ENV_NAME.fullmatch(v[len(ENV_PREFIX) :]),

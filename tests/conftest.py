@@ -78,3 +78,13 @@ def loopback_service(loopback_server: Any) -> Iterator[Any]:
     service = loopback_server.state.bridge.service
     yield service
     clear_script(service)
+
+
+@pytest.fixture
+def feed_server() -> Iterator[Any]:
+    """A release feed on 127.0.0.1 (tests/app/feed_server.py) for the update-check tests."""
+    from tests.app.feed_server import FeedServer
+
+    server = FeedServer().start()
+    yield server
+    server.stop()

@@ -20,7 +20,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ui import theme
+from ui import about_box, theme
 from ui.assistants import AssistantsDialog, ChatHeader, ChatSettingsDialog
 from ui.backend import AttachmentView, Backend, MessageView, ModelStatus, RunStats
 from ui.chat_view import ChatView
@@ -164,6 +164,8 @@ class MainWindow(QMainWindow):
         std, role = QKeySequence.StandardKey, QAction.MenuRole
         app_menu = bar.addMenu("&Gemma Desk")
         self._action(app_menu, "About Gemma Desk", self.about, role=role.AboutRole)
+        self._action(app_menu, "Check for Updates…", lambda: about_box.check_for_updates(self),
+                     role=role.ApplicationSpecificRole, name="update_action")  # fmt: skip
         self._action(
             app_menu,
             "Settings…",
@@ -653,9 +655,8 @@ class MainWindow(QMainWindow):
         self.first_run.refresh()
         self.pages.setCurrentWidget(self.first_run)
 
-    def about(self) -> None:
-        QMessageBox.about(self, "About Gemma Desk",
-                          "Gemma Desk — Gemma 4 running entirely on this computer with MLX.")  # fmt: skip
+    def about(self) -> QMessageBox:
+        return about_box.show_about(self)
 
     def show_shortcuts(self) -> None:
         lines = []
