@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import ssl
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -113,6 +114,16 @@ class _CheckedRedirects(urllib.request.HTTPRedirectHandler):
         return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 
+def tls_context() -> ssl.SSLContext:
+    """The operating system's trust store (macOS Keychain) through truststore, so a frozen app
+    verifies https without a certificate bundle of its own; Python's defaults without it."""
+    try:
+        import truststore
+    except ImportError:
+        return ssl.create_default_context()
+    return truststore.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+
+
 def check(feed_url: str, current: str, timeout: float = TIMEOUT_S) -> UpdateCheck:
     """Read the feed at `feed_url` (one GET) and compare it with `current`."""
     if not is_allowed_url(feed_url):
@@ -120,7 +131,9 @@ def check(feed_url: str, current: str, timeout: float = TIMEOUT_S) -> UpdateChec
     request = urllib.request.Request(
         feed_url, headers={"Accept": "application/json", "User-Agent": f"GemmaDesk/{current}"}
     )
-    opener = urllib.request.build_opener(_CheckedRedirects)
+    opener = urllib.request.build_opener(
+        _CheckedRedirects, urllib.request.HTTPSHandler(context=tls_context())
+    )
     try:
         with opener.open(request, timeout=timeout) as response:
             data = response.read(MAX_FEED_BYTES + 1)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import ssl
 
 import pytest
 
 from app import updates
 from app.settings import DEFAULTS, Settings, SettingsError
 from app.updates import UpdateCheckError, check, parse_feed
+from tests.app.feed_server import FeedServer
 
 DOWNLOAD = "https://example.org/gemma-desk/download"
 
@@ -73,6 +75,27 @@ def test_a_redirect_to_another_allowed_address_is_followed(feed_server):
     feed_server.redirects["/old-feed.json"] = feed_server.url
     assert check(f"{feed_server.base}/old-feed.json", "0.1.0").latest == "1.0"
     assert feed_server.requests == ["/old-feed.json", "/feed.json"]
+
+
+@pytest.fixture
+def https_feed(tmp_path):
+    server = FeedServer()
+    server.use_tls(tmp_path)
+    server.serve({"version": "9.0", "download_url": DOWNLOAD})
+    yield server.start()
+    server.stop()
+
+
+def test_an_https_feed_with_an_untrusted_certificate_is_refused(https_feed):
+    with pytest.raises(UpdateCheckError, match="CERTIFICATE_VERIFY_FAILED|certificate"):
+        check(https_feed.url, "0.1.0", timeout=5)
+    assert https_feed.requests == []  # the handshake failed: no request was read
+
+
+def test_an_https_feed_signed_by_a_trusted_certificate_is_read(https_feed, tmp_path, monkeypatch):
+    trusted = ssl.create_default_context(cafile=tmp_path / "feed-cert.pem")
+    monkeypatch.setattr(updates, "tls_context", lambda: trusted)
+    assert check(https_feed.url, "0.1.0").latest == "9.0"
 
 
 def test_a_feed_larger_than_the_limit_is_refused(feed_server):
