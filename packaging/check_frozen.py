@@ -1,12 +1,16 @@
-"""Run the frozen Linux app as a user would: unpacked outside the source tree, no venv on PATH.
+"""Run the frozen app as a user would: copied outside the source tree, no venv on PATH.
 
     python3 packaging/check_frozen.py [dist/gemma-desk-VERSION-linux-ARCH.tar.gz]
+    python3 packaging/check_frozen.py "dist/Gemma Desk.app"      # what build_macos.sh runs
 
-`make check-package` and CI run it after `make package`. Standard library only, so any
-Python 3.11+ runs it. Each check prints one line; the exit code is 1 when any fails:
+`make check-package` and CI run it on the Linux archive after `make package`; the macOS
+build script runs it on the signed app. Standard library only, so any Python 3.11+ runs it.
+Each check prints one line; the exit code is 1 when any fails:
 
 - version: `gemma-desk --version` prints pyproject.toml's version;
-- window: `gemma-desk --smoke-test` opens the window under Xvfb (xcb), renders it and quits;
+- window: `gemma-desk --smoke-test` opens the window (Linux: under Xvfb with Qt's xcb platform;
+  macOS: Cocoa, or `QT_QPA_PLATFORM` when set, e.g. offscreen on a builder without a session),
+  renders it and quits;
 - turn: the app writes a tiny checkpoint, then `generate` answers a prompt with an image and
   an audio clip (their tokens reach the prompt: it is longer than the text-only one);
 - server: `serve` answers one chat request with an image over HTTP, then stops on Ctrl-C
@@ -21,6 +25,7 @@ import json
 import math
 import os
 import platform
+import plistlib
 import shutil
 import signal
 import socket
@@ -41,6 +46,7 @@ ROOT = Path(__file__).resolve().parent.parent
 VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["version"]
 DEFAULT_ARCHIVE = ROOT / "dist" / f"gemma-desk-{VERSION}-linux-{platform.machine()}.tar.gz"
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+MACOS = sys.platform == "darwin"
 PROMPT = "What do you see and hear?"
 
 
@@ -138,7 +144,9 @@ def check_version(app: FrozenApp) -> str:
 
 
 def check_window(app: FrozenApp) -> str:
-    if shutil.which("xvfb-run"):
+    if MACOS:
+        wrapper, platform_name = [], os.environ.get("QT_QPA_PLATFORM", "cocoa")
+    elif shutil.which("xvfb-run"):
         wrapper, platform_name = ["xvfb-run", "-a", "-s", "-screen 0 1280x1024x24"], "xcb"
     elif os.environ.get("CI"):
         raise CheckFailed("xvfb-run is missing (Debian package xvfb; .ci/run installs it)")
@@ -256,30 +264,43 @@ CHECKS: list[tuple[str, Callable[[FrozenApp], str]]] = [
 ]
 
 
-def unpack(archive: Path, into: Path) -> Path:
+def place(target: Path, into: Path) -> Path:
+    """Unpack the archive (or copy the app folder or .app bundle) into `into`; its executable."""
     into.mkdir(parents=True)
-    subprocess.run(["tar", "-xzf", str(archive), "-C", str(into)], check=True)
-    executable = into / "gemma-desk" / "gemma-desk"
+    if target.is_file():
+        subprocess.run(["tar", "-xzf", str(target), "-C", str(into)], check=True)
+        executable = into / "gemma-desk" / "gemma-desk"
+    elif target.suffix == ".app":
+        shutil.copytree(target, into / target.name, symlinks=True)
+        with open(target / "Contents" / "Info.plist", "rb") as plist:
+            name = plistlib.load(plist)["CFBundleExecutable"]
+        executable = into / target.name / "Contents" / "MacOS" / name
+    else:
+        shutil.copytree(target, into / target.name, symlinks=True)
+        executable = into / target.name / "gemma-desk"
     if not executable.is_file():
-        raise SystemExit(f"{archive} holds no gemma-desk/gemma-desk")
+        raise SystemExit(f"{target} holds no executable at {executable.relative_to(into)}")
     return executable
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("archive", nargs="?", type=Path, default=DEFAULT_ARCHIVE)
-    parser.add_argument("--keep", action="store_true", help="keep the unpacked folder")
+    parser.add_argument(
+        "target", nargs="?", type=Path, default=DEFAULT_ARCHIVE,
+        help="the Linux .tar.gz (default), its unpacked folder, or a .app bundle",
+    )  # fmt: skip
+    parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     args = parser.parse_args(argv)
-    if not args.archive.is_file():
-        print(f"no archive at {args.archive}: run `make package` first", file=sys.stderr)
+    if not args.target.exists():
+        print(f"nothing at {args.target}: run `make package` first", file=sys.stderr)
         return 2
     work = Path(tempfile.mkdtemp(prefix="gemma-desk-frozen-"))
     if work.resolve().is_relative_to(ROOT):
         raise SystemExit(f"the temporary folder {work} is inside the source tree")
     passed = failed = 0
     try:
-        app = FrozenApp(unpack(args.archive, work / "app"), work / "home")
-        print(f"checking {args.archive.name}, unpacked in {work}")
+        app = FrozenApp(place(args.target, work / "app"), work / "home")
+        print(f"checking {args.target.name}, placed in {work}")
         for name, check in CHECKS:
             start = time.monotonic()
             try:

@@ -1,10 +1,11 @@
 """packaging/build_macos.sh as a dry run: stand-ins for the Mac tools record every call.
 
-The script runs for real (icon rendering, Info.plist and version checks, disk-image staging)
-in a copy of the files it reads; `codesign`, `hdiutil`, `iconutil`, `xcrun` (notarytool,
-stapler) and PyInstaller are stand-ins that log their arguments. The stand-in PyInstaller
-runs the real spec (tests/packaging/spec_runner.py) and writes the Info.plist it declares;
-the stand-in app answers `--version` from that plist.
+The script runs for real (icon rendering, the Info.plist check, disk-image staging) in a copy
+of the files it reads; `codesign`, `hdiutil`, `iconutil`, `xcrun` (notarytool, stapler),
+PyInstaller and packaging/check_frozen.py (which CI runs for real on the Linux build) are
+stand-ins that log their arguments. The stand-in PyInstaller runs the real spec
+(tests/packaging/spec_runner.py) and writes the Info.plist it declares into a bundle laid out
+as PyInstaller lays out MLX.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ APP = "dist/Gemma Desk.app"
 DMG = f"dist/GemmaDesk-{VERSION}.dmg"
 IDENTITY = "Developer ID Application: Example Maker (TEAM123456)"
 STAND_INS = ("codesign", "hdiutil", "iconutil", "xcrun", "pyinstaller")
+CHECK = ["check_frozen.py", APP]
 
 STAND_IN = """#!{python}
 import json, os, plistlib, sys
@@ -51,12 +53,12 @@ elif tool == "pyinstaller":
     plist = {{"CFBundleExecutable": "Gemma Desk", "CFBundleIdentifier": bundle["bundle_identifier"],
              "CFBundleShortVersionString": bundle["version"], **bundle["info_plist"]}}
     (contents / "Info.plist").write_bytes(plistlib.dumps(plist))
-    executable = contents / "MacOS" / "Gemma Desk"
-    executable.write_text(Path(sys.argv[0]).read_text())
-    executable.chmod(0o755)
-elif tool == "Gemma Desk" and args == ["--version"]:
-    plist = plistlib.loads((Path(sys.argv[0]).parent.parent / "Info.plist").read_bytes())
-    print("gemma-desk", plist["CFBundleShortVersionString"])
+    (contents / "MacOS" / "Gemma Desk").write_bytes(b"app")
+    mlx = contents / "Frameworks" / "mlx" / "lib"
+    mlx.mkdir(parents=True)
+    (mlx / "libmlx.dylib").write_bytes(b"library")
+    (mlx / "mlx.metallib").write_bytes(b"kernels")
+    (contents / "Frameworks" / "libmlx.dylib").symlink_to("mlx/lib/libmlx.dylib")
 """
 
 
@@ -69,9 +71,11 @@ def dry_run(tmp_path: Path):
         shutil.copy(ROOT / relative, tree / relative)
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
+    stand_in = STAND_IN.format(python=sys.executable, root=str(ROOT))
     for tool in STAND_INS:
-        (bin_dir / tool).write_text(STAND_IN.format(python=sys.executable, root=str(ROOT)))
+        (bin_dir / tool).write_text(stand_in)
         (bin_dir / tool).chmod(0o755)
+    (tree / "packaging" / "check_frozen.py").write_text(stand_in)
     log = tmp_path / "calls.jsonl"
 
     def run(**env: str) -> tuple[subprocess.CompletedProcess, list[list[str]]]:
@@ -114,8 +118,7 @@ def test_without_credentials_the_app_is_signed_ad_hoc_and_notarization_is_skippe
         ["codesign", "--force", "--deep", "--entitlements", "packaging/entitlements.plist",
          "--sign", "-", APP],
         ["codesign", "--verify", "--deep", "--strict", "--verbose=2", APP],
-        ["Gemma Desk", "--version"],
-        ["Gemma Desk", "--smoke-test"],
+        CHECK,
         ["hdiutil", "create", "-volname", f"Gemma Desk {VERSION}", "-srcfolder", "packaging/build/dmg",
          "-fs", "HFS+", "-format", "UDZO", "-ov", DMG],
     ]  # fmt: skip
@@ -131,8 +134,7 @@ def test_with_an_identity_and_a_profile_it_signs_hardened_notarizes_and_staples(
         ["codesign", "--force", "--deep", "--options", "runtime", "--timestamp",
          "--entitlements", "packaging/entitlements.plist", "--sign", IDENTITY, APP],
         ["codesign", "--verify", "--deep", "--strict", "--verbose=2", APP],
-        ["Gemma Desk", "--version"],
-        ["Gemma Desk", "--smoke-test"],
+        CHECK,
         ["hdiutil", "create", "-volname", f"Gemma Desk {VERSION}", "-srcfolder", "packaging/build/dmg",
          "-fs", "HFS+", "-format", "UDZO", "-ov", DMG],
         ["codesign", "--force", "--timestamp", "--sign", IDENTITY, DMG],
@@ -184,6 +186,14 @@ def test_the_icon_set_has_every_size_macos_asks_for(unsigned_build):
     names = {p.name for p in iconset.iterdir()}
     for size in (16, 32, 128, 256, 512):
         assert {f"icon_{size}x{size}.png", f"icon_{size}x{size}@2x.png"} <= names
+
+
+def test_the_metal_library_is_found_beside_either_path_to_libmlx(unsigned_build):
+    result, _, tree = unsigned_build
+    assert result.returncode == 0, result.stderr
+    frameworks = tree / APP / "Contents" / "Frameworks"
+    assert (frameworks / "mlx.metallib").read_bytes() == b"kernels"
+    assert (frameworks / "mlx.metallib").is_symlink()  # a link, not a second copy
 
 
 def test_the_bundle_the_spec_declares_passes_the_scripts_plist_check(unsigned_build):
