@@ -165,10 +165,13 @@ def generate(app: FrozenApp, model: Path, *media: str) -> dict:
         "--temperature", "0", "--json", *media,
     )  # fmt: skip
     expect(code == 0, f"generate {' '.join(media)}: exit code {code}", output)
-    try:
-        return json.loads(output.strip().splitlines()[-1])
-    except (json.JSONDecodeError, IndexError):
-        raise CheckFailed(f"generate printed no JSON object\n{tail(output)}") from None
+    for line in reversed(output.splitlines()):  # stderr's log lines may come after it
+        if line.startswith("{"):
+            try:
+                return json.loads(line)
+            except json.JSONDecodeError:
+                break
+    raise CheckFailed(f"generate printed no JSON object\n{tail(output)}")
 
 
 def check_turn(app: FrozenApp) -> str:
