@@ -1,5 +1,6 @@
-"""The app's version, from pyproject.toml: read there in a source checkout, from the installed
-distribution's metadata otherwise (a wheel, or the frozen app, which carries that metadata)."""
+"""The app's version, from pyproject.toml: read there in a source checkout and in the frozen app
+(which carries the file beside the packages), from the installed distribution's metadata
+otherwise (a wheel)."""
 
 from __future__ import annotations
 

@@ -63,7 +63,6 @@ def _hooks_module() -> types.ModuleType:
     hooks.collect_submodules = collect_submodules
     hooks.collect_data_files = lambda package, includes=None: []
     hooks.collect_dynamic_libs = lambda package: []
-    hooks.copy_metadata = lambda name: [(f"/site/{name}.dist-info", f"{name}.dist-info")]
     return hooks
 
 

@@ -79,5 +79,5 @@ def test_hook_metadata_of_unshipped_packages_and_qt_translations_are_dropped(run
 
 def test_version_metadata_and_assets_travel_with_the_app(run_spec):
     datas = run_spec("linux").kwargs("Analysis")["datas"]
-    assert ("/site/gemma-desk.dist-info", "gemma-desk.dist-info") in datas
+    assert (str(ROOT / "pyproject.toml"), ".") in datas  # app/version.py reads it there
     assert (str(ROOT / "assets"), "assets") in datas
