@@ -10,7 +10,7 @@ Each check prints one line; the exit code is 1 when any fails:
 - version: `gemma-desk --version` prints pyproject.toml's version;
 - window: `gemma-desk --smoke-test` opens the window (Linux: under Xvfb with Qt's xcb platform;
   macOS: Cocoa, or `QT_QPA_PLATFORM` when set, e.g. offscreen on a builder without a session),
-  renders it and quits;
+  renders it, typesets a formula (matplotlib's mathtext) and quits;
 - turn: the app writes a tiny checkpoint, then `generate` answers a prompt with an image and
   an audio clip (their tokens reach the prompt: it is longer than the text-only one);
 - server: `serve` answers one chat request with an image over HTTP, then stops on Ctrl-C
@@ -156,6 +156,7 @@ def check_window(app: FrozenApp) -> str:
     expect(code == 0, f"exit code {code}", output)
     expect("smoke test: window" in output, "no 'smoke test: window' line", output)
     line = next(line for line in output.splitlines() if "smoke test: window" in line)
+    expect("formula=typeset" in line, "formulas not typeset (matplotlib's mathtext)", output)
     return f"{line.removeprefix('smoke test: ')} ({platform_name})"
 
 

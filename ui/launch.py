@@ -63,9 +63,14 @@ def run(args: argparse.Namespace) -> int:
     if smoke:
 
         def finish() -> None:
+            from ui.math_image import typeset
+
             window.grab()  # render every widget once
+            # a frozen build without matplotlib's fonts would show formulas as plain text
+            formula = "typeset" if typeset(r"\frac{a}{b}", "#000000", True) else "text-only"
             print(f"smoke test: window {window.width()}x{window.height()} rendered, "
-                  f"page={'first-run' if window.pages.currentWidget() is window.first_run else 'chat'}")  # fmt: skip
+                  f"page={'first-run' if window.pages.currentWidget() is window.first_run else 'chat'}, "
+                  f"formula={formula}")  # fmt: skip
             window.close()
 
         QTimer.singleShot(SMOKE_MS, finish)
