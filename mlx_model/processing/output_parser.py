@@ -25,9 +25,11 @@ from .tokenizer import SpecialTokens
 
 ParserEvent = TextDelta | ThinkingDelta | ToolCallEvent
 # Plain chunks are stored with "<" and the escape character itself escaped, so no marker
-# (they all start with "<") can match inside them; emitted text is unescaped.
+# (they all start with "<") can match inside them; other chunks have only the escape
+# character escaped (a model can write it too); emitted text is unescaped.
 _ESC = "\x00"
 _PLAIN = str.maketrans({_ESC: _ESC + "e", "<": _ESC + "l"})
+_MARKED = str.maketrans({_ESC: _ESC + "e"})
 _UNESCAPE = re.compile(_ESC + "([el])")
 
 
@@ -312,7 +314,7 @@ class OutputParser:
         chunk came from ordinary tokens, so control-token strings in it are just text."""
         if self.done or not chunk:
             return []
-        self._buf += chunk.translate(_PLAIN) if plain else chunk
+        self._buf += chunk.translate(_PLAIN if plain else _MARKED)
         return self._drain(final=False)
 
     def finish(self, reason: StopReason | None = None) -> list[ParserEvent]:

@@ -186,3 +186,16 @@ def test_plain_text_is_reproduced_exactly_for_any_chunking(text, data):
 def test_single_value_round_trip(value):
     body = "call:f{v:" + format_argument(value, escape_keys=False) + "}"
     assert parse_tool_call_body(body).arguments == {"v": value}
+
+
+def test_a_nul_character_in_a_tool_calls_argument_is_kept_as_written():
+    written = {"s": "a\x00e\x00l<b"}
+    _, events = run("Sure." + render_tool_call("f", written))
+    assert [e.call.arguments for e in events if isinstance(e, ToolCallEvent)] == [written]
+
+
+@pytest.mark.parametrize("plain", [False, True])
+def test_a_nul_character_in_the_answer_is_kept_as_written(plain):
+    parser = OutputParser()
+    events = parser.feed("a\x00e\x00l b", plain=plain) + parser.finish()
+    assert joined(events, TextDelta) == "a\x00e\x00l b"
