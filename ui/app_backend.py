@@ -8,6 +8,7 @@ their image previews, capture runs as `ui.capture_sessions`. Nothing here blocks
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,18 @@ from ui.backend import (
 from ui.capture_sessions import RecordingSession, attachment_view
 
 
+def _while_open(slot: Callable[..., None]) -> Callable[..., None]:
+    """A slot that does nothing once the backend is shut down (its storage is closed, but
+    events the engine thread queued before that still reach the UI thread)."""
+
+    @functools.wraps(slot)
+    def guarded(self: AppBackend, *args: Any) -> None:
+        if not self._closed:
+            slot(self, *args)
+
+    return guarded
+
+
 class AppBackend(Backend):
     """The real backend. Capture sources and the engine factory are injectable for tests."""
 
@@ -66,6 +79,7 @@ class AppBackend(Backend):
         clip_audio: bool = True,
     ) -> None:
         super().__init__()
+        self._closed = False
         self.session = AppSession(data_dir, engine_factory=engine_factory)
         self.session.can_ask = True
         self.sources = (mic_source_factory, camera_source_factory, clip_audio)
@@ -85,6 +99,7 @@ class AppBackend(Backend):
     def setting(self, key: str, default: Any = None) -> Any:
         return getattr(self.session.settings, key, default)
 
+    @_while_open
     def _on_session_event(self, event: Any) -> None:
         if isinstance(event, events.ApprovalRequested):
             if not self.receivers(SIGNAL("tool_approval_requested(PyObject)")):
@@ -211,12 +226,14 @@ class AppBackend(Backend):
     def transcribe(self, attachment: AttachmentView) -> None:
         self.session.transcribe(attachment.path, self._transcript.emit)
 
+    @_while_open
     def _on_transcript(self, text: str, error: str | None) -> None:
         if error is None:
             self.transcript_ready.emit(text)
         else:
             self.notice.emit(f"Dictation failed: {error}")
 
+    @_while_open
     def _on_message_added(self, cid: int, mid: int, role: str) -> None:
         message = self.session.storage.conversations.get_message(mid)
         if role == "tool":  # the result completes the card on the answer that made the call
@@ -231,6 +248,7 @@ class AppBackend(Backend):
         if role == "assistant":
             self.generating_changed.emit(str(cid), True)
 
+    @_while_open
     def _on_message_delta(self, cid: int, mid: int, text: str, thinking: str) -> None:
         old_text, old_thinking = self._live.get(mid, ("", ""))
         self._live[mid] = (old_text + text, old_thinking + thinking)
@@ -238,9 +256,11 @@ class AppBackend(Backend):
             if piece:
                 self.delta.emit(str(cid), str(mid), kind, piece)
 
+    @_while_open
     def _on_message_progress(self, cid: int, mid: int, done: int, total: int, eta: object) -> None:
         self.prefill_progress.emit(str(cid), str(mid), PrefillView(done, total, eta))
 
+    @_while_open
     def _on_message_finished(self, cid: int, mid: int, status: str, error: str) -> None:
         self._live.pop(mid, None)
         message = self.session.storage.conversations.get_message(mid)
@@ -252,6 +272,7 @@ class AppBackend(Backend):
             limit = self.session.model_status.context_limit
             self.stats_changed.emit(run_stats(view.stats, limit))
 
+    @_while_open
     def _on_input_progressed(self, event: Any) -> None:
         p = event.progress
         view = InputProgressView(note=event.note, done=event.finished)
@@ -268,6 +289,7 @@ class AppBackend(Backend):
             raise ValueError("This message is not a transcript.")
         return export_transcript(Transcript.from_dict(transcript), fmt)  # type: ignore[arg-type]
 
+    @_while_open
     def _on_turn_finished(self, turn: Any) -> None:
         self.input_progress.emit(str(turn.conversation_id), InputProgressView(done=True))
         self.generating_changed.emit(str(turn.conversation_id), False)
@@ -368,5 +390,6 @@ class AppBackend(Backend):
         self.session.apply_settings(values)
 
     def shutdown(self) -> None:
+        self._closed = True  # events already queued for the UI thread are dropped
         self._unsubscribe()
         self.session.close()

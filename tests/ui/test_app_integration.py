@@ -227,3 +227,22 @@ def test_switching_conversations_while_one_generates(qtbot, window_for, app_back
     shown = assistant_widgets(window)[0].message.text
     assert shown == backend.messages(first)[-1].text
     assert backend.messages(second) == []
+
+
+def test_an_answer_that_ends_after_shutdown_is_dropped_not_shown(qtbot, tmp_path):
+    import threading
+
+    from app.controller_signals import ControllerSignals
+    from tests.doubles import scripted_factory
+    from ui.app_backend import AppBackend
+
+    backend = AppBackend(data_dir=str(tmp_path / "data"), engine_factory=scripted_factory())
+    finished = []
+    backend.message_finished.connect(lambda *args: finished.append(args))
+    signals = backend.findChild(ControllerSignals)
+    worker = threading.Thread(target=lambda: signals.message_finished.emit(1, 1, "done", ""))
+    worker.start()  # the engine thread's event is queued for the UI thread ...
+    worker.join()
+    backend.shutdown()  # ... which closes the storage before it runs
+    qtbot.wait(50)  # an exception in the slot would fail the test here
+    assert finished == []
