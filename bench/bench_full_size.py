@@ -661,7 +661,7 @@ def gb(n: float) -> str:
 def report_run(label: str, r: dict) -> None:
     """Print one worker's figures."""
     if "killed" in r:
-        print(f"  {label}: worker killed: {r['killed']}")
+        print(f"{label}: worker killed: {r['killed']}")
         for phase, peak in r["peaks"].items():
             print(f"    {phase}: RssAnon {gb(peak['RssAnon'])}, RssFile {gb(peak['RssFile'])}")
         return
@@ -672,7 +672,7 @@ def report_run(label: str, r: dict) -> None:
     file_peak = max(p["RssFile"] for p in peaks.values())
     load_anon = peaks.get("load", {}).get("RssAnon", 0)
     steps = np.array(r["decode_step_s"]) if r["decode_step_s"] else None
-    print(f"  {label}:")
+    print(f"{label}:")
     print(f"    parameters {r['parameters']:,}; model in memory {gb(r['model_bytes'])}")
     print(f"    load {r['load_s']:.1f} s")
     print(
@@ -711,6 +711,12 @@ def report_run(label: str, r: dict) -> None:
             f"{gb(load_anon - base)} above imports = {ratio:.3f}x the final model "
             f"(goal <= 1.25x); MLX peak while loading {r['mlx_peak_load'] / r['model_bytes']:.3f}x"
         )
+
+
+def save(figures: dict, path: Path | None) -> None:
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(figures, indent=2))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -781,6 +787,8 @@ def main(argv: list[str] | None = None) -> int:
                 folder, args, int(1.25 * figures["plan_run"]["total"]), args.decode
             )
             shutil.rmtree(folder)
+            report_run("4-bit checkpoint, loaded as stored", figures["q4"])
+            save(figures, args.json)
         if "bf16" in stages:
             folder = args.work / "bf16"
             bf16_bytes = sum(s.nbytes for s in bf16_specs(config, 0))
@@ -799,25 +807,20 @@ def main(argv: list[str] | None = None) -> int:
                 folder, args, run_cap, args.bf16_decode, load_cap=int(1.25 * 1.02 * weights)
             )
             shutil.rmtree(folder)
+            report_run("bf16 checkpoint, quantized to 4 bits on load", figures["bf16"])
+            save(figures, args.json)
     finally:
         for sub in ("q4", "bf16"):
             shutil.rmtree(args.work / sub, ignore_errors=True)
 
-    print()
-    if "q4" in figures:
-        report_run("4-bit checkpoint, loaded as stored", figures["q4"])
-    if "bf16" in figures:
-        report_run("bf16 checkpoint, quantized to 4 bits on load", figures["bf16"])
-    print("  plan, 4-bit weights (GB):")
+    print("plan, 4-bit weights (GB):")
     for row in figures["plan_rows"]:
         print(
-            f"    {row['context'] // 1024:>4}K: weights {row['weights'] / GB:.2f} + KV "
+            f"  {row['context'] // 1024:>4}K: weights {row['weights'] / GB:.2f} + KV "
             f"{row['kv'] / GB:.2f} + headroom {row['headroom'] / GB:.2f} = {row['total'] / GB:.2f}"
         )
     print(f"total {time.perf_counter() - start:.0f} s")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(figures, indent=2))
+    save(figures, args.json)
     return 0
 
 
