@@ -63,6 +63,9 @@ MIN_PREFILL_CHUNK = 128
 DEFAULT_LOGITS_POSITIONS = 16
 RUNTIME_RESERVE_BYTES = 256 << 20  # MLX/Metal runtime, kernels, small buffers
 KV_GROUP_SIZE = 64
+# mlx-lm's caches grow in blocks of this many token slots (`KVCache.step`), so a cache can
+# hold up to one block minus one slot beyond the tokens written to it.
+KV_ALLOCATION_STEP = 256
 
 
 @dataclass(frozen=True)
@@ -245,7 +248,13 @@ def kv_cache_nbytes(
     kv_bits: int | None = None,
     prefill_chunk: int = DEFAULT_PREFILL_CHUNK,
 ) -> tuple[int, float, int]:
-    """(total bytes, full-layer bytes per token, sliding-layer bytes) of the KV cache."""
+    """(total bytes, full-layer bytes per token, sliding-layer bytes) of the KV cache.
+
+    Counts the slots the caches allocate, not just the tokens: up to `KV_ALLOCATION_STEP` - 1
+    beyond the context (a 64-token prompt plus a few decoded tokens holds 320 slots in each
+    sliding layer), and for sliding layers at most the window plus one prefill chunk.
+    """
+    slots = context_length + KV_ALLOCATION_STEP - 1
     per_token_full = 0.0
     sliding = 0
     if kv_bits is not None:
@@ -257,11 +266,11 @@ def kv_cache_nbytes(
             continue  # KV-shared "reuse" layers read another layer's cache
         per_token_elems = 2 * spec.num_key_value_heads * spec.head_dim  # K and V (also k_eq_v)
         if spec.is_sliding:
-            held = min(context_length, (spec.sliding_window or context_length) + prefill_chunk)
+            held = min(slots, (spec.sliding_window or slots) + prefill_chunk)
             sliding += held * per_token_elems * dtype_bytes
         else:
             per_token_full += per_token_elems * elem_full
-    total = sliding + int(math.ceil(per_token_full * context_length))
+    total = sliding + int(math.ceil(per_token_full * slots))
     return total, per_token_full, sliding
 
 

@@ -69,6 +69,22 @@ def test_k_eq_v_full_layers_still_count_keys_and_values(tiny_config):
     )
 
 
+def test_planned_kv_covers_the_slots_the_caches_allocate(tiny_checkpoint_bf16, tiny_config):
+    # mlx-lm's caches grow in blocks of 256 slots: 12 prompt tokens + 4 decoded hold far more.
+    model = load_model(tiny_checkpoint_bf16)
+    cache = model.make_cache()
+    logits = model(mx.array([list(range(20, 32))]), cache=cache, logits_to_keep=1)
+    y = mx.argmax(logits[:, -1], axis=-1, keepdims=True)
+    for _ in range(4):
+        y = mx.argmax(model(y, cache=cache)[:, -1], axis=-1, keepdims=True)
+    mx.eval(y, [c.state for c in cache])
+    allocated = sum(c.keys.nbytes + c.values.nbytes for c in cache)
+    plan = plan_memory(
+        tiny_config, bits=None, context_length=16, dtype_bytes=2, device_budget_bytes=BIG_BUDGET
+    )
+    assert allocated <= plan.kv_bytes
+
+
 def test_quantized_kv_shrinks_the_full_layers(config_12b):
     plain, q8 = (
         plan_memory(
