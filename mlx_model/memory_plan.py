@@ -14,7 +14,9 @@ long before the nominal size is reached, so the loader plans first:
   attention temporaries of the path each layer takes on this backend (`mlx_model.attention`:
   MLX's fused kernel, its unfused path with materialized scores, or key blocks; bounded by the
   attention budget at any context), the logits of the positions a step keeps
-  (`logits_to_keep`), one full layer's KV growth copy and a fixed runtime reserve;
+  (`logits_to_keep`; on the CPU backend with the float32 copy of the quantized LM head's
+  scales and biases its product makes), one full layer's KV growth copy and a fixed runtime
+  reserve;
 
 - the speculative drafter, when one is loaded beside the model: its weights as they will be
   loaded (a float drafter in the model's float type, a quantized one as stored; it keeps no
@@ -201,6 +203,33 @@ def parameter_count(config: ModelConfig | nn.Module) -> int:
     )
 
 
+def quantized_weights(
+    model: nn.Module,
+    *,
+    bits: int | None,
+    group_size: int,
+    embedding_bits: int | None = None,
+    quantization: dict[str, Any] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Weight name -> quantization parameters of every weight that will be quantized.
+
+    `quantization` (a pre-quantized checkpoint's config entry) wins over `bits`."""
+    recipe = QuantizationRecipe(bits, group_size, embedding_bits) if bits is not None else None
+    quantized: dict[str, dict[str, Any]] = {}
+    for path, module in quantizable_modules(model):
+        if quantization is not None:
+            params = params_from_config(quantization, path)
+            if params is not None and module["weight"].shape[-1] % params["group_size"]:
+                params = None
+        elif recipe is not None:
+            params = recipe.params_for(path, module)
+        else:
+            params = None
+        if params is not None:
+            quantized[f"{path}.weight" if path else "weight"] = params
+    return quantized
+
+
 def weights_nbytes(
     model: nn.Module,
     *,
@@ -215,19 +244,13 @@ def weights_nbytes(
     `quantization` (a pre-quantized checkpoint's config entry) wins over `bits`.
     Returns (total, {"quantized": ..., "float": ...}).
     """
-    recipe = QuantizationRecipe(bits, group_size, embedding_bits) if bits is not None else None
-    quantized_params: dict[str, dict[str, Any]] = {}
-    for path, module in quantizable_modules(model):
-        if quantization is not None:
-            params = params_from_config(quantization, path)
-            if params is not None and module["weight"].shape[-1] % params["group_size"]:
-                params = None
-        elif recipe is not None:
-            params = recipe.params_for(path, module)
-        else:
-            params = None
-        if params is not None:
-            quantized_params[f"{path}.weight" if path else "weight"] = params
+    quantized_params = quantized_weights(
+        model,
+        bits=bits,
+        group_size=group_size,
+        embedding_bits=embedding_bits,
+        quantization=quantization,
+    )
     total_q = total_f = 0
     for name, value in tree_flatten(model.parameters()):
         params = quantized_params.get(name)
@@ -238,6 +261,30 @@ def weights_nbytes(
         else:
             total_f += value.size * dtype_bytes
     return total_q + total_f, {"quantized": total_q, "float": total_f}
+
+
+def cpu_upcast_nbytes(
+    model: nn.Module,
+    quantized: dict[str, dict[str, Any]],
+    *,
+    dtype_bytes: int,
+    backend: str,
+) -> int:
+    """Float32 copies of one quantized matrix's scales and biases, made for its product on
+    the CPU backend (0 on Metal, or for float32 scales).
+
+    There `quantization.quantized_matmul` runs bf16/fp16 products through MLX's float32
+    kernel, which converts the module's scales and biases to float32 for the call. The
+    largest copy is the tied LM head's: vocab x hidden/64 groups x 2 x 4 bytes, 126 MB for
+    the 12B, live while a step computes its logits. `model` holds the float shapes.
+    """
+    if backend != "cpu" or dtype_bytes >= 4:
+        return 0
+    shapes = {name: value.shape for name, value in tree_flatten(model.parameters())}
+    return max(
+        (math.prod(shapes[name]) // p["group_size"] * 2 * 4 for name, p in quantized.items()),
+        default=0,
+    )
 
 
 def kv_cache_nbytes(
@@ -438,6 +485,21 @@ def _plan(config, model, bits, group_size, embedding_bits, context, kv_bits, dty
     headroom, h_parts, layer_attention = _headroom(
         config, context, dtype_bytes, prefill_chunk, kv_bits, backend, attention_options
     )
+    # The logits step on the CPU backend also holds the quantized head's scales in float32.
+    upcast = cpu_upcast_nbytes(
+        model,
+        quantized_weights(
+            model,
+            bits=bits,
+            group_size=group_size,
+            embedding_bits=embedding_bits,
+            quantization=quantization,
+        ),
+        dtype_bytes=dtype_bytes,
+        backend=backend,
+    )
+    h_parts["logits"] += upcast
+    headroom += upcast
     breakdown = {f"weights.{k}": v for k, v in w_parts.items()}
     breakdown.update({f"headroom.{k}": v for k, v in h_parts.items()})
     return MemoryPlan(
@@ -578,6 +640,7 @@ __all__ = [
     "MIN_PREFILL_CHUNK",
     "MemoryPlan",
     "MemoryPlanError",
+    "cpu_upcast_nbytes",
     "device_budget",
     "drafter_nbytes",
     "format_context",
@@ -585,5 +648,6 @@ __all__ = [
     "parameter_count",
     "plan_checkpoint",
     "plan_memory",
+    "quantized_weights",
     "weights_nbytes",
 ]

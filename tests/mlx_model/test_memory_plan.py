@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import mlx.core as mx
+import mlx.nn as nn
 import psutil
 import pytest
 from mlx.utils import tree_flatten
@@ -15,10 +16,12 @@ from mlx_model.loading import load_model
 from mlx_model.memory_plan import (
     MIN_PREFILL_CHUNK,
     MemoryPlanError,
+    cpu_upcast_nbytes,
     device_budget,
     parameter_count,
     plan_memory,
 )
+from mlx_model.quantization import quantize_modules
 
 GB = 10**9
 BIG_BUDGET = 10**15
@@ -83,6 +86,32 @@ def test_planned_kv_covers_the_slots_the_caches_allocate(tiny_checkpoint_bf16, t
         tiny_config, bits=None, context_length=16, dtype_bytes=2, device_budget_bytes=BIG_BUDGET
     )
     assert allocated <= plan.kv_bytes
+
+
+@pytest.mark.skipif(
+    mx.default_device() != mx.cpu, reason="CPU backend only: Metal's kernels read bf16 scales"
+)
+def test_cpu_logits_headroom_covers_the_float32_scales_a_quantized_head_needs():
+    # On the CPU backend a bf16 product runs in float32 and MLX converts the head's scales
+    # and biases for it: vocab x groups x 2 x 4 bytes that exist only during the step.
+    holder = nn.Module()
+    holder.head = nn.Embedding(8192, 1024)
+    holder.head.weight = holder.head.weight.astype(mx.bfloat16)
+    params = {"group_size": 64, "bits": 4, "mode": "affine"}
+    quantized = {"head.weight": params}
+    planned = cpu_upcast_nbytes(holder, quantized, dtype_bytes=2, backend="cpu")
+    assert cpu_upcast_nbytes(holder, quantized, dtype_bytes=2, backend="metal") == 0
+    quantize_modules(holder, {"head": params})
+    mx.eval(holder.parameters())
+    x = mx.random.normal((1, 1, 1024)).astype(mx.bfloat16)
+    mx.eval(x)
+    mx.reset_peak_memory()
+    before = mx.get_active_memory()
+    logits = holder.head.as_linear(x)
+    mx.eval(logits)
+    step = mx.get_peak_memory() - before
+    assert planned == 8192 * (1024 // 64) * 2 * 4
+    assert planned <= step <= planned + 4 * logits.nbytes
 
 
 def test_quantized_kv_shrinks_the_full_layers(config_12b):
