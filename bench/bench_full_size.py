@@ -428,10 +428,10 @@ def worker(args: argparse.Namespace) -> dict:
     mx.reset_peak_memory()
     ids = mx.array(inputs.pop("input_ids"))
     cache = model.make_cache()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     logits = model(ids, cache=cache, logits_to_keep=1, **inputs)
     mx.eval(logits, [c.state for c in cache])
-    prefill_s = time.perf_counter() - t0
+    prefill_s, prefill_cpu_s = time.perf_counter() - t0, time.process_time() - c0
     finite = [bool(mx.all(mx.isfinite(logits)).item())]
     logit_range = [float(logits.min().item()), float(logits.max().item())]
 
@@ -439,17 +439,20 @@ def worker(args: argparse.Namespace) -> dict:
     say(phase="decode")
     mx.reset_peak_memory()
     steps: list[float] = []
+    cpu_steps: list[float] = []
     y = mx.argmax(logits[:, -1, :], axis=-1, keepdims=True).astype(mx.int32)
     tokens = [int(y.item())]
     for _ in range(args.decode):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         logits = model(y, cache=cache)
         y = mx.argmax(logits[:, -1, :], axis=-1, keepdims=True).astype(mx.int32)
         ok = mx.all(mx.isfinite(logits))
         mx.eval(y, ok)
         steps.append(time.perf_counter() - t0)
+        cpu_steps.append(time.process_time() - c0)
         finite.append(bool(ok.item()))
         tokens.append(int(y.item()))
+    kv_allocated = sum(c.keys.nbytes + c.values.nbytes for c in cache if c.keys is not None)
     say(phase="done")
     return {
         "checkpoint_bits": bits or config.quantization.get("bits"),
@@ -459,7 +462,10 @@ def worker(args: argparse.Namespace) -> dict:
         "decode_steps": args.decode,
         "load_s": load_s,
         "prefill_s": prefill_s,
+        "prefill_cpu_s": prefill_cpu_s,
         "decode_step_s": steps,
+        "decode_step_cpu_s": cpu_steps,
+        "kv_allocated": kv_allocated,
         "finite": all(finite),
         "last_prefill_logit_range": logit_range,
         "tokens": tokens,
@@ -678,12 +684,15 @@ def report_run(label: str, r: dict) -> None:
     print(
         f"    prefill {r['prompt_tokens']} tokens (image {r['soft_tokens']['image']} + audio "
         f"{r['soft_tokens']['audio']} soft tokens): {r['prefill_s']:.1f} s = "
-        f"{r['prefill_s'] / r['prompt_tokens']:.2f} s/token"
+        f"{r['prefill_s'] / r['prompt_tokens']:.2f} s/token ({r['prefill_cpu_s']:.0f} "
+        f"CPU-seconds)"
     )
     if steps is not None:
+        cpu = np.array(r["decode_step_cpu_s"])
         print(
             f"    decode {len(steps)} steps: median {np.median(steps):.2f} s/token "
-            f"(min {steps.min():.2f}, max {steps.max():.2f})"
+            f"(min {steps.min():.2f}, max {steps.max():.2f}; median {np.median(cpu):.2f} "
+            f"CPU-seconds/token)"
         )
     print(
         f"    logits finite: {r['finite']} (last prefill logits in "
@@ -694,6 +703,13 @@ def report_run(label: str, r: dict) -> None:
         f"+ KV {gb(plan['kv'])} + headroom {gb(plan['headroom'])})"
     )
     mlx_peak = max(r["mlx_peak_load"], r["mlx_peak_prefill"], r["mlx_peak_decode"])
+    working = mlx_peak - r["model_bytes"] - r["kv_allocated"]
+    print(
+        f"    by part, plan / measured: weights {gb(plan['weights'])} / {gb(r['model_bytes'])}; "
+        f"KV {gb(plan['kv'])} / {gb(r['kv_allocated'])} allocated; headroom "
+        f"{gb(plan['headroom'])} (of which runtime reserve "
+        f"{gb(plan['breakdown']['headroom.runtime'])}) / {gb(working)} MLX peak above both"
+    )
     print(
         f"    MLX peak: load {gb(r['mlx_peak_load'])}, prefill {gb(r['mlx_peak_prefill'])}, "
         f"decode {gb(r['mlx_peak_decode'])}; highest = {mlx_peak / plan['total']:.3f}x the plan "
