@@ -387,6 +387,11 @@ def multimodal_prompt(config, prompt_tokens: int, seed: int = 0) -> dict[str, An
     }
 
 
+def kv_nbytes(cache: list[Any]) -> int:
+    """Bytes the caches have allocated (all slots, used or not)."""
+    return sum(c.keys.nbytes + c.values.nbytes for c in cache if c.keys is not None)
+
+
 def say(**message: Any) -> None:
     print(json.dumps(message), flush=True)
 
@@ -436,6 +441,7 @@ def worker(args: argparse.Namespace) -> dict:
     logit_range = [float(logits.min().item()), float(logits.max().item())]
 
     prefill_peak = mx.get_peak_memory()
+    kv_after_prefill = kv_nbytes(cache)
     say(phase="decode")
     mx.reset_peak_memory()
     steps: list[float] = []
@@ -452,7 +458,6 @@ def worker(args: argparse.Namespace) -> dict:
         cpu_steps.append(time.process_time() - c0)
         finite.append(bool(ok.item()))
         tokens.append(int(y.item()))
-    kv_allocated = sum(c.keys.nbytes + c.values.nbytes for c in cache if c.keys is not None)
     say(phase="done")
     return {
         "checkpoint_bits": bits or config.quantization.get("bits"),
@@ -465,7 +470,8 @@ def worker(args: argparse.Namespace) -> dict:
         "prefill_cpu_s": prefill_cpu_s,
         "decode_step_s": steps,
         "decode_step_cpu_s": cpu_steps,
-        "kv_allocated": kv_allocated,
+        "kv_after_prefill": kv_after_prefill,
+        "kv_allocated": kv_nbytes(cache),
         "finite": all(finite),
         "last_prefill_logit_range": logit_range,
         "tokens": tokens,
@@ -703,12 +709,15 @@ def report_run(label: str, r: dict) -> None:
         f"+ KV {gb(plan['kv'])} + headroom {gb(plan['headroom'])})"
     )
     mlx_peak = max(r["mlx_peak_load"], r["mlx_peak_prefill"], r["mlx_peak_decode"])
-    working = mlx_peak - r["model_bytes"] - r["kv_allocated"]
+    working = max(
+        r["mlx_peak_prefill"] - r["model_bytes"] - r["kv_after_prefill"],
+        r["mlx_peak_decode"] - r["model_bytes"] - r["kv_allocated"],
+    )
     print(
         f"    by part, plan / measured: weights {gb(plan['weights'])} / {gb(r['model_bytes'])}; "
         f"KV {gb(plan['kv'])} / {gb(r['kv_allocated'])} allocated; headroom "
-        f"{gb(plan['headroom'])} (of which runtime reserve "
-        f"{gb(plan['breakdown']['headroom.runtime'])}) / {gb(working)} MLX peak above both"
+        f"{gb(plan['headroom'])} (runtime reserve {gb(plan['breakdown']['headroom.runtime'])} "
+        f"of it) / {gb(working)} (MLX peak of a step above the weights and its KV)"
     )
     print(
         f"    MLX peak: load {gb(r['mlx_peak_load'])}, prefill {gb(r['mlx_peak_prefill'])}, "
@@ -720,12 +729,15 @@ def report_run(label: str, r: dict) -> None:
         f"{gb(base)} after imports) = {anon_peak / plan['total']:.3f}x the plan total; "
         f"peak RssFile {gb(file_peak)}; VmHWM {gb(r['status_end']['VmHWM'])}"
     )
+    within = all(abs(m / plan["total"] - 1) <= 0.10 for m in (mlx_peak, anon_peak))
+    print(f"    plan within 10% of both peaks: {'yes' if within else 'NO'}")
     if r["quantized_on_load"]:
         ratio = (load_anon - base) / r["model_bytes"]
         print(
             f"    quantize on load: peak RssAnon while loading {gb(load_anon)}, "
             f"{gb(load_anon - base)} above imports = {ratio:.3f}x the final model "
-            f"(goal <= 1.25x); MLX peak while loading {r['mlx_peak_load'] / r['model_bytes']:.3f}x"
+            f"(goal <= 1.25x: {'met' if ratio <= 1.25 else 'NOT met'}); MLX peak while loading "
+            f"{r['mlx_peak_load'] / r['model_bytes']:.3f}x"
         )
 
 
