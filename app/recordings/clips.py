@@ -93,7 +93,7 @@ def probe_recording(path: str | os.PathLike[str], *, name: str | None = None) ->
     return duration
 
 
-def _soundfile_blocks(path: Path) -> tuple[int, Iterator[np.ndarray]] | None:
+def _soundfile_blocks(path: Path, name: str) -> tuple[int, Iterator[np.ndarray]] | None:
     import soundfile as sf
 
     try:
@@ -106,7 +106,13 @@ def _soundfile_blocks(path: Path) -> tuple[int, Iterator[np.ndarray]] | None:
         with handle:
             frames = max(1, int(READ_SECONDS * rate))
             while True:
-                data = handle.read(frames=frames, dtype="float32", always_2d=True)
+                try:
+                    data = handle.read(frames=frames, dtype="float32", always_2d=True)
+                except (sf.LibsndfileError, RuntimeError) as exc:  # cut short or damaged
+                    raise CorruptMediaError(
+                        f"{name} is damaged and cannot be read past this point.",
+                        source=str(path),
+                    ) from exc
                 if not len(data):
                     return
                 yield data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
@@ -153,7 +159,8 @@ def read_blocks(
 ) -> tuple[int, Iterator[np.ndarray]]:
     """(native rate, mono float32 blocks of a couple of seconds) of any audio file, read lazily."""
     path = Path(path)
-    return _soundfile_blocks(path) or _pyav_blocks(path, f"The recording “{name or path.name}”")
+    what = f"The recording “{name or path.name}”"
+    return _soundfile_blocks(path, what) or _pyav_blocks(path, what)
 
 
 def clips_from_samples(
@@ -185,7 +192,7 @@ def iter_clips(
     path = Path(path)
     what = f"The recording “{name or path.name}”"
     probe_recording(path, name=name)
-    opened = _soundfile_blocks(path) or _pyav_blocks(path, what)
+    opened = _soundfile_blocks(path, what) or _pyav_blocks(path, what)
     rate, blocks = opened
     clip_samples = int(round(clip_seconds * sampling_rate))
     if clip_samples <= 0:

@@ -108,6 +108,13 @@ def test_measuring_any_bytes_gives_a_size_or_a_typed_error(data: bytes) -> None:
     b"\x9f\n\xdf\xdb\xe7@\xcb\x9c\xd8\x18\x8a5v\x1e$v\x84\x00\x00( \x00\x00\x00reference libFLAC "
     b"1.4.3 20230623\x00\x00\x00\x00\x00\xf8u\x08\x00\x06?4\x00\x00\x00g\xbf"
 )
+# One whose header promises more than a clip of audio and whose frames end early (a seek
+# inside libsndfile failed mid-read once).
+@example(
+    data=b'fLaC\x00\x00\x00"\x10\x00\x10\x00\x00\x00\r\x00\x00\r\x03\xe8\x00\xf0\x01\x00\x06@'
+    b"\x9f\n\xdf\xdb\xe7@\xcb\x9c\xd8\x18\x8a5v\x1e$v\x84\x00\x00( \x00\x00\x00reference libFLAC "
+    b"1.4.3 20230623\x00\x00\x00\x00\xff\xf8u\x08\x00\x06?4\x00\x00\x00g\xbf"
+)
 def test_ingesting_any_bytes_gives_a_stored_attachment_or_a_typed_error(
     tmp_path: Path, data: bytes
 ) -> None:
