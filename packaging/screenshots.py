@@ -4,8 +4,8 @@
     xvfb-run -a .venv/bin/python packaging/screenshots.py --platform xcb   # a real X server
 
 Shows: the first-run screen (real app layer, no model); a conversation made by a real run
-of the app over a tiny random test checkpoint whose answers are scripted (an image and an
-audio clip ingested, thinking, a code block, a table, typeset math, an answer regenerated so
+of the app over a tiny random test checkpoint whose answers are scripted (an image, an
+audio clip and a PDF ingested, thinking, a code block, a table, typeset math, an answer regenerated so
 it shows "‹ 2/2 ›"; light and dark); the assistants, the trash and the Undo toast; the
 settings (real) and Settings ▸ Devices and the webcam recorder (demo devices). Every
 picture with anything not real says so in a yellow band.
@@ -103,6 +103,15 @@ def tone_wav(path: Path) -> Path:
     return path
 
 
+def sample_pdf(path: Path) -> Path:
+    """A short original three-page PDF (a document chip with its pages and tokens)."""
+    from tests.app.document_sources import write_pdf
+
+    pages = [f"Field notes, page {n}\nHills, sky and a tuning fork: observations {n}." for n in
+             (1, 2, 3)]  # fmt: skip
+    return write_pdf(path, pages)
+
+
 def real_run(backend, tmp: Path, settle) -> str:
     """A conversation made by the real app over the tiny checkpoint: attachments ingested,
     an answer with thinking, then regenerated (so it has two versions)."""
@@ -110,7 +119,8 @@ def real_run(backend, tmp: Path, settle) -> str:
 
     service = backend.session.service
     attachments = [backend.ingest_path(sample_image(tmp / "hills.png")),
-                   backend.ingest_path(tone_wav(tmp / "voice.wav"))]  # fmt: skip
+                   backend.ingest_path(tone_wav(tmp / "voice.wav")),
+                   backend.ingest_path(sample_pdf(tmp / "field-notes.pdf"))]  # fmt: skip
     older = backend.new_conversation()
     backend.rename_conversation(older, "Trip planning for Lisbon")
     other = backend.new_conversation("Code reviewer")
