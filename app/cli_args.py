@@ -8,6 +8,7 @@ out keep the settings' values: `gemma-desk chat` and the GUI generate the same w
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from app.keep_alive import KeepAliveError, parse_keep_alive
@@ -134,3 +135,18 @@ def load_model(session: Any, args: argparse.Namespace) -> Any:
     if draft and settings.backend == "local" and settings.model_path:
         return session.load_local(settings.model_path, **draft)
     return session.load_from_settings()
+
+
+def load_model_and_wait(session: Any, args: argparse.Namespace) -> int:
+    """Load what the flags (or else the settings) choose and wait for it: 0 when it is ready,
+    else the exit code after saying why on stderr (2: nothing chosen, 1: it did not load)."""
+    load = load_model(session, args)
+    if load is None:
+        print("error: no model chosen: give --model or --remote, or choose one in the app",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    load.wait()
+    if load.error is not None:
+        print(f"error: cannot load {load.args['path']}: {load.error.message}", file=sys.stderr)
+        return 1
+    return 0

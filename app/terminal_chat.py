@@ -28,7 +28,7 @@ from app.cli_args import (
     add_session_arguments,
     apply_keep_alive,
     generation_overrides,
-    load_model,
+    load_model_and_wait,
 )
 from app.conversation_controller import MessageAdded, MessageDelta, MessageProgress
 from app.errors import MEDIA_KINDS, ErrorKind, kind_of
@@ -267,17 +267,9 @@ def run(args: argparse.Namespace, stdin: TextIO | None = None, stdout: TextIO | 
         except (OptionError, StorageError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
-        load = load_model(session, args)
-        if load is None:
-            print(
-                "error: no model chosen: give --model or --remote, or choose one in the app",
-                file=sys.stderr,
-            )
-            return 2
-        load.wait()
-        if load.error is not None:
-            print(f"error: cannot load {load.args['path']}: {load.error.message}", file=sys.stderr)
-            return 1
+        failed = load_model_and_wait(session, args)
+        if failed:
+            return failed
         session.watch_memory_pressure()
         if args.tools:
             session.offer_builtin_tools(list(args.folder))

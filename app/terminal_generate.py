@@ -22,7 +22,7 @@ from app.cli_args import (
     add_generation_arguments,
     add_session_arguments,
     generation_overrides,
-    load_model,
+    load_model_and_wait,
 )
 from app.engine_service import EngineOutput
 from app.engines.agent import AgentResult
@@ -142,14 +142,9 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
             return 2
         if args.print_prompt:
             return print_prompt(session, args, messages, options, out)
-        load = load_model(session, args)
-        if load is None:
-            print("error: no model chosen: give --model or choose one in the app", file=sys.stderr)
-            return 2
-        load.wait()
-        if load.error is not None:
-            print(f"error: {load.error.message}", file=sys.stderr)
-            return 1
+        failed = load_model_and_wait(session, args)
+        if failed:
+            return failed
         job = session.service.generate(messages, options=options)
         result = AgentResult()
         reading = PrefillLine(sys.stderr)

@@ -15,7 +15,7 @@ import threading
 from pathlib import Path
 from typing import Any, TextIO
 
-from app.cli_args import add_session_arguments, load_model
+from app.cli_args import add_session_arguments, load_model_and_wait
 from app.inputs.prepare import TRANSCRIBE_MAX_TOKENS
 from app.recordings import EXPORT_FORMATS, export_transcript
 from app.session import AppSession
@@ -43,14 +43,9 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     with AppSession(args.data_dir) as session:
-        load = load_model(session, args)
-        if load is None:
-            print("error: no model chosen: give --model or choose one in the app", file=sys.stderr)
-            return 2
-        load.wait()
-        if load.error is not None:
-            print(f"error: {load.error.message}", file=sys.stderr)
-            return 1
+        failed = load_model_and_wait(session, args)
+        if failed:
+            return failed
         stop = threading.Event()
         job = session.service.call(
             lambda engine: transcribe_file(
