@@ -71,11 +71,8 @@ def hub_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture(scope="session")
 def spoken_recording(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 10-minute WAV at espeak-ng's own rate (22.05 kHz): sentences with pauses, repeated."""
-    from tests.app.media_sources import ESPEAK
     from tests.app.recording_sources import write_spoken_recording
 
-    if ESPEAK is None:
-        pytest.skip("espeak-ng is not installed (apt-get install espeak-ng) - no synthetic speech")
     return write_spoken_recording(tmp_path_factory.mktemp("speech") / "meeting.wav", 600.0)
 
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import soundfile
 
-from tests.app.media_sources import ESPEAK
+from tests.app.media_sources import speech_wav
 
 SENTENCES = [
     "Good morning everyone, let us start the sprint planning.",
@@ -22,14 +21,12 @@ SENTENCES = [
 
 
 def spoken_sentences() -> tuple[list[np.ndarray], int]:
-    """Each sentence spoken by espeak-ng: (float32 waveforms, their sample rate)."""
+    """Each sentence spoken by espeak-ng: (float32 waveforms, their sample rate); skips the
+    test, with the reason, when espeak-ng is not installed."""
     waves, rate = [], 0
     with tempfile.TemporaryDirectory() as tmp:
         for i, text in enumerate(SENTENCES):
-            path = Path(tmp) / f"{i}.wav"
-            subprocess.run(
-                [ESPEAK, "-w", str(path), text], check=True, timeout=30, capture_output=True
-            )
+            path = speech_wav(Path(tmp) / f"{i}.wav", text)
             data, rate = soundfile.read(str(path), dtype="float32")
             waves.append(data)
     return waves, rate

@@ -7,7 +7,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFileDialog
 
@@ -61,11 +60,8 @@ def test_dropped_documents_show_chips_with_pages_and_tokens(
 def test_transcript_progress_shows_the_clips_and_stop_keeps_what_was_transcribed(
     qtbot, window_for, app_backend_for, tmp_path, monkeypatch
 ):
-    from tests.app.media_sources import ESPEAK
     from tests.app.recording_sources import write_spoken_recording
 
-    if ESPEAK is None:
-        pytest.skip("espeak-ng is not installed (apt-get install espeak-ng) - no synthetic speech")
     meeting = write_spoken_recording(tmp_path / "meeting.wav", 360.0)
     backend = app_backend_for(max_tokens=2)  # twelve clips of audio do not fit the 8K context
     window = window_for(backend)

@@ -18,11 +18,8 @@ TIMEOUT = 300
 @pytest.fixture(scope="module")
 def short_meeting(tmp_path_factory) -> Path:
     """65 s of speech: three clips (the last 5 s long)."""
-    from tests.app.media_sources import ESPEAK
     from tests.app.recording_sources import write_spoken_recording
 
-    if ESPEAK is None:
-        pytest.skip("espeak-ng is not installed (apt-get install espeak-ng) - no synthetic speech")
     return write_spoken_recording(tmp_path_factory.mktemp("meeting") / "standup.wav", 65.0)
 
 
