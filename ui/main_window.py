@@ -424,16 +424,13 @@ class MainWindow(QMainWindow):
 
     def export_all(self, path: str | None = None, with_media: bool | None = None) -> None:
         if with_media is None:
-            box = QMessageBox(QMessageBox.Icon.Question, "Export All Chats",
-                              "Export every chat to one zip file (JSON, to import again).",
-                              QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Cancel,
-                              self)  # fmt: skip
-            media = QCheckBox("Include pictures and recordings")
-            media.setAccessibleName("Include pictures and recordings")
-            box.setCheckBox(media)
-            if box.exec() != QMessageBox.StandardButton.Save:
+            with_media = self._ask_save_with_option(
+                QMessageBox.Icon.Question, "Export All Chats",
+                "Export every chat to one zip file (JSON, to import again).",
+                "Include pictures and recordings",
+            )  # fmt: skip
+            if with_media is None:
                 return
-            with_media = media.isChecked()
         if path is None:
             path, _ = QFileDialog.getSaveFileName(self, "Export All Chats", "Gemma Desk chats.zip",
                                                   "Zip archive (*.zip)")  # fmt: skip
@@ -441,6 +438,20 @@ class MainWindow(QMainWindow):
                 return
         self._report(lambda: self.backend.export_all(Path(path), with_media),
                      "Exported {} chats to " + str(path) + ".")  # fmt: skip
+
+    def _ask_save_with_option(
+        self, icon: QMessageBox.Icon, title: str, text: str, option: str
+    ) -> bool | None:
+        """Save/Cancel with one checkbox: whether it was ticked, or None on Cancel."""
+        box = QMessageBox(icon, title, text,
+                          QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Cancel,
+                          self)  # fmt: skip
+        ticked = QCheckBox(option)
+        ticked.setAccessibleName(option)
+        box.setCheckBox(ticked)
+        if box.exec() != QMessageBox.StandardButton.Save:
+            return None
+        return ticked.isChecked()
 
     def import_chats(self, paths: list[str] | None = None) -> None:
         if paths is None:
@@ -453,18 +464,15 @@ class MainWindow(QMainWindow):
     def save_diagnostics(self, path: str | None = None, include_chat: bool | None = None) -> None:
         """Help ▸ Save Diagnostics…: a zip for a bug report; the open chat only if ticked."""
         if include_chat is None:
-            box = QMessageBox(QMessageBox.Icon.Information, "Save Diagnostics",
-                              "Saves a zip with the app's log, versions, the memory plan, the "
-                              "settings (without API keys) and the last errors, to attach to a "
-                              "bug report. No message is included unless you tick the box.",
-                              QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Cancel,
-                              self)  # fmt: skip
-            chat = QCheckBox("Include the open chat's messages")
-            chat.setAccessibleName("Include the open chat's messages")
-            box.setCheckBox(chat)
-            if box.exec() != QMessageBox.StandardButton.Save:
+            include_chat = self._ask_save_with_option(
+                QMessageBox.Icon.Information, "Save Diagnostics",
+                "Saves a zip with the app's log, versions, the memory plan, the settings "
+                "(without API keys) and the last errors, to attach to a bug report. No message "
+                "is included unless you tick the box.",
+                "Include the open chat's messages",
+            )  # fmt: skip
+            if include_chat is None:
                 return
-            include_chat = chat.isChecked()
         if path is None:
             path, _ = QFileDialog.getSaveFileName(self, "Save Diagnostics",
                                                   "Gemma Desk diagnostics.zip", "Zip (*.zip)")  # fmt: skip
