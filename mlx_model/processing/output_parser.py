@@ -328,6 +328,10 @@ class OutputParser:
             self.stop_reason = reason or "length"
         if self.result.tool_calls and self.stop_reason in ("end_of_turn", "eos", "tool_call"):
             self.stop_reason = "tool_call"
+        elif self.stop_reason == "tool_call" and not self.result.tool_calls:
+            # A tool-response marker with no call before it (or only a malformed one) waits
+            # on nothing: the turn simply ended.
+            self.stop_reason = "end_of_turn"
         self.result.stop_reason = self.stop_reason
         return events
 

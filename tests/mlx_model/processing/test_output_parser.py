@@ -63,6 +63,12 @@ def test_tool_call_is_parsed_and_stops_with_tool_call_reason():
     assert joined(events, TextDelta) == ""
 
 
+def test_a_tool_response_marker_without_a_call_ends_the_turn_as_usual():
+    parser, events = run('print("hello")<|tool_response>')
+    assert parser.stop_reason == "end_of_turn"
+    assert joined(events, TextDelta) == 'print("hello")'
+
+
 def test_running_out_of_tokens_reports_length():
     parser, events = run("An unfinished sen")
     assert parser.stop_reason == "length" and joined(events, TextDelta) == "An unfinished sen"
