@@ -17,11 +17,12 @@ memory" when MLX fails to allocate. For ours also the memory plan's prediction.
 With the CPU backend's reference BLAS a full 32K prefill of even this small model takes hours,
 so the KV cache is filled with random keys/values up to the last `--tail-chunks` chunks and
 only those run through the network (the same for all three): the peak is there (the last
-chunks see the most keys, and each 512-token chunk grows the full layers' caches), and
-tokens/s is the prefill speed at that context (the slowest part of a prefill). On a Mac pass
-`--tail-chunks 0` for whole prefills.
+chunks see the most keys), and tokens/s is the prefill speed at that context (the slowest
+part of a prefill). Ours and plain get room for the whole prompt in the full layers' caches
+first (`reserve_cache`, as the engine's prefill does); mlx-vlm's caches grow, and are copied,
+chunk by chunk. On a Mac pass `--tail-chunks 0` for whole prefills.
 
-    .venv/bin/python bench/bench_long_context.py    # 15-40 minutes on 2 shared CPU cores
+    .venv/bin/python bench/bench_long_context.py    # about 20 minutes on 2 shared CPU cores
 """
 
 from __future__ import annotations
@@ -110,6 +111,10 @@ def worker(args) -> dict:
     chunk, context = args.chunk, args.context
     run = context if args.tail_chunks == 0 else min(context, args.tail_chunks * chunk)
     cache = make_cache()
+    if args.side != "mlx-vlm":  # as the engine's prefill does: room for the whole prompt at once
+        from mlx_model.cache import reserve_cache
+
+        reserve_cache(cache, context)
     if context > run:
         for c, (heads, dim) in zip(cache, shapes, strict=True):
             shape = (1, heads, context - run, dim)
@@ -161,6 +166,7 @@ def speed_worker(args) -> dict:
     import mlx.core as mx
 
     from mlx_model.attention import AttentionOptions
+    from mlx_model.cache import reserve_cache
     from mlx_model.loading import load_model
 
     model = load_model(args.checkpoint, lazy=False)
@@ -172,6 +178,7 @@ def speed_worker(args) -> dict:
         for side in ("ours", "plain") if r % 2 else ("plain", "ours"):
             model.attention_options = AttentionOptions(mode="plain" if side == "plain" else "auto")
             cache = model.make_cache()
+            reserve_cache(cache, context)
             for c, spec in zip(cache, model.config.text_config.layers, strict=True):
                 shape = (1, spec.num_key_value_heads, context - chunk, spec.head_dim)
                 c.update_and_fetch(mx.random.normal(shape), mx.random.normal(shape))
@@ -211,16 +218,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--contexts", default="4096,16384,32768")
     parser.add_argument("--chunk", type=int, default=512)
     parser.add_argument("--tail-chunks", type=int, default=1, help="0: whole prefills")
-    parser.add_argument("--full-layers", type=int, default=6)
+    parser.add_argument("--full-layers", type=int, default=2)
     parser.add_argument("--heads", type=int, default=8)
-    parser.add_argument("--head-dim", type=int, default=16)
+    parser.add_argument("--head-dim", type=int, default=128)
     parser.add_argument("--window", type=int, default=128)
     parser.add_argument(
         "--speed-contexts",
-        default="16384",
+        default="16384,32768",
         help="contexts where ours and plain alternate chunks in one process ('' for none)",
     )
-    parser.add_argument("--rounds", type=int, default=2, help="alternated rounds (speed)")
+    parser.add_argument("--rounds", type=int, default=4, help="alternated rounds (speed)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--side", choices=WORKERS, help=argparse.SUPPRESS)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import mlx.core as mx
 import numpy as np
 from mlx_lm.models.cache import (
     KVCache,
@@ -28,11 +29,13 @@ __all__ = [
     "block_ids_from_token_types",
     "token_types_from_input_ids",
     "QuantizedKVCache",
+    "ReservableKVCache",
     "RotatingKVCache",
     "can_trim_prompt_cache",
     "cache_offset",
     "make_cache",
     "prefill_chunks",
+    "reserve_cache",
     "sliding_cache_past",
     "trim_prompt_cache",
 ]
@@ -46,12 +49,53 @@ TOKEN_TYPE_VIDEO = 2
 TOKEN_TYPE_AUDIO = 3
 
 
+class ReservableKVCache(KVCache):
+    """mlx-lm's growing `KVCache`, which can be told how many tokens it is about to hold.
+
+    mlx-lm's cache grows to `step` (256) slots past what an update needs and copies its whole
+    buffer each time, so with prefill chunks longer than `step` every chunk copies the whole
+    cache: quadratic in the prompt (for the 12B's full layers about 1 TiB of copying over a
+    256K prefill in 512-token chunks), with one layer's cache held twice at each copy.
+    `reserve(tokens)` makes the next growth allocate room for that many tokens at once.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reserved = 0
+
+    def reserve(self, tokens: int) -> None:
+        """Room for `tokens` tokens in all at the next growth (until the next `reserve`)."""
+        self.reserved = int(tokens)
+
+    def update_and_fetch(self, keys: mx.array, values: mx.array) -> tuple[mx.array, mx.array]:
+        needed = self.offset + keys.shape[2]
+        capacity = 0 if self.keys is None else self.keys.shape[2]
+        if capacity < needed < self.reserved:
+            slots = -(-self.reserved // self.step) * self.step
+            B, heads, _, _ = keys.shape
+            grown_k = mx.zeros((B, heads, slots, keys.shape[3]), keys.dtype)
+            grown_v = mx.zeros((B, heads, slots, values.shape[3]), values.dtype)
+            if self.keys is not None and self.offset:
+                grown_k[..., : self.offset, :] = self.keys[..., : self.offset, :]
+                grown_v[..., : self.offset, :] = self.values[..., : self.offset, :]
+            self.keys, self.values = grown_k, grown_v
+        return super().update_and_fetch(keys, values)
+
+
+def reserve_cache(caches: list[Any], tokens: int) -> None:
+    """Tell each cache that can reserve room (full layers' `ReservableKVCache`) that it is
+    about to hold `tokens` tokens; the others grow as they do."""
+    for cache in caches:
+        if isinstance(cache, ReservableKVCache):
+            cache.reserve(tokens)
+
+
 def make_cache(
     config: TextConfig, kv_bits: int | None = None, kv_group_size: int = 64
 ) -> list[Any]:
     """One cache per layer that owns K/V projections (KV-shared "reuse" layers own none).
 
-    Sliding layers: `RotatingKVCache(max_size=window)`. Full layers: `KVCache`, or
+    Sliding layers: `RotatingKVCache(max_size=window)`. Full layers: `ReservableKVCache`, or
     `QuantizedKVCache(bits=kv_bits)` when `kv_bits` is 4 or 8.
     """
     if kv_bits is not None and kv_bits not in KV_BITS:
@@ -63,7 +107,7 @@ def make_cache(
         if spec.is_sliding:
             caches.append(RotatingKVCache(max_size=spec.sliding_window, keep=0))
         elif kv_bits is None:
-            caches.append(KVCache())
+            caches.append(ReservableKVCache())
         else:
             group = _group_size(spec.head_dim, kv_group_size)
             caches.append(QuantizedKVCache(group_size=group, bits=kv_bits))

@@ -29,7 +29,7 @@ from typing import Any, Protocol
 import mlx.core as mx
 import numpy as np
 
-from .cache import prefill_chunks, token_types_from_input_ids
+from .cache import prefill_chunks, reserve_cache, token_types_from_input_ids
 from .prompt import Prompt, media_for_chunk
 from .prompt_cache import CacheEntry
 from .sampling import LogitsProcessor, Sampler, choose_token
@@ -66,6 +66,7 @@ def prefill(
     and a true answer ends the prefill early.
     """
     entry = as_entry(cache)
+    reserve_cache(entry.caches, prompt.length)
     for chunk_start, chunk_end in plan_chunks(prompt, start, chunk_size, snapshot_at):
         if should_stop is not None and should_stop():
             return

@@ -9,6 +9,7 @@ import pytest
 from mlx_model.cache import (
     KVCache,
     QuantizedKVCache,
+    ReservableKVCache,
     RotatingKVCache,
     can_trim_prompt_cache,
     prefill_chunks,
@@ -56,6 +57,52 @@ def test_sliding_layers_keep_exactly_the_window_and_full_layers_grow(
             assert isinstance(c, KVCache)
             assert c.offset == len(prompt) + 1
             assert c.keys_and_values()[0].shape[2] == len(prompt) + 1
+
+
+def _feed(cache, chunks, rng):
+    """Write random (1, 1, n, 4) keys/values chunk by chunk; the capacities seen after each."""
+    written, capacities = [], []
+    for n in chunks:
+        kv = mx.array(rng.normal(size=(1, 1, n, 4)).astype(np.float32))
+        cache.update_and_fetch(kv, kv * 2)
+        written.append(kv)
+        capacities.append(cache.keys.shape[2])
+    return mx.concatenate(written, axis=2), capacities
+
+
+def test_a_full_layer_cache_told_the_prompt_length_grows_once_and_keeps_every_key():
+    rng = np.random.default_rng(0)
+    cache = ReservableKVCache()
+    cache.reserve(1000)
+    written, capacities = _feed(cache, [300] * 3 + [100], rng)
+    keys, values = cache.keys_and_values()
+    assert capacities == [1024] * 4
+    assert np.array_equal(np.array(keys), np.array(written))
+    assert np.array_equal(np.array(values), np.array(written) * 2)
+
+
+def test_a_full_layer_cache_reserved_again_for_a_next_turn_moves_what_it_held():
+    rng = np.random.default_rng(1)
+    cache = ReservableKVCache()
+    first, _ = _feed(cache, [300], rng)
+    cache.reserve(2000)
+    second, capacities = _feed(cache, [500, 500, 500], rng)
+    assert capacities == [2048] * 3
+    keys, _ = cache.keys_and_values()
+    assert np.array_equal(np.array(keys), np.concatenate([np.array(first), np.array(second)], 2))
+
+
+def test_chunked_prefill_allocates_each_full_layer_cache_once(our_model, prompt_builder, window):
+    prompt = prompt_builder(1).text(2 * window + 300).build()
+    cache = our_model.make_cache()
+    full = [c for c in cache if isinstance(c, ReservableKVCache)]
+    seen = set()
+
+    def after_each_chunk(done, total):
+        seen.update(c.keys.shape[2] for c in full)
+
+    prefill_inputs(our_model, prompt.inputs(), cache, 64, progress=after_each_chunk)
+    assert full and len(seen) == 1 and seen.pop() >= len(prompt) > 256
 
 
 @pytest.mark.parametrize("chunk", [3, 16, 21])
