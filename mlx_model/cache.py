@@ -3,7 +3,8 @@
 Uses mlx-lm's cache classes: a `RotatingKVCache` of exactly the sliding window for sliding
 layers (a multi-token chunk gets the last W-1 past keys plus all its new keys, so a vision block
 longer than W still sees all of its keys in its single forward), a growing `KVCache` (or an
-8/4-bit `QuantizedKVCache`) for full layers. Trimming follows mlx-lm
+8/4-bit `QuantizedKVCache`) for full layers, which a prefill sizes for the whole prompt at
+once (`reserve_cache`). Trimming follows mlx-lm
 (`mlx_lm.models.cache.can_trim_prompt_cache` / `trim_prompt_cache`): a rotating cache can only
 be trimmed while it has not wrapped (offset < window).
 """
@@ -30,6 +31,7 @@ __all__ = [
     "token_types_from_input_ids",
     "QuantizedKVCache",
     "ReservableKVCache",
+    "ReservableQuantizedKVCache",
     "RotatingKVCache",
     "can_trim_prompt_cache",
     "cache_offset",
@@ -49,44 +51,50 @@ TOKEN_TYPE_VIDEO = 2
 TOKEN_TYPE_AUDIO = 3
 
 
-class ReservableKVCache(KVCache):
-    """mlx-lm's growing `KVCache`, which can be told how many tokens it is about to hold.
+class _ReservesRoom:
+    """Lets one of mlx-lm's growing caches be told how many tokens it is about to hold.
 
-    mlx-lm's cache grows to `step` (256) slots past what an update needs and copies its whole
-    buffer each time, so with prefill chunks longer than `step` every chunk copies the whole
+    mlx-lm's caches grow to `step` (256) slots past what an update needs and copy their whole
+    buffers each time, so with prefill chunks longer than `step` every chunk copies the whole
     cache: quadratic in the prompt (for the 12B's full layers about 1 TiB of copying over a
     256K prefill in 512-token chunks), with one layer's cache held twice at each copy.
-    `reserve(tokens)` makes the next growth allocate room for that many tokens at once.
+    After `reserve(tokens)` the next growth makes room for that many tokens at once: the
+    library's own growth, with a step that large, once.
     """
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.reserved = 0
+    reserved = 0
 
     def reserve(self, tokens: int) -> None:
         """Room for `tokens` tokens in all at the next growth (until the next `reserve`)."""
         self.reserved = int(tokens)
 
-    def update_and_fetch(self, keys: mx.array, values: mx.array) -> tuple[mx.array, mx.array]:
+    def update_and_fetch(self, keys: mx.array, values: mx.array) -> Any:
+        held = self.keys[0] if isinstance(self.keys, tuple) else self.keys
+        capacity = 0 if held is None else held.shape[-2]
         needed = self.offset + keys.shape[2]
-        capacity = 0 if self.keys is None else self.keys.shape[2]
-        if capacity < needed < self.reserved:
-            slots = -(-self.reserved // self.step) * self.step
-            B, heads, _, _ = keys.shape
-            grown_k = mx.zeros((B, heads, slots, keys.shape[3]), keys.dtype)
-            grown_v = mx.zeros((B, heads, slots, values.shape[3]), values.dtype)
-            if self.keys is not None and self.offset:
-                grown_k[..., : self.offset, :] = self.keys[..., : self.offset, :]
-                grown_v[..., : self.offset, :] = self.values[..., : self.offset, :]
-            self.keys, self.values = grown_k, grown_v
-        return super().update_and_fetch(keys, values)
+        if not capacity < needed < self.reserved:
+            return super().update_and_fetch(keys, values)
+        unit = type(self).step
+        self.step = -(-(self.reserved - self.offset) // unit) * unit
+        try:
+            return super().update_and_fetch(keys, values)
+        finally:
+            del self.step
+
+
+class ReservableKVCache(_ReservesRoom, KVCache):
+    """A full layer's `KVCache` that `reserve_cache` can size for a whole prompt."""
+
+
+class ReservableQuantizedKVCache(_ReservesRoom, QuantizedKVCache):
+    """A full layer's 8/4-bit `QuantizedKVCache` that `reserve_cache` can size for a prompt."""
 
 
 def reserve_cache(caches: list[Any], tokens: int) -> None:
-    """Tell each cache that can reserve room (full layers' `ReservableKVCache`) that it is
+    """Tell each cache that can reserve room (the full layers') that it is
     about to hold `tokens` tokens; the others grow as they do."""
     for cache in caches:
-        if isinstance(cache, ReservableKVCache):
+        if isinstance(cache, _ReservesRoom):
             cache.reserve(tokens)
 
 
@@ -96,7 +104,7 @@ def make_cache(
     """One cache per layer that owns K/V projections (KV-shared "reuse" layers own none).
 
     Sliding layers: `RotatingKVCache(max_size=window)`. Full layers: `ReservableKVCache`, or
-    `QuantizedKVCache(bits=kv_bits)` when `kv_bits` is 4 or 8.
+    `ReservableQuantizedKVCache(bits=kv_bits)` when `kv_bits` is 4 or 8.
     """
     if kv_bits is not None and kv_bits not in KV_BITS:
         raise ValueError(f"kv_bits must be one of {KV_BITS} or None, got {kv_bits}")
@@ -110,7 +118,7 @@ def make_cache(
             caches.append(ReservableKVCache())
         else:
             group = _group_size(spec.head_dim, kv_group_size)
-            caches.append(QuantizedKVCache(group_size=group, bits=kv_bits))
+            caches.append(ReservableQuantizedKVCache(group_size=group, bits=kv_bits))
     return caches
 
 
