@@ -66,7 +66,9 @@ def prefill(
     and a true answer ends the prefill early.
     """
     entry = as_entry(cache)
-    reserve_cache(entry.caches, prompt.length)
+    # room for the whole prompt at once, but never past what the memory plan admits
+    limit = getattr(memory_guard, "context_length", None)
+    reserve_cache(entry.caches, prompt.length if limit is None else min(prompt.length, limit))
     for chunk_start, chunk_end in plan_chunks(prompt, start, chunk_size, snapshot_at):
         if should_stop is not None and should_stop():
             return

@@ -17,6 +17,10 @@ from mlx_model.cache import (
     token_types_from_input_ids,
     trim_prompt_cache,
 )
+from mlx_model.errors import MemoryLimitError
+from mlx_model.generate import prefill
+from mlx_model.memory_limits import MemoryGuard
+from mlx_model.prompt import Prompt, media_token_ids
 
 from .conftest import argmax_agreement, prefill_inputs, reference_logits, relative_error
 
@@ -120,6 +124,22 @@ def test_chunked_prefill_allocates_each_full_layer_cache_once(our_model, prompt_
 
     prefill_inputs(our_model, prompt.inputs(), cache, 64, progress=after_each_chunk)
     assert full and len(seen) == 1 and seen.pop() >= len(prompt) > 256
+
+
+def test_prefill_reserves_no_room_past_the_context_the_memory_plan_admits(
+    our_model, prompt_builder, window
+):
+    prompt = prompt_builder(1).text(2 * window + 600).build()
+    admitted = 300
+    cache = our_model.make_cache()
+    guard = MemoryGuard(limit_bytes=10**15, context_length=admitted)
+    model_prompt = Prompt.from_inputs(prompt.inputs(), media_token_ids(our_model.config))
+    with pytest.raises(MemoryLimitError):
+        for _ in prefill(our_model, model_prompt, cache, chunk_size=64, memory_guard=guard):
+            pass
+    full = [c for c in cache if isinstance(c, ReservableKVCache)]
+    assert len(prompt) > 2 * 256 and full
+    assert all(c.keys.shape[2] < admitted + ReservableKVCache.step for c in full)
 
 
 @pytest.mark.parametrize("chunk", [3, 16, 21])
