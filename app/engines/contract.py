@@ -32,6 +32,7 @@ from mlx_model.events import (
     ThinkingDelta,
     ToolCall,
     ToolCallEvent,
+    TurnResult,
 )
 
 ProgressCallback = Callable[[float, str], None]  # (fraction 0..1, what is happening)
@@ -153,5 +154,6 @@ __all__ = [
     "ToolCall",
     "ToolCallEvent",
     "ToolResultEvent",
+    "TurnResult",
     "model_name",
 ]

@@ -18,8 +18,8 @@ from app.engines.contract import (
     GenerationStats,
     TextDelta,
     ThinkingDelta,
-    ToolCall,
     ToolCallEvent,
+    TurnResult,
 )
 from app.messages import openai_tool_call
 
@@ -100,27 +100,18 @@ class Completion:
     model: str
     id: str = field(default_factory=new_completion_id)
     created: int = field(default_factory=lambda: int(time.time()))
-    text: list[str] = field(default_factory=list)
-    thinking: list[str] = field(default_factory=list)
-    calls: list[ToolCall] = field(default_factory=list)
-    stats: GenerationStats | None = None
+    turn: TurnResult = field(default_factory=TurnResult)
 
     def add(self, event: Any) -> None:
-        if isinstance(event, TextDelta):
-            self.text.append(event.text)
-        elif isinstance(event, ThinkingDelta):
-            self.thinking.append(event.text)
-        elif isinstance(event, ToolCallEvent):
-            self.calls.append(event.call)
-        elif isinstance(event, Finished):
-            self.stats = event.stats
+        self.turn.add(event)
 
     def json(self) -> dict[str, Any]:
-        message: dict[str, Any] = {"role": "assistant", "content": "".join(self.text) or None}
-        if self.thinking:
-            message["reasoning_content"] = "".join(self.thinking)
-        if self.calls:
-            message["tool_calls"] = [openai_tool_call(c) for c in self.calls]
+        turn = self.turn
+        message: dict[str, Any] = {"role": "assistant", "content": turn.text or None}
+        if turn.thinking:
+            message["reasoning_content"] = turn.thinking
+        if turn.tool_calls:
+            message["tool_calls"] = [openai_tool_call(c) for c in turn.tool_calls]
         elif message["content"] is None:
             message["content"] = ""
         return {
@@ -132,11 +123,11 @@ class Completion:
                 {
                     "index": 0,
                     "message": message,
-                    "finish_reason": finish_reason(self.stats, bool(self.calls)),
+                    "finish_reason": finish_reason(turn.stats, bool(turn.tool_calls)),
                     "logprobs": None,
                 }
             ],
-            "usage": usage_json(self.stats),
+            "usage": usage_json(turn.stats),
         }
 
 

@@ -27,7 +27,14 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from app.engines.contract import Finished, GenerationStats, TextDelta, ThinkingDelta, ToolCallEvent
+from app.engines.contract import (
+    Finished,
+    TextDelta,
+    ThinkingDelta,
+    ToolCall,
+    ToolCallEvent,
+    TurnResult,
+)
 from app.options import ResponseFormat
 from app.server.chat_request import (
     REASONING_EFFORTS,
@@ -229,10 +236,7 @@ class OllamaWriter:
         self.api = api
         self.load_only = load_only
         self.started = time.perf_counter()
-        self.text: list[str] = []
-        self.thinking: list[str] = []
-        self.calls: list[dict[str, Any]] = []
-        self.stats: GenerationStats | None = None
+        self.turn = TurnResult()
 
     def _object(
         self, *, text: str = "", thinking: str = "", calls: Any = None, done: bool
@@ -257,7 +261,7 @@ class OllamaWriter:
     def _final(self) -> dict[str, Any]:
         if self.load_only:
             return {"done_reason": "load"}
-        stats = self.stats
+        stats = self.turn.stats
         reason = "length" if stats is not None and stats.stop_reason == "length" else "stop"
         out: dict[str, Any] = {
             "done_reason": reason,
@@ -274,24 +278,16 @@ class OllamaWriter:
         return out
 
     @staticmethod
-    def _call(event: ToolCallEvent) -> dict[str, Any]:
-        call = event.call
+    def _call(call: ToolCall) -> dict[str, Any]:
         return {"id": call.id, "function": {"name": call.name, "arguments": dict(call.arguments)}}
 
     def add(self, event: Any) -> None:
-        if isinstance(event, TextDelta):
-            self.text.append(event.text)
-        elif isinstance(event, ThinkingDelta):
-            self.thinking.append(event.text)
-        elif isinstance(event, ToolCallEvent):
-            self.calls.append(self._call(event))
-        elif isinstance(event, Finished):
-            self.stats = event.stats
+        self.turn.add(event)
 
     def body(self) -> dict[str, Any]:
-        return self._object(
-            text="".join(self.text), thinking="".join(self.thinking), calls=self.calls, done=True
-        )
+        turn = self.turn
+        calls = [self._call(c) for c in turn.tool_calls]
+        return self._object(text=turn.text, thinking=turn.thinking, calls=calls, done=True)
 
     def stream_start(self) -> bytes:
         return b""
@@ -302,9 +298,9 @@ class OllamaWriter:
         if isinstance(event, ThinkingDelta) and event.text:
             return _line(self._object(thinking=event.text, done=False))
         if isinstance(event, ToolCallEvent) and self.api == "chat":
-            return _line(self._object(calls=[self._call(event)], done=False))
+            return _line(self._object(calls=[self._call(event.call)], done=False))
         if isinstance(event, Finished):
-            self.stats = event.stats
+            self.turn.add(event)
         return None
 
     def stream_end(self) -> bytes:
