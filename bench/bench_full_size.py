@@ -79,6 +79,14 @@ _MEDIA_TOKEN_KEYS = (
 )
 
 
+def add_shape_arguments(parser: argparse.ArgumentParser) -> None:
+    """--hidden, --intermediate, --layers, --vocab: a narrowed 12B config (see `bench_config`)."""
+    parser.add_argument("--hidden", type=int, help="narrower hidden size (default: the 12B's)")
+    parser.add_argument("--intermediate", type=int, help="MLP size (default: the 12B's)")
+    parser.add_argument("--layers", type=int, help="fewer layers (default: the 12B's 48)")
+    parser.add_argument("--vocab", type=int, help="smaller vocabulary (default: the 12B's)")
+
+
 def bench_config(
     hidden: int | None, intermediate: int | None, layers: int | None, vocab: int | None
 ) -> dict:
@@ -767,10 +775,7 @@ def save(figures: dict, path: Path | None) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--hidden", type=int, help="narrower hidden size (default: the 12B's)")
-    parser.add_argument("--intermediate", type=int, help="MLP size (default: the 12B's)")
-    parser.add_argument("--layers", type=int, help="fewer layers (default: the 12B's 48)")
-    parser.add_argument("--vocab", type=int, help="smaller vocabulary (default: the 12B's)")
+    add_shape_arguments(parser)
     parser.add_argument("--prompt", type=int, default=64, help="prefill tokens (default 64)")
     parser.add_argument("--decode", type=int, default=8, help="decode steps (default 8)")
     parser.add_argument(

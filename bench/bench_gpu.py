@@ -63,7 +63,12 @@ for path in (ROOT, ROOT / "bench"):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 
-from bench_full_size import bench_config, is_full_size, small_float  # noqa: E402
+from bench_full_size import (  # noqa: E402
+    add_shape_arguments,
+    bench_config,
+    is_full_size,
+    small_float,
+)
 
 PEER_SITE = ROOT / ".bench" / "peer-site"
 WORK = ROOT / ".bench" / "gpu"
@@ -409,10 +414,7 @@ def report(figures: dict, args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--hidden", type=int, help="narrower hidden size (default: the 12B's)")
-    parser.add_argument("--intermediate", type=int, help="MLP size (default: the 12B's)")
-    parser.add_argument("--layers", type=int, help="fewer layers (default: the 12B's 48)")
-    parser.add_argument("--vocab", type=int, help="smaller vocabulary (default: the 12B's)")
+    add_shape_arguments(parser)
     parser.add_argument(
         "--contexts", default="1024,8192", help="prompt lengths (default 1024,8192)"
     )
