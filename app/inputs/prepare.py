@@ -30,6 +30,7 @@ import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -597,19 +598,17 @@ class _Preparer:
             audio_tokens=audio_tokens,
             label_tokens=label_tokens,
         )
+        decode_segments = partial(
+            iter_segments,
+            source,
+            patch_size=cfg.video_patch_size,
+            pooling_kernel_size=cfg.video_pooling_kernel_size,
+            name=name,
+        )
         if fidelity is not None:
             self.note(fidelity.message(cfg.video_sampling, cfg.video_budget))
             segments = plan_segments(info.total_frames, info.native_fps, sampling=fidelity.sampling)
-            decoded = list(
-                iter_segments(
-                    source,
-                    segments,
-                    budget=fidelity.budget,
-                    patch_size=cfg.video_patch_size,
-                    pooling_kernel_size=cfg.video_pooling_kernel_size,
-                    name=name,
-                )  # fmt: skip
-            )
+            decoded = list(decode_segments(segments, budget=fidelity.budget))
             audio = list(self._clips({"audio": source, "name": name})) if info.has_audio else []
             return long_video_content(decoded, audio, name=name), fidelity.tokens
         segments = plan_segments(info.total_frames, info.native_fps, sampling=cfg.video_sampling)
@@ -629,14 +628,7 @@ class _Preparer:
             limit = min(DESCRIBE_MAX_TOKENS, self.max_tokens)
             decoded = (
                 _SegmentItem(d.segment.index, d.segment.start_s, d.segment.end_s, d)
-                for d in iter_segments(
-                    source,
-                    segments,
-                    budget=cfg.video_budget,
-                    patch_size=cfg.video_patch_size,
-                    pooling_kernel_size=cfg.video_pooling_kernel_size,
-                    name=name,
-                )  # fmt: skip
+                for d in decode_segments(segments, budget=cfg.video_budget)
             )
             description = self._run_transcript(
                 name, sha, "description", len(segments), info.duration_s, decoded,
